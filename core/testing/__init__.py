@@ -1,0 +1,1 @@
+"""Test support for Tenantry: a Bot API stand-in and real-shaped Telegram updates."""
