@@ -1,0 +1,291 @@
+"""HTTP surface of the runtime: Telegram webhooks, health, ops admin API, plugin mounts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import structlog
+from aiogram.types import Update
+from litestar import Controller, Request, Response, Router, delete, get, post
+from litestar.di import Provide
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from pydantic import ValidationError as PydanticValidationError
+
+from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
+from core.bots import BotHub
+from core.config import ConfigError
+from core.metrics import UPDATE_SECONDS, UPDATES
+from core.plugins import call_plugin, plugin_names
+from core.tenant import Tenant, TenantState
+
+__all__ = ["AdminController", "build_plugin_routers", "health", "webhook"]
+
+log = structlog.get_logger("tenantry.api")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram re-sends an update until it gets a 2xx; a day covers its retry window.
+DEDUPE_TTL_SECONDS = 24 * 3600
+# While the first delivery of an update runs, a second one waits for this long.
+IN_PROGRESS_TTL_SECONDS = 120
+
+
+class WebhookAnswer(msgspec.Struct):
+    """Body of a webhook response.
+
+    Attributes:
+        ok: True when the update was accepted.
+        duplicate: True when this update_id was processed before.
+    """
+
+    ok: bool
+    duplicate: bool = False
+
+
+class Problem(msgspec.Struct):
+    """Body of an error response: ``detail`` says what is wrong."""
+
+    status_code: int
+    detail: str
+
+
+def _problem(status: int, detail: str) -> Response[Problem]:
+    return Response(Problem(status_code=status, detail=detail), status_code=status)
+
+
+@post(
+    "/webhook/{tenant_id:str}",
+    status_code=HTTP_200_OK,
+    summary="Telegram webhook of one tenant",
+    description=(
+        "Receives a Bot API Update. The X-Telegram-Bot-Api-Secret-Token header must equal the "
+        "tenant's webhook secret (401 otherwise). The update is processed before 200 is returned; "
+        "an update_id already processed for this bot is acknowledged and skipped."
+    ),
+    tags=["telegram"],
+)
+async def webhook(tenant_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    """Process one Telegram update for ``tenant_id``.
+
+    Returns:
+        200 ``{"ok": true}`` processed (or a handler failed: logged, not retried),
+        200 ``{"ok": true, "duplicate": true}`` seen before,
+        400 malformed JSON or not an Update, 401 wrong or missing secret token,
+        404 unknown tenant, 503 tenant not serving or the update is being
+        processed by another delivery (Telegram retries it).
+    """
+    runtime = request.app.state.runtime
+    tenant: Tenant | None = runtime.registry.get(tenant_id)
+    if tenant is None:
+        return _problem(404, f"unknown tenant {tenant_id!r}")
+    bots: BotHub = runtime.bots
+    presented = request.headers.get(SECRET_HEADER, "")
+    import hmac
+
+    if not hmac.compare_digest(presented.encode(), bots.secret_for(tenant).encode()):
+        UPDATES.labels(tenant.id, "unauthorized").inc()
+        return _problem(401, f"wrong or missing {SECRET_HEADER}")
+    if tenant.state not in (TenantState.RUNNING, TenantState.RETRYING):
+        return _problem(503, f"tenant {tenant.id!r} is {tenant.state}")
+    started = time.perf_counter()
+    body = await request.body()
+    try:
+        update = Update.model_validate_json(body, context={"bot": tenant.bot})
+    except PydanticValidationError as exc:
+        UPDATES.labels(tenant.id, "malformed").inc()
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        reason = first.get("msg", "invalid")
+        return _problem(400, f"not a Telegram Update: {where}: {reason}" if where else f"not a Telegram Update: {reason}")
+    async with tenant.track():
+        seen_key = tenant.key("updates", tenant.config.bot.bot_id, update.update_id)
+        claimed = await tenant.redis.set(seen_key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
+        if not claimed:
+            if await tenant.redis.get(seen_key) == "done":
+                UPDATES.labels(tenant.id, "duplicate").inc()
+                return Response(WebhookAnswer(ok=True, duplicate=True))
+            UPDATES.labels(tenant.id, "in_progress").inc()
+            return _problem(503, f"update {update.update_id} is being processed; retry later")
+        outcome = "processed"
+        try:
+            await tenant.dispatcher.feed_update(tenant.bot, update)
+        except Exception:
+            # A handler bug must not stop the runtime or make Telegram re-send
+            # the same crashing update forever: log it and acknowledge.
+            outcome = "handler_error"
+            log.exception("update_failed", tenant=tenant.id, update_id=update.update_id)
+        await tenant.redis.set(seen_key, "done", ex=DEDUPE_TTL_SECONDS)
+        UPDATES.labels(tenant.id, outcome).inc()
+        UPDATE_SECONDS.labels(tenant.id).observe(time.perf_counter() - started)
+    return Response(WebhookAnswer(ok=True))
+
+
+class HealthReport(msgspec.Struct):
+    """``GET /health`` body.
+
+    Attributes:
+        status: ``ok`` when PostgreSQL and Redis answer, else ``degraded``.
+        database: ``ok`` or the error.
+        redis: ``ok`` or the error.
+        tenants: each tenant's id, state, detail, mode, features.
+        rejected: tenant files that failed validation, with their errors.
+    """
+
+    status: str
+    database: str
+    redis: str
+    tenants: list[dict[str, Any]]
+    rejected: dict[str, list[str]]
+
+
+@get("/health", summary="Runtime and tenant health", tags=["ops"], cache=False)
+async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
+    """Report PostgreSQL, Redis and every tenant's state.
+
+    Returns:
+        200 when PostgreSQL and Redis answer (tenant failures are listed but do
+        not fail the runtime), 503 otherwise.
+    """
+    runtime = request.app.state.runtime
+    database = redis = "ok"
+    try:
+        async with runtime.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception as exc:
+        database = f"error: {exc}"
+    try:
+        await runtime.redis.ping()
+    except Exception as exc:
+        redis = f"error: {exc}"
+    status = "ok" if database == redis == "ok" else "degraded"
+    report = HealthReport(
+        status=status,
+        database=database,
+        redis=redis,
+        tenants=[t.describe() for t in runtime.registry.tenants.values()],
+        rejected={f: [str(i) for i in issues] for f, issues in runtime.registry.rejected.items()},
+    )
+    return Response(report, status_code=200 if status == "ok" else 503)
+
+
+class AdminController(Controller):
+    """Ops API: list, add, reload and remove tenants on a running system.
+
+    Every route needs ``Authorization: Bearer $TENANTRY_ADMIN_TOKEN``.
+    """
+
+    path = "/admin"
+    guards = [require_admin_token]
+    tags = ["ops"]
+
+    @get("/tenants", summary="List tenants with their states")
+    async def list_tenants(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Return every tenant's state and the rejected files with their errors."""
+        registry = request.app.state.runtime.registry
+        return {
+            "tenants": [t.describe() for t in registry.tenants.values()],
+            "rejected": {f: [str(i) for i in issues] for f, issues in registry.rejected.items()},
+        }
+
+    @get("/tenants/{tenant_id:str}", summary="One tenant's state")
+    async def get_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Return one tenant's state.
+
+        Raises:
+            NotFoundException: unknown tenant.
+        """
+        tenant = request.app.state.runtime.registry.get(tenant_id)
+        if tenant is None:
+            raise NotFoundException(detail=f"unknown tenant {tenant_id!r}")
+        return tenant.describe()
+
+    @post(
+        "/tenants",
+        summary="Add or replace a tenant from a YAML body",
+        description="The body is a tenant file. It is validated, written to the tenants folder as <id>.yaml and started.",
+        status_code=HTTP_201_CREATED,
+    )
+    async def put_tenant(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Validate the YAML body, write ``<id>.yaml`` and start (or swap in) the tenant.
+
+        Returns:
+            201 with the tenant's state; 422 with ``errors`` (file:line: field: reason)
+            when invalid, nothing changed; 400 when the body is not UTF-8.
+        """
+        runtime = request.app.state.runtime
+        body = await request.body()
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientException(detail="the body must be UTF-8 YAML") from None
+        from core.config import parse_tenant_text
+
+        try:
+            config, _ = parse_tenant_text(text, "<admin upload>")
+            target = runtime.registry.tenants_dir / f"{config.id}.yaml"
+            tenant = await runtime.registry.apply_text(text, write_to=target)
+        except ConfigError as exc:
+            return Response(
+                {"detail": "invalid tenant file", "errors": [str(i) for i in exc.issues]}, status_code=422
+            )
+        return Response(tenant.describe(), status_code=HTTP_201_CREATED)
+
+    @post("/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK)
+    async def reload_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Re-read ``<id>.yaml`` and swap the tenant if it changed.
+
+        Returns:
+            200 with the state; 404 no such file; 422 with errors (old config keeps running).
+        """
+        registry = request.app.state.runtime.registry
+        try:
+            tenant = await registry.reload(tenant_id)
+        except KeyError:
+            raise NotFoundException(detail=f"no tenant file for {tenant_id!r}") from None
+        except ConfigError as exc:
+            return Response(
+                {"detail": "invalid tenant file; the running config is kept", "errors": [str(i) for i in exc.issues]},
+                status_code=422,
+            )
+        return Response(tenant.describe())
+
+    @delete("/tenants/{tenant_id:str}", summary="Stop a tenant and delete its file (data is kept)", status_code=200)
+    async def remove_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Stop the tenant's bot, delete its file; its schema and Redis keys stay.
+
+        Raises:
+            NotFoundException: unknown tenant.
+        """
+        try:
+            await request.app.state.runtime.registry.remove(tenant_id)
+        except KeyError:
+            raise NotFoundException(detail=f"unknown tenant {tenant_id!r}") from None
+        return {"id": tenant_id, "state": TenantState.STOPPED}
+
+
+def build_plugin_routers(pm: Any) -> list[Router]:
+    """Mount each plugin's route handlers under ``/api/tenants/{tenant_id}/<plugin>``.
+
+    Each mount carries a guard that answers 404 for tenants without the plugin,
+    and the ``tenant`` and ``caller`` dependencies.
+    """
+    routers = []
+    for name in plugin_names(pm):
+        handlers = call_plugin(pm, name, "register_route_handlers")
+        if not handlers:
+            continue
+        routers.append(
+            Router(
+                path=f"/api/tenants/{{tenant_id:str}}/{name}",
+                route_handlers=list(handlers),
+                guards=[feature_guard(name)],
+                dependencies={
+                    "tenant": Provide(provide_tenant),
+                    "caller": Provide(provide_caller),
+                },
+                tags=[name],
+            )
+        )
+    return routers

@@ -1,0 +1,185 @@
+"""The runtime: shared pools and clients, the tenant registry, and the Litestar app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pluggy
+import structlog
+from litestar import Litestar, Request, Response
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from redis.asyncio import Redis
+
+from core.api import AdminController, build_plugin_routers, health, webhook
+from core.bots import BotHub
+from core.db import create_pool
+from core.embedded import EmbeddedServers
+from core.jobs import JobRunner, JobSpec
+from core.metrics import TENANT_STATE
+from core.plugins import build_plugin_manager, call_plugin, plugin_names
+from core.registry import TenantRegistry
+from core.settings import RuntimeSettings
+from core.statuses import TransitionError
+from core.tenant import TenantState
+
+__all__ = ["Runtime", "create_app"]
+
+log = structlog.get_logger("tenantry.runtime")
+
+
+class Runtime:
+    """Owns everything shared by the tenants of one process.
+
+    Open with :meth:`start` (or the Litestar lifespan), close with :meth:`stop`.
+
+    Attributes:
+        settings: the RuntimeSettings.
+        pm: the plugin manager.
+        pool / redis / bots / jobs / registry: set by :meth:`start`.
+    """
+
+    def __init__(self, settings: RuntimeSettings, pm: pluggy.PluginManager | None = None):
+        self.settings = settings
+        self.pm = pm or build_plugin_manager()
+        self.embedded = EmbeddedServers()
+        self.pool: asyncpg.Pool = None  # type: ignore[assignment]
+        self.redis: Redis = None  # type: ignore[assignment]
+        self.bots: BotHub = None  # type: ignore[assignment]
+        self.jobs: JobRunner | None = None
+        self.registry: TenantRegistry = None  # type: ignore[assignment]
+        self._background: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        """Connect (or start the embedded servers), then start every valid tenant.
+
+        Raises:
+            OSError, asyncpg.PostgresError, redis.RedisError: a server cannot be reached.
+        """
+        settings = self.settings
+        database_url = settings.database_url or await asyncio.to_thread(
+            self.embedded.start_postgres, settings.data_dir / "pg"
+        )
+        redis_url = settings.redis_url or await asyncio.to_thread(
+            self.embedded.start_redis, settings.data_dir / "redis.db"
+        )
+        self.pool = await create_pool(database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        self.redis = Redis.from_url(redis_url, decode_responses=True)
+        await self.redis.ping()
+        self.bots = BotHub(self.redis, settings.bot_api_url, settings.public_url, settings.resolved_secret_key())
+        specs: dict[str, tuple[str, JobSpec]] = {}
+        for name in plugin_names(self.pm):
+            for spec in call_plugin(self.pm, name, "register_jobs") or ():
+                specs[spec.name] = (name, spec)
+        self.jobs = JobRunner(
+            redis_url,
+            settings.queue_name,
+            lambda: self.registry.tenants,
+            specs,
+            concurrency=settings.job_concurrency,
+        )
+        self.registry = TenantRegistry(self.pm, self.pool, self.redis, self.bots, self.jobs, settings.tenants_dir)
+        if settings.run_jobs:
+            await self.jobs.start()
+        else:
+            await self.jobs.queue.connect()
+        await self.registry.load_all()
+        if settings.watch:
+            self._background.append(asyncio.create_task(self.registry.watch(), name="tenantry-watch"))
+        self._background.append(asyncio.create_task(self._export_states(), name="tenantry-states"))
+        log.info("runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url)
+
+    async def stop(self) -> None:
+        """Stop tenants (draining in-flight updates), jobs, and close every client."""
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.registry is not None:
+            await self.registry.stop_all()
+        if self.jobs is not None:
+            with contextlib.suppress(Exception):
+                if self.settings.run_jobs:
+                    await self.jobs.stop()
+                else:
+                    await self.jobs.queue.disconnect()
+        if self.bots is not None:
+            await self.bots.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+        await asyncio.to_thread(self.embedded.close)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        """Litestar lifespan: start on startup, stop on shutdown."""
+        app.state.runtime = self
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def _export_states(self) -> None:
+        states = (
+            TenantState.LOADING, TenantState.MIGRATING, TenantState.RUNNING,
+            TenantState.RETRYING, TenantState.FAILED, TenantState.STOPPED,
+        )
+        known: set[str] = set()
+        while True:
+            current = dict(self.registry.tenants)
+            for gone in known - set(current):
+                for state in states:
+                    with contextlib.suppress(KeyError):
+                        TENANT_STATE.remove(gone, state)
+            for tenant_id, tenant in current.items():
+                for state in states:
+                    TENANT_STATE.labels(tenant_id, state).set(1 if tenant.state == state else 0)
+            known = set(current)
+            await asyncio.sleep(5)
+
+
+def _transition_error(request: Request[Any, Any, Any], exc: TransitionError) -> Response[Any]:
+    return Response(
+        {"status_code": 409, "detail": exc.reason, "current": exc.current, "allowed": exc.allowed},
+        status_code=409,
+    )
+
+
+def create_app(settings: RuntimeSettings | None = None, pm: pluggy.PluginManager | None = None) -> Litestar:
+    """Build the Litestar app serving every tenant.
+
+    Routes: ``POST /webhook/{tenant_id}``, ``GET /health``, ``GET /metrics``,
+    ``/admin/...``, plugin routes under ``/api/tenants/{tenant_id}/<plugin>``,
+    OpenAPI at ``/schema``. The runtime starts in the app's lifespan and is
+    reachable as ``app.state.runtime``.
+    """
+    runtime = Runtime(settings or RuntimeSettings.from_env(), pm)
+    prometheus = PrometheusConfig(
+        app_name="tenantry",
+        prefix="tenantry_http",
+        group_path=True,
+        labels={"tenant": lambda request: request.path_params.get("tenant_id", "")},
+        exclude=["/metrics", "/health"],
+    )
+    app = Litestar(
+        route_handlers=[
+            webhook,
+            health,
+            AdminController,
+            PrometheusController,
+            *build_plugin_routers(runtime.pm),
+        ],
+        lifespan=[runtime.lifespan],
+        middleware=[prometheus.middleware],
+        exception_handlers={TransitionError: _transition_error},
+        openapi_config=OpenAPIConfig(title="Tenantry", version="0.1.0", path="/schema"),
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,193 @@
+"""aiogram wiring: one Bot and Dispatcher per tenant, one shared HTTP session.
+
+* All bots share one :class:`AiohttpSession` pointed at ``TENANTRY_BOT_API_URL``
+  with :meth:`TelegramAPIServer.from_base`.
+* FSM state lives in aiogram's ``RedisStorage`` with
+  ``DefaultKeyBuilder(prefix=<tenant prefix>fsm, with_bot_id=True)``.
+* An outer middleware hands each handler ``tenant``, ``db`` and binds the
+  ``tenant`` and ``update_id`` log context.
+* Webhook tenants register with setWebhook in the background, retrying with
+  exponential backoff while the Bot API is unreachable; polling tenants are
+  polled by the one runtime holding the tenant's Redis polling lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiogram import BaseMiddleware, Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.types import BotCommand, TelegramObject, Update
+from redis.exceptions import LockError
+
+from core.plugins import resolve
+from core.tenant import Tenant, TenantState
+
+__all__ = ["BotHub", "webhook_secret"]
+
+log = structlog.get_logger("tenantry.bots")
+
+# Bot API setWebhook retries: 1 s, 2 s, 4 s ... capped at 60 s.
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+POLLING_LOCK_SECONDS = 30
+
+
+def webhook_secret(secret_key: str, tenant_id: str) -> str:
+    """Derive a tenant's webhook secret from the runtime secret key.
+
+    HMAC-SHA256(secret_key, "webhook:" + tenant_id) as hex: 64 characters, inside
+    the Bot API's setWebhook.secret_token alphabet (1-256 chars ``A-Za-z0-9_-``).
+    """
+    return hmac.new(secret_key.encode(), f"webhook:{tenant_id}".encode(), hashlib.sha256).hexdigest()
+
+
+class _TenantStorage(RedisStorage):
+    """RedisStorage on the runtime's shared client, which the Dispatcher must not close."""
+
+    async def close(self) -> None:
+        """Keep the shared client open: the runtime closes it at shutdown."""
+
+
+class _TenantContextMiddleware(BaseMiddleware):
+    """Outer update middleware: binds log context and injects ``tenant`` and ``db``."""
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        update_id = event.update_id if isinstance(event, Update) else None
+        with structlog.contextvars.bound_contextvars(tenant=self.tenant.id, update_id=update_id):
+            data["tenant"] = self.tenant
+            data["db"] = self.tenant.db
+            return await handler(event, data)
+
+
+class BotHub:
+    """Creates and runs the bots of all tenants of a runtime.
+
+    Args:
+        redis: the shared Redis client (FSM storage and polling locks).
+        bot_api_url: Bot API base URL.
+        public_url: this runtime's external base URL for setWebhook, or None.
+        secret_key: derives webhook secrets.
+    """
+
+    def __init__(self, redis: Any, bot_api_url: str, public_url: str | None, secret_key: str):
+        self.redis = redis
+        self.session = AiohttpSession(api=TelegramAPIServer.from_base(bot_api_url.rstrip("/")))
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.secret_key = secret_key
+        self._tasks: dict[int, list[asyncio.Task[None]]] = {}
+
+    def secret_for(self, tenant: Tenant) -> str:
+        """The tenant's webhook secret: ``bot.webhook_secret`` or the derived one."""
+        return tenant.config.bot.webhook_secret or webhook_secret(self.secret_key, tenant.id)
+
+    def build(self, tenant: Tenant, routers: list[Router]) -> None:
+        """Give ``tenant`` its Bot and a Dispatcher holding ``routers``."""
+        tenant.bot = Bot(tenant.config.bot.token, session=self.session)
+        storage = _TenantStorage(
+            self.redis,
+            key_builder=DefaultKeyBuilder(prefix=f"{tenant.redis_prefix}fsm", with_bot_id=True),
+        )
+        dispatcher = Dispatcher(storage=storage, name=f"tenant:{tenant.id}")
+        dispatcher.update.outer_middleware(_TenantContextMiddleware(tenant))
+        dispatcher.include_routers(*routers)
+        tenant.dispatcher = dispatcher
+
+    def start(self, tenant: Tenant, commands: list[tuple[str, str]]) -> None:
+        """Start background registration (webhook) or polling for ``tenant``."""
+        tasks = [asyncio.create_task(self._register(tenant, commands), name=f"register:{tenant.id}")]
+        if tenant.config.bot.mode == "polling":
+            tasks.append(asyncio.create_task(self._poll(tenant), name=f"poll:{tenant.id}"))
+        self._tasks[id(tenant)] = tasks
+
+    async def stop(self, tenant: Tenant) -> None:
+        """Stop polling and registration retries of ``tenant`` (the webhook stays set)."""
+        for task in self._tasks.pop(id(tenant), []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def close(self) -> None:
+        """Close the shared HTTP session."""
+        await self.session.close()
+
+    async def _register(self, tenant: Tenant, commands: list[tuple[str, str]]) -> None:
+        delay = RETRY_FIRST_DELAY
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if tenant.config.bot.mode == "webhook":
+                    if self.public_url is None:
+                        tenant.detail = "webhook not registered: TENANTRY_PUBLIC_URL is not set"
+                    else:
+                        await tenant.bot.set_webhook(
+                            f"{self.public_url}/webhook/{tenant.id}",
+                            secret_token=self.secret_for(tenant),
+                            allowed_updates=tenant.dispatcher.resolve_used_update_types(),
+                        )
+                        tenant.detail = ""
+                else:
+                    await tenant.bot.delete_webhook()
+                if commands:
+                    await tenant.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in commands])
+                if tenant.state == TenantState.RETRYING:
+                    tenant.state = TenantState.RUNNING
+                tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
+                return
+            except (TelegramNetworkError, TelegramAPIError, OSError) as exc:
+                if tenant.state in (TenantState.RUNNING, TenantState.RETRYING):
+                    tenant.state = TenantState.RETRYING
+                tenant.detail = f"Bot API registration failed (attempt {attempt}): {exc}; retrying in {delay:.0f} s"
+                tenant.log.warning("bot_registration_failed", attempt=attempt, error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _poll(self, tenant: Tenant) -> None:
+        # Telegram allows one getUpdates consumer per bot, so among runtimes
+        # sharing this Redis only the holder of the lock polls.
+        lock = self.redis.lock(tenant.key("polling-lock"), timeout=POLLING_LOCK_SECONDS)
+        while True:
+            if not await lock.acquire(blocking=False):
+                await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
+                continue
+            polling = asyncio.create_task(
+                tenant.dispatcher.start_polling(
+                    tenant.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
+                )
+            )
+            try:
+                while not polling.done():
+                    await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
+                    await lock.extend(POLLING_LOCK_SECONDS, replace_ttl=True)
+            except (LockError, OSError):
+                tenant.log.warning("polling_lock_lost")
+            finally:
+                if not polling.done():
+                    await tenant.dispatcher.stop_polling()
+                    with contextlib.suppress(Exception):
+                        await polling
+                with contextlib.suppress(LockError, OSError):
+                    await lock.release()
+
+
+async def run_hook_list(results: list[Any]) -> list[Any]:
+    """Await each awaitable in a pluggy result list, keeping order."""
+    return [await resolve(r) for r in results]

@@ -1,0 +1,103 @@
+"""The always-enabled ``core`` plugin: the users table, ``/start``, ``/help``, blocked users."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.filters.chat_member_updated import KICKED, MEMBER, ChatMemberUpdatedFilter
+from aiogram.types import ChatMemberUpdated, Message
+
+from core.hookspecs import hookimpl
+from core.tenant import Tenant
+
+TEXTS = {
+    "en": {
+        "welcome": "Hello! I am the bot of {name}.",
+        "help.title": "What I can do:",
+        "help.empty": "Send /start to begin.",
+        "error.generic": "Sorry, something went wrong. Please try again.",
+        "command.help": "list commands",
+        "command.start": "start over",
+    },
+    "ru": {
+        "welcome": "Здравствуйте! Я бот {name}.",
+        "help.title": "Что я умею:",
+        "help.empty": "Отправьте /start, чтобы начать.",
+        "error.generic": "Извините, что-то пошло не так. Попробуйте ещё раз.",
+        "command.help": "список команд",
+        "command.start": "начать сначала",
+    },
+}
+
+UPSERT_USER = """
+INSERT INTO users (telegram_id, first_name, last_name, username, language_code)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (telegram_id) DO UPDATE
+SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+    username = EXCLUDED.username, language_code = EXCLUDED.language_code,
+    blocked = false, last_seen_at = now()
+"""
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The core's own tables (``users``), applied before any plugin's."""
+    return Path(__file__).parent / "migrations_sql"
+
+
+@hookimpl
+def register_texts() -> dict[str, dict[str, str]]:
+    """Texts of /start, /help and generic errors in English and Russian."""
+    return TEXTS
+
+
+@hookimpl(trylast=True)
+def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
+    """``/start`` and ``/help``."""
+    return [("start", tenant.text("command.start")), ("help", tenant.text("command.help"))]
+
+
+async def start(message: Message, tenant: Tenant) -> None:
+    """``/start``: store the user in ``users`` and answer ``texts.welcome``."""
+    user = message.from_user
+    if user is not None:
+        await tenant.db.execute(
+            UPSERT_USER, user.id, user.first_name, user.last_name, user.username, user.language_code
+        )
+    await message.answer(tenant.text("welcome", name=tenant.config.name or tenant.id))
+
+
+async def help_command(message: Message, tenant: Tenant) -> None:
+    """``/help``: list the commands of the tenant's enabled plugins."""
+    lines = [f"/{command} — {description}" for command, description in tenant.commands]
+    if not lines:
+        await message.answer(tenant.text("help.empty"))
+        return
+    await message.answer("\n".join([tenant.text("help.title"), *lines]))
+
+
+async def chat_member_changed(event: ChatMemberUpdated, tenant: Tenant) -> None:
+    """my_chat_member: remember whether the user blocked the bot (broadcasts skip them)."""
+    blocked = event.new_chat_member.status == "kicked"
+    await tenant.db.execute(
+        "UPDATE users SET blocked = $2, last_seen_at = now() WHERE telegram_id = $1",
+        event.from_user.id,
+        blocked,
+    )
+
+
+@hookimpl(trylast=True)
+def register_routers(tenant: Tenant) -> Router:
+    """A fresh Router with /start, /help and the my_chat_member handler."""
+    router = Router(name=f"core:{tenant.id}")
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.my_chat_member.register(
+        chat_member_changed, ChatMemberUpdatedFilter(member_status_changed=KICKED >> MEMBER), F.chat.type == "private"
+    )
+    router.my_chat_member.register(
+        chat_member_changed, ChatMemberUpdatedFilter(member_status_changed=MEMBER >> KICKED), F.chat.type == "private"
+    )
+    return router

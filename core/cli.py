@@ -1,0 +1,180 @@
+"""The ``tenantry`` command: run, migrate, check, schema, plugins, fake-botapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from core.app import create_app
+    from core.logging import configure_logging
+    from core.settings import RuntimeSettings
+
+    configure_logging(args.log_level, json=not args.console_logs)
+    settings = RuntimeSettings.from_env(tenants_dir=args.tenants)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from core.logging import configure_logging
+    from core.settings import RuntimeSettings
+
+    configure_logging("INFO", json=False)
+    settings = RuntimeSettings.from_env(tenants_dir=args.tenants, watch=False)
+    return asyncio.run(_migrate(settings, args.tenant))
+
+
+async def _migrate(settings: object, only: str | None) -> int:
+    from core.db import create_pool
+    from core.embedded import EmbeddedServers
+    from core.loader import check_tenant_set, load_tenant_file
+    from core.migrations import apply_migrations, load_migrations
+    from core.plugins import build_plugin_manager, call_plugin
+    from core.registry import TENANT_FILE_SUFFIXES
+    from core.statuses import sync_status_constraints
+    from core.config import ConfigError
+    from core.db import TenantDB
+
+    pm = build_plugin_manager()
+    files = sorted(p for p in settings.tenants_dir.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
+    specs, failed = [], False
+    for path in files:
+        try:
+            specs.append(load_tenant_file(path, pm))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+    for issue in check_tenant_set(specs):
+        print(issue, file=sys.stderr)
+        failed = True
+    if only:
+        specs = [s for s in specs if s.config.id == only]
+        if not specs:
+            print(f"no valid tenant {only!r} in {settings.tenants_dir}", file=sys.stderr)
+            return 2
+    embedded = EmbeddedServers()
+    dsn = settings.database_url or embedded.start_postgres(settings.data_dir / "pg")
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        for spec in specs:
+            migrations = []
+            for feature in spec.features:
+                source = call_plugin(pm, feature, "register_migrations")
+                if source is not None:
+                    migrations.extend(load_migrations(feature, source))
+            async with pool.acquire() as conn:
+                applied = await apply_migrations(conn, spec.config.schema, migrations)
+            if spec.machines:
+                async with TenantDB(pool, spec.config.schema).transaction() as tx:
+                    await sync_status_constraints(tx, list(spec.machines.values()))
+            print(f"{spec.config.id} ({spec.config.schema}): " + (", ".join(applied) or "up to date"))
+    finally:
+        await pool.close()
+        embedded.close()
+    return 1 if failed else 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from core.config import ConfigError
+    from core.loader import check_tenant_set, load_tenant_file
+    from core.plugins import build_plugin_manager
+    from core.registry import TENANT_FILE_SUFFIXES
+
+    pm = build_plugin_manager()
+    paths = [Path(p) for p in args.files] or sorted(
+        p for p in Path(args.tenants).iterdir() if p.suffix in TENANT_FILE_SUFFIXES
+    )
+    specs, status = [], 0
+    for path in paths:
+        try:
+            specs.append(load_tenant_file(path, pm))
+            print(f"{path}: ok")
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            status = 1
+    for issue in check_tenant_set(specs):
+        print(issue, file=sys.stderr)
+        status = 1
+    return status
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from core.schema import tenant_json_schema
+    from core.plugins import build_plugin_manager
+
+    print(json.dumps(tenant_json_schema(build_plugin_manager()), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from core.plugins import build_plugin_manager, hook_summary
+
+    summary = hook_summary(build_plugin_manager())
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    for plugin in summary:
+        print(f"{plugin['name']:<12} {plugin['version']:<22} {', '.join(plugin['hooks'])}")
+    return 0
+
+
+def _cmd_fake_botapi(args: argparse.Namespace) -> int:
+    from core.testing.botapi import main as botapi_main
+
+    botapi_main(["--host", args.host, "--port", str(args.port)])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tenantry`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="tenantry", description="Run many Telegram businesses from one codebase.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve every tenant (webhooks, polling, API)")
+    run.add_argument("--tenants", type=Path, default=None, help="tenants folder (default: tenants, or TENANTRY_TENANTS_DIR)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--console-logs", action="store_true", help="human-readable logs instead of JSON")
+    run.set_defaults(handler=_cmd_run)
+
+    migrate = sub.add_parser("migrate", help="apply migrations without serving")
+    migrate.add_argument("--tenants", type=Path, default=None)
+    migrate.add_argument("--tenant", default=None, help="only this tenant id")
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    check = sub.add_parser("check", help="validate tenant files and exit")
+    check.add_argument("files", nargs="*")
+    check.add_argument("--tenants", default="tenants")
+    check.set_defaults(handler=_cmd_check)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a tenant file")
+    schema.set_defaults(handler=_cmd_schema)
+
+    plugins = sub.add_parser("plugins", help="list plugins with version and hooks")
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(handler=_cmd_plugins)
+
+    fake = sub.add_parser("fake-botapi", help="run the local Bot API stand-in (for trying bots offline)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8081)
+    fake.set_defaults(handler=_cmd_fake_botapi)
+
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Validate a tenant file against the installed plugins, and a set of tenants against each other."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import msgspec
+import pluggy
+
+from core.config import ConfigError, ConfigIssue, TenantConfig, YamlDocument, parse_tenant_text, validation_issue
+from core.plugins import CORE_PLUGIN, call_plugin, plugin_names
+from core.statuses import StatusEntity, StatusMachine, StatusMachineSpec
+
+__all__ = ["TenantSpec", "check_tenant_set", "load_tenant_file", "load_tenant_text"]
+
+
+class TenantSpec(msgspec.Struct, frozen=True):
+    """A fully validated tenant, ready to start.
+
+    Attributes:
+        config: the core part of the file.
+        features: enabled plugin names, ``core`` first, then in file order.
+        settings: plugin name -> validated settings Struct (None without settings).
+        machines: entity -> validated StatusMachine (defaults plus overrides).
+        texts: locale -> key -> text, merged from the enabled plugins.
+        source: the file (or ``<admin upload>``).
+        source_hash: SHA-256 of the text, to skip reloading an unchanged file.
+    """
+
+    config: TenantConfig
+    features: tuple[str, ...]
+    settings: dict[str, msgspec.Struct | None]
+    machines: dict[str, StatusMachine]
+    texts: dict[str, dict[str, str]]
+    source: str
+    source_hash: str
+
+
+def load_tenant_file(path: Path, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None) -> TenantSpec:
+    """Read and validate ``path``.
+
+    Raises:
+        ConfigError: every problem found, each naming file, line and field.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read file: {exc}")]) from None
+    return load_tenant_text(text, str(path), pm, env)
+
+
+def load_tenant_text(
+    text: str, filename: str, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None
+) -> TenantSpec:
+    """Validate tenant YAML ``text`` (named ``filename`` in errors) against the plugins in ``pm``.
+
+    Checks, in order: YAML syntax, core fields and env vars, unknown feature
+    names, each feature's settings Struct, status machine overrides (unknown
+    entity, unknown or unreachable states, bad renames).
+
+    Raises:
+        ConfigError: all problems found in the feature and status sections
+            together; earlier stages stop at their first problem.
+    """
+    config, doc = parse_tenant_text(text, filename, env)
+    issues: list[ConfigIssue] = []
+    known = set(plugin_names(pm)) - {CORE_PLUGIN}
+    settings: dict[str, msgspec.Struct | None] = {CORE_PLUGIN: None}
+    for feature, raw in config.features.items():
+        if feature not in known:
+            choices = ", ".join(sorted(known)) or "none installed"
+            issues.append(doc.issue(["features", feature], f"unknown plugin {feature!r} (available: {choices})"))
+            continue
+        struct = call_plugin(pm, feature, "register_settings")
+        if struct is None:
+            settings[feature] = None
+            continue
+        block = {} if raw is None else raw
+        try:
+            settings[feature] = msgspec.convert(block, struct, strict=True)
+        except msgspec.ValidationError as exc:
+            issues.append(validation_issue(doc, exc, ["features", feature], block))
+    features = tuple(settings)
+    machines = _load_machines(config, features, pm, doc, issues)
+    if issues:
+        raise ConfigError(issues)
+    texts: dict[str, dict[str, str]] = {}
+    for feature in features:
+        for locale, entries in (call_plugin(pm, feature, "register_texts") or {}).items():
+            texts.setdefault(locale, {}).update(entries)
+    return TenantSpec(
+        config=config,
+        features=features,
+        settings=settings,
+        machines=machines,
+        texts=texts,
+        source=filename,
+        source_hash=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def _load_machines(
+    config: TenantConfig,
+    features: tuple[str, ...],
+    pm: pluggy.PluginManager,
+    doc: YamlDocument,
+    issues: list[ConfigIssue],
+) -> dict[str, StatusMachine]:
+    entities: dict[str, StatusEntity] = {}
+    for feature in features:
+        for entity in call_plugin(pm, feature, "register_status_machines") or ():
+            entities[entity.name] = entity
+    for name in config.statuses:
+        if name not in entities:
+            choices = ", ".join(sorted(entities)) or "none for the enabled features"
+            issues.append(doc.issue(["statuses", name], f"no entity {name!r} has statuses (known: {choices})"))
+    machines: dict[str, StatusMachine] = {}
+    for name, entity in entities.items():
+        spec = entity.default
+        override = config.statuses.get(name)
+        if override is not None:
+            try:
+                spec = msgspec.convert(override, StatusMachineSpec, strict=True)
+            except msgspec.ValidationError as exc:
+                issues.append(validation_issue(doc, exc, ["statuses", name], override))
+                continue
+        machine = StatusMachine(entity, spec)
+        problems = machine.problems()
+        issues.extend(doc.issue(["statuses", name, *path], reason) for path, reason in problems)
+        if not problems:
+            machines[name] = machine
+    return machines
+
+
+def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
+    """Find clashes between tenants: duplicate ids, schemas, bots, or overlapping Redis prefixes.
+
+    Two prefixes overlap when one starts with the other (``a:`` and ``a:b:``):
+    the longer tenant's keys would be visible under the shorter one's.
+
+    Returns:
+        One issue per clash, located in the later file.
+    """
+    issues: list[ConfigIssue] = []
+    seen_ids: dict[str, str] = {}
+    seen_schemas: dict[str, str] = {}
+    seen_bots: dict[int, str] = {}
+    prefixes: list[tuple[str, str]] = []
+    for spec in specs:
+        config = spec.config
+        if config.id in seen_ids:
+            issues.append(ConfigIssue(spec.source, None, "id", f"duplicate tenant id {config.id!r} (also in {seen_ids[config.id]})"))
+            continue
+        seen_ids[config.id] = spec.source
+        if config.schema in seen_schemas:
+            issues.append(ConfigIssue(spec.source, None, "storage.schema", f"schema {config.schema!r} is already used by {seen_schemas[config.schema]}"))
+        seen_schemas[config.schema] = spec.source
+        bot_id = config.bot.bot_id
+        if bot_id in seen_bots:
+            issues.append(ConfigIssue(spec.source, None, "bot.token", f"bot {bot_id} is already served for {seen_bots[bot_id]}"))
+        seen_bots[bot_id] = spec.source
+        for other_prefix, other_source in prefixes:
+            if config.redis_prefix.startswith(other_prefix) or other_prefix.startswith(config.redis_prefix):
+                issues.append(ConfigIssue(spec.source, None, "storage.redis_prefix", f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}"))
+        prefixes.append((config.redis_prefix, spec.source))
+    return issues

@@ -1,0 +1,333 @@
+"""The set of running tenants: start, hot swap, stop, and the tenants-folder watcher.
+
+Starting a tenant: validate -> migrate its schema (advisory lock) -> sync status
+CHECK constraints -> build Bot and Dispatcher -> ``on_tenant_started`` -> put it
+in the registry (one dict assignment, so a swap is atomic) -> register the
+webhook or start polling in the background. The replaced tenant object keeps
+serving what it already accepted; it is stopped once drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pluggy
+import structlog
+
+from core.bots import BotHub
+from core.config import ConfigError, ConfigIssue
+from core.db import TenantDB
+from core.loader import TenantSpec, check_tenant_set, load_tenant_file, load_tenant_text
+from core.migrations import MigrationError, apply_migrations, load_migrations
+from core.plugins import call_plugin, resolve
+from core.statuses import sync_status_constraints
+from core.tenant import Tenant, TenantState
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from core.jobs import JobRunner
+
+__all__ = ["TenantRegistry"]
+
+log = structlog.get_logger("tenantry.registry")
+
+TENANT_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+class TenantRegistry:
+    """Running tenants of this runtime, by id.
+
+    Args:
+        pm: the plugin manager.
+        pool: the shared asyncpg pool.
+        redis: the shared Redis client.
+        bots: the BotHub.
+        jobs: the job runner, or None.
+        tenants_dir: folder of tenant files.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        bots: BotHub,
+        jobs: JobRunner | None,
+        tenants_dir: Path,
+    ):
+        self.pm = pm
+        self.pool = pool
+        self.redis = redis
+        self.bots = bots
+        self.jobs = jobs
+        self.tenants_dir = tenants_dir
+        self.tenants: dict[str, Tenant] = {}
+        self.rejected: dict[str, list[ConfigIssue]] = {}
+        self._sources: dict[str, Path] = {}
+        self._lock = asyncio.Lock()
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
+        return self.tenants.get(tenant_id)
+
+    # ------------------------------------------------------------ loading
+
+    def tenant_files(self) -> list[Path]:
+        """Tenant files in the folder, sorted (hidden and editor temp files skipped)."""
+        if not self.tenants_dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.tenants_dir.iterdir()
+            if p.suffix in TENANT_FILE_SUFFIXES and not p.name.startswith((".", "#", "~"))
+        )
+
+    async def load_all(self) -> list[ConfigIssue]:
+        """Start every valid tenant in the folder; return the problems of the others.
+
+        Tenants start concurrently, a few at a time, so one slow schema does not
+        hold back the rest.
+        """
+        return await self.sync()
+
+    async def sync(self) -> list[ConfigIssue]:
+        """Bring the running set in line with the folder: add new, reload changed, stop removed.
+
+        A file that fails validation is recorded in :attr:`rejected`; if its
+        tenant was running, it keeps its last good config.
+        """
+        async with self._lock:
+            files = self.tenant_files()
+            specs: list[TenantSpec] = []
+            issues: list[ConfigIssue] = []
+            for path in files:
+                try:
+                    specs.append(load_tenant_file(path, self.pm))
+                    self.rejected.pop(str(path), None)
+                except ConfigError as exc:
+                    self.rejected[str(path)] = exc.issues
+                    issues.extend(exc.issues)
+                    log.error("tenant_file_rejected", file=str(path), errors=[str(i) for i in exc.issues])
+            seen = {str(p) for p in files}
+            for stale in [f for f in self.rejected if f not in seen]:
+                del self.rejected[stale]
+            rejected_paths = set(self.rejected)
+            # Keep the running config of tenants whose new file was rejected.
+            kept = [
+                t for t in self.tenants.values()
+                if str(self._sources.get(t.id)) in rejected_paths
+            ]
+            clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
+            clashing = {c.file for c in clashes}
+            for clash in clashes:
+                log.error("tenant_file_rejected", file=clash.file, errors=[str(clash)])
+                self.rejected.setdefault(clash.file, []).append(clash)
+            issues.extend(clashes)
+            wanted = {s.config.id: s for s in specs if s.source not in clashing}
+            for tenant_id in [t for t in self.tenants if t not in wanted]:
+                source = self._sources.get(tenant_id)
+                if source is not None and str(source) in rejected_paths and source.exists():
+                    continue
+                await self._stop(tenant_id)
+            semaphore = asyncio.Semaphore(8)
+
+            async def start_one(spec: TenantSpec) -> None:
+                async with semaphore:
+                    await self._start(spec, Path(spec.source))
+
+            await asyncio.gather(
+                *(start_one(s) for s in wanted.values() if self._needs_start(s))
+            )
+            return issues
+
+    async def apply_text(self, text: str, *, write_to: Path | None = None) -> Tenant:
+        """Validate YAML ``text`` and start or replace its tenant (admin API).
+
+        Args:
+            text: a tenant file.
+            write_to: when given, the text is written there (atomically) after it
+                validated, so the folder stays the source of truth.
+
+        Raises:
+            ConfigError: validation or clash problems; nothing changed.
+        """
+        async with self._lock:
+            spec = load_tenant_text(text, str(write_to) if write_to else "<admin upload>", self.pm)
+            others = [_spec_of(t) for t in self.tenants.values() if t.id != spec.config.id]
+            clashes = check_tenant_set([*others, spec])
+            if clashes:
+                raise ConfigError(clashes)
+            if write_to is not None:
+                write_to.parent.mkdir(parents=True, exist_ok=True)
+                temporary = write_to.with_name(f".{write_to.name}.tmp")
+                temporary.write_text(text, encoding="utf-8")
+                temporary.replace(write_to)
+                self.rejected.pop(str(write_to), None)
+            await self._start(spec, write_to or Path(spec.source))
+            return self.tenants[spec.config.id]
+
+    async def reload(self, tenant_id: str) -> Tenant:
+        """Re-read a tenant's file and swap it in if it changed.
+
+        Raises:
+            KeyError: no such tenant file.
+            ConfigError: the file is invalid; the running tenant is untouched.
+        """
+        path = self._sources.get(tenant_id) or self.tenants_dir / f"{tenant_id}.yaml"
+        if not path.exists():
+            raise KeyError(tenant_id)
+        text = path.read_text(encoding="utf-8")
+        return await self.apply_text(text, write_to=path)
+
+    async def remove(self, tenant_id: str, *, delete_file: bool = True) -> None:
+        """Stop ``tenant_id`` (its data is kept) and delete its file.
+
+        Raises:
+            KeyError: the tenant is not running.
+        """
+        async with self._lock:
+            if tenant_id not in self.tenants:
+                raise KeyError(tenant_id)
+            path = self._sources.get(tenant_id)
+            await self._stop(tenant_id)
+            if delete_file and path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    async def stop_all(self) -> None:
+        """Stop every tenant (shutdown)."""
+        async with self._lock:
+            await asyncio.gather(*(self._stop(t) for t in list(self.tenants)))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _needs_start(self, spec: TenantSpec) -> bool:
+        current = self.tenants.get(spec.config.id)
+        return current is None or current.source_hash != spec.source_hash or current.state == TenantState.FAILED
+
+    async def _start(self, spec: TenantSpec, source: Path) -> None:
+        config = spec.config
+        previous = self.tenants.get(config.id)
+        if previous is not None and previous.source_hash == spec.source_hash and previous.state != TenantState.FAILED:
+            return
+        tenant = Tenant(
+            config=config,
+            features=spec.features,
+            settings=spec.settings,
+            statuses=spec.machines,
+            texts=spec.texts,
+            pm=self.pm,
+            db=TenantDB(self.pool, config.schema),
+            redis=self.redis,
+            jobs=self.jobs,
+            source_hash=spec.source_hash,
+        )
+        tenant.spec = spec
+        if previous is None:
+            # Visible while it migrates; a replacement stays invisible until ready.
+            self.tenants[config.id] = tenant
+        started = time.monotonic()
+        try:
+            tenant.state = TenantState.MIGRATING
+            await self._migrate(tenant)
+            routers = [r for r in await _collect(tenant.hook.register_routers(tenant=tenant)) if r is not None]
+            commands = [
+                (str(command), str(description))
+                for group in tenant.hook.register_commands(tenant=tenant)
+                for command, description in (await resolve(group)) or ()
+            ]
+            tenant.commands = commands
+            self.bots.build(tenant, routers)
+            for result in tenant.hook.on_tenant_started(tenant=tenant):
+                await resolve(result)
+        except Exception as exc:
+            tenant.state = TenantState.FAILED
+            tenant.detail = str(exc) if isinstance(exc, MigrationError | ConfigError) else f"{type(exc).__name__}: {exc}"
+            tenant.log.exception("tenant_start_failed")
+            if previous is not None and previous.state != TenantState.FAILED:
+                # The old config keeps serving; report the failed reload.
+                previous.detail = f"reload failed: {tenant.detail}"
+                return
+            self.tenants[config.id] = tenant
+            self._sources[config.id] = source
+            return
+        tenant.state = TenantState.RUNNING
+        tenant.started_at = time.monotonic()
+        self.tenants[config.id] = tenant
+        self._sources[config.id] = source
+        self.bots.start(tenant, commands)
+        tenant.log.info("tenant_started", seconds=round(time.monotonic() - started, 3), features=list(spec.features))
+        if previous is not None and previous is not tenant:
+            asyncio.create_task(self._retire(previous))
+
+    async def _migrate(self, tenant: Tenant) -> None:
+        migrations = []
+        for feature in tenant.features:
+            source = call_plugin(self.pm, feature, "register_migrations")
+            if source is not None:
+                migrations.extend(load_migrations(feature, source))
+        async with self.pool.acquire() as conn:
+            applied = await apply_migrations(conn, tenant.config.schema, migrations)
+            if applied:
+                tenant.log.info("migrations_applied", migrations=applied)
+            if tenant.statuses:
+                async with tenant.db.transaction() as tx:
+                    await sync_status_constraints(tx, list(tenant.statuses.values()))
+
+    async def _retire(self, tenant: Tenant) -> None:
+        await self.bots.stop(tenant)
+        await tenant.drain()
+        await self._finish(tenant)
+
+    async def _stop(self, tenant_id: str) -> None:
+        tenant = self.tenants.pop(tenant_id, None)
+        self._sources.pop(tenant_id, None)
+        if tenant is None:
+            return
+        await self.bots.stop(tenant)
+        await tenant.drain()
+        await self._finish(tenant)
+
+    async def _finish(self, tenant: Tenant) -> None:
+        if tenant.state != TenantState.FAILED:
+            for result in tenant.hook.on_tenant_stopped(tenant=tenant):
+                try:
+                    await resolve(result)
+                except Exception:
+                    tenant.log.exception("tenant_stop_hook_failed")
+        tenant.state = TenantState.STOPPED
+        tenant.log.info("tenant_stopped")
+
+    # ------------------------------------------------------------ watching
+
+    async def watch(self, debounce_ms: int = 300) -> None:
+        """Apply changes of the tenants folder as they happen (watchfiles), until cancelled."""
+        from watchfiles import awatch
+
+        self.tenants_dir.mkdir(parents=True, exist_ok=True)
+        async for _changes in awatch(self.tenants_dir, debounce=debounce_ms, step=50, recursive=False):
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("tenant_sync_failed")
+
+
+async def _collect(results: Iterable[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for result in results:
+        value = await resolve(result)
+        if isinstance(value, list | tuple):
+            flat.extend(value)
+        else:
+            flat.append(value)
+    return flat
+
+
+def _spec_of(tenant: Tenant) -> TenantSpec:
+    return tenant.spec

