@@ -31,6 +31,8 @@ CORE_PLUGIN = "core"
 
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     (CORE_PLUGIN, "core.builtin"),
+    ("booking", "plugins.booking.hookimpls"),
+    ("orders", "plugins.orders.hookimpls"),
 )
 """``(feature name, module)`` of the plugins shipped with Tenantry."""
 

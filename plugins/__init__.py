@@ -1,0 +1,1 @@
+"""Tenantry's built-in plugins, one package each; a tenant enables them under ``features:``."""

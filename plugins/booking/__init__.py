@@ -1,0 +1,1 @@
+"""The booking plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""Hook implementations of the booking plugin: the only module pluggy sees."""

@@ -1,0 +1,1 @@
+"""Hook implementations of the orders plugin: the only module pluggy sees."""
