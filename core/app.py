@@ -180,6 +180,9 @@ def create_app(settings: RuntimeSettings | None = None, pm: pluggy.PluginManager
         exception_handlers={TransitionError: _transition_error},
         openapi_config=OpenAPIConfig(title="Tenantry", version="0.1.0", path="/schema"),
         debug=False,
+        # Logging is configured once by core.logging (structlog JSON); Litestar
+        # would otherwise install its own stdlib handlers on startup.
+        logging_config=None,
     )
     app.state.runtime = runtime
     return app

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiogram.utils.web_app import safe_parse_webapp_init_data
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 
@@ -195,12 +196,12 @@ def feature_guard(feature: str) -> Any:
     return guard
 
 
-async def provide_tenant(request: Any) -> Tenant:
+async def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
     """Dependency ``tenant``: the tenant resolved by the route's guards."""
     return resolve_tenant(request)
 
 
-async def provide_caller(request: Any) -> Caller:
+async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
     """Dependency ``caller``: who the auth guard let in.
 
     Raises:

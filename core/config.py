@@ -101,8 +101,8 @@ class WebAppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TenantConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One tenant file, after environment substitution.
 
-    ``features`` holds raw blocks here; :func:`core.tenant_loader.load_tenant`
-    converts each with its plugin's Struct into ``FeatureSet``.
+    ``features`` and ``statuses`` hold raw blocks here;
+    :func:`core.loader.load_tenant_text` converts each with its plugin's Struct.
 
     Attributes:
         id: ``[a-z][a-z0-9_]{0,39}``, unique; used in URLs and default names.

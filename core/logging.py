@@ -45,10 +45,15 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             ],
         )
     )
+    handler.set_name("tenantry")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler on reconfiguration, keep others (pytest's caplog).
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "tenantry"] + [handler]
     root.setLevel(level.upper())
     # aiogram logs every handled update at INFO; the runtime keeps its own
     # per-update metrics, so only its warnings are worth a log line.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # saq logs each cron tick and pgserver each pg_ctl call at INFO.
+    logging.getLogger("saq").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

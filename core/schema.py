@@ -43,4 +43,6 @@ def tenant_json_schema(pm: pluggy.PluginManager) -> dict[str, Any]:
         "additionalProperties": machine_schema,
     }
     defs = {k: v for k, v in components.items() if k != "TenantConfig"}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "Tenantry tenant file", **root, "$defs": defs}
+    root["title"] = "Tenantry tenant file"
+    root["description"] = "tenants/<id>.yaml: one tenant of a Tenantry runtime (see docs/tenant-yaml.md)."
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **root, "$defs": defs}

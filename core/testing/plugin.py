@@ -30,7 +30,7 @@ import os
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +179,21 @@ class TenantryHarness:
 
     # ------------------------------------------------------------ runtime
 
-    async def start(self, *, watch: bool = True, bot_api_url: str | None = None, **settings: Any) -> None:
+    async def start(
+        self,
+        *,
+        watch: bool = True,
+        bot_api_url: str | None = None,
+        plugins: Iterable[tuple[str, object]] = (),
+        **settings: Any,
+    ) -> None:
         """Start the runtime over HTTP on a free port; returns once it serves.
 
         Args:
             watch: reload tenant files on change.
             bot_api_url: override the Bot API address (default: the stand-in).
+            plugins: extra ``(feature name, plugin module or object)`` pairs to
+                register, e.g. the plugin under test when it is not installed.
             **settings: other RuntimeSettings fields.
 
         Raises:
@@ -193,6 +202,8 @@ class TenantryHarness:
         import uvicorn
 
         from core.app import create_app
+        from core.logging import configure_logging
+        from core.plugins import build_plugin_manager
         from core.settings import RuntimeSettings
 
         port = free_port()
@@ -212,7 +223,8 @@ class TenantryHarness:
             pool_max_size=10,
             **settings,
         )
-        app = create_app(runtime_settings)
+        configure_logging("INFO")
+        app = create_app(runtime_settings, build_plugin_manager(extra=plugins))
         self.runtime = app.state.runtime
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)

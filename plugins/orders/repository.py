@@ -1,0 +1,337 @@
+"""SQL of the orders plugin: plain asyncpg calls on a connection whose search_path is the tenant's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from plugins.orders.config import CategorySeed, ItemSeed, StoreSettings
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+_ORDER_COLUMNS = """
+    id, store_id, customer_id, customer_name, type, status, address, latitude, longitude,
+    phone, comment, subtotal, delivery_fee, total, currency, created_at, updated_at
+"""
+_ITEM_COLUMNS = "id, store_id, category_id, sku, name, description, price, available, updated_at"
+
+# ---------------------------------------------------------------- seed
+
+
+async def upsert_store(conn: Conn, store: StoreSettings) -> None:
+    """Insert or overwrite a store from YAML (YAML is the source of truth for stores)."""
+    await conn.execute(
+        """
+        INSERT INTO stores (id, name, partner_ids, pickup, delivery, delivery_fee, min_order, currency, address)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (id) DO UPDATE SET
+            name = EXCLUDED.name, partner_ids = EXCLUDED.partner_ids, pickup = EXCLUDED.pickup,
+            delivery = EXCLUDED.delivery, delivery_fee = EXCLUDED.delivery_fee,
+            min_order = EXCLUDED.min_order, currency = EXCLUDED.currency,
+            address = EXCLUDED.address, updated_at = now()
+        """,
+        store.id,
+        store.name,
+        store.partners,
+        store.pickup,
+        store.delivery,
+        store.delivery_fee,
+        store.min_order,
+        store.currency,
+        store.address,
+    )
+
+
+async def insert_category_if_missing(conn: Conn, category: CategorySeed) -> bool:
+    """Create a seed category unless its id exists; True when inserted."""
+    status = await conn.execute(
+        "INSERT INTO categories (id, store_id, name, position) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO NOTHING",
+        category.id,
+        category.store,
+        category.name,
+        category.position,
+    )
+    return status.endswith(" 1")
+
+
+async def insert_item_if_missing(conn: Conn, item: ItemSeed) -> bool:
+    """Create a seed item unless ``(store, sku)`` exists (even archived); True when inserted."""
+    status = await conn.execute(
+        "INSERT INTO items (store_id, category_id, sku, name, description, price, available)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (store_id, sku) DO NOTHING",
+        item.store,
+        item.category,
+        item.sku,
+        item.name,
+        item.description,
+        item.price,
+        item.available,
+    )
+    return status.endswith(" 1")
+
+
+# ---------------------------------------------------------------- catalog
+
+
+async def list_stores(conn: Conn) -> list[asyncpg.Record]:
+    """Every store, by name."""
+    return await conn.fetch("SELECT * FROM stores ORDER BY name, id")
+
+
+async def get_store(conn: Conn, store_id: str) -> asyncpg.Record | None:
+    """One store or None."""
+    return await conn.fetchrow("SELECT * FROM stores WHERE id = $1", store_id)
+
+
+async def list_categories(conn: Conn, store_id: str | None = None) -> list[asyncpg.Record]:
+    """Live categories, of one store or all, by position."""
+    return await conn.fetch(
+        "SELECT id, store_id, name, position FROM categories"
+        " WHERE NOT archived AND ($1::text IS NULL OR store_id = $1) ORDER BY store_id, position, name",
+        store_id,
+    )
+
+
+async def get_category(conn: Conn, category_id: str) -> asyncpg.Record | None:
+    """One live category or None."""
+    return await conn.fetchrow(
+        "SELECT id, store_id, name, position FROM categories WHERE id = $1 AND NOT archived", category_id
+    )
+
+
+async def create_category(conn: Conn, category_id: str, store_id: str, name: str, position: int) -> asyncpg.Record | None:
+    """Insert a category; None when the id is taken."""
+    return await conn.fetchrow(
+        "INSERT INTO categories (id, store_id, name, position) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id, store_id, name, position",
+        category_id,
+        store_id,
+        name,
+        position,
+    )
+
+
+async def update_category(conn: Conn, category_id: str, name: str | None, position: int | None) -> asyncpg.Record | None:
+    """Change a live category's name and/or position; None when missing."""
+    return await conn.fetchrow(
+        "UPDATE categories SET name = coalesce($2, name), position = coalesce($3, position)"
+        " WHERE id = $1 AND NOT archived RETURNING id, store_id, name, position",
+        category_id,
+        name,
+        position,
+    )
+
+
+async def archive_category(conn: Conn, category_id: str) -> bool:
+    """Archive a category and its items; True when it existed."""
+    status = await conn.execute("UPDATE categories SET archived = true WHERE id = $1 AND NOT archived", category_id)
+    if not status.endswith(" 1"):
+        return False
+    await conn.execute("UPDATE items SET archived = true, updated_at = now() WHERE category_id = $1", category_id)
+    return True
+
+
+async def list_items(
+    conn: Conn, *, store_id: str | None = None, category_id: str | None = None, only_available: bool = False
+) -> list[asyncpg.Record]:
+    """Live items filtered by store and/or category, by name."""
+    return await conn.fetch(
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE NOT archived"
+        " AND ($1::text IS NULL OR store_id = $1) AND ($2::text IS NULL OR category_id = $2)"
+        " AND (NOT $3 OR available) ORDER BY name, id",
+        store_id,
+        category_id,
+        only_available,
+    )
+
+
+async def get_item(conn: Conn, item_id: int) -> asyncpg.Record | None:
+    """One live item or None."""
+    return await conn.fetchrow(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = $1 AND NOT archived", item_id)
+
+
+async def create_item(conn: Conn, fields: dict[str, Any]) -> asyncpg.Record | None:
+    """Insert an item from ``fields`` (store_id, category_id, sku, name, description, price, available); None when the sku is taken."""
+    return await conn.fetchrow(
+        "INSERT INTO items (store_id, category_id, sku, name, description, price, available)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (store_id, sku) DO NOTHING"
+        f" RETURNING {_ITEM_COLUMNS}",
+        fields["store_id"],
+        fields["category_id"],
+        fields["sku"],
+        fields["name"],
+        fields["description"],
+        fields["price"],
+        fields["available"],
+    )
+
+
+async def update_item(conn: Conn, item_id: int, changes: dict[str, Any]) -> asyncpg.Record | None:
+    """Apply ``changes`` (any of name, description, price, available, category_id); None when missing."""
+    return await conn.fetchrow(
+        "UPDATE items SET name = coalesce($2, name), description = coalesce($3, description),"
+        " price = coalesce($4, price), available = coalesce($5, available),"
+        " category_id = coalesce($6, category_id), updated_at = now()"
+        f" WHERE id = $1 AND NOT archived RETURNING {_ITEM_COLUMNS}",
+        item_id,
+        changes.get("name"),
+        changes.get("description"),
+        changes.get("price"),
+        changes.get("available"),
+        changes.get("category_id"),
+    )
+
+
+async def archive_item(conn: Conn, item_id: int) -> bool:
+    """Archive an item (orders keep referencing it); True when it existed."""
+    status = await conn.execute(
+        "UPDATE items SET archived = true, updated_at = now() WHERE id = $1 AND NOT archived", item_id
+    )
+    return status.endswith(" 1")
+
+
+async def lock_order_items(conn: Conn, store_id: str, item_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """Orderable items of ``store_id`` among ``item_ids``, share-locked so prices hold until commit."""
+    return await conn.fetch(
+        "SELECT id, name, price FROM items WHERE store_id = $1 AND id = ANY($2::bigint[])"
+        " AND available AND NOT archived ORDER BY id FOR SHARE",
+        store_id,
+        list(item_ids),
+    )
+
+
+# ---------------------------------------------------------------- orders
+
+
+async def insert_order(conn: Conn, order: dict[str, Any]) -> asyncpg.Record:
+    """Insert an order row from ``order`` (the orders columns); returns the row."""
+    return await conn.fetchrow(
+        "INSERT INTO orders (store_id, customer_id, customer_name, type, status, address, latitude,"
+        " longitude, phone, comment, subtotal, delivery_fee, total, currency)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        f" RETURNING {_ORDER_COLUMNS}",
+        order["store_id"],
+        order["customer_id"],
+        order["customer_name"],
+        order["type"],
+        order["status"],
+        order["address"],
+        order["latitude"],
+        order["longitude"],
+        order["phone"],
+        order["comment"],
+        order["subtotal"],
+        order["delivery_fee"],
+        order["total"],
+        order["currency"],
+    )
+
+
+async def insert_order_lines(conn: Conn, order_id: int, lines: Sequence[tuple[int, str, int, int]]) -> None:
+    """Insert ``(item_id, name, unit_price, quantity)`` lines of an order."""
+    await conn.executemany(
+        "INSERT INTO order_items (order_id, item_id, name, unit_price, quantity, line_total)"
+        " VALUES ($1, $2, $3, $4, $5, $4 * $5)",
+        [(order_id, *line) for line in lines],
+    )
+
+
+async def insert_history(
+    conn: Conn, order_id: int, from_status: str | None, to_status: str, actor_id: int | None, role: str, reason: str
+) -> None:
+    """Record one status change (``from_status`` None for creation)."""
+    await conn.execute(
+        "INSERT INTO order_history (order_id, from_status, to_status, actor_id, role, reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        order_id,
+        from_status,
+        to_status,
+        actor_id,
+        role,
+        reason,
+    )
+
+
+async def get_order(conn: Conn, order_id: int, *, for_update: bool = False) -> asyncpg.Record | None:
+    """One order; ``for_update`` row-locks it until the transaction ends."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1{lock}", order_id)
+
+
+async def set_order_status(conn: Conn, order_id: int, status: str) -> None:
+    """Write the new status of a locked order."""
+    await conn.execute("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1", order_id, status)
+
+
+async def order_lines(conn: Conn, order_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """Lines of the given orders, by order then name."""
+    return await conn.fetch(
+        "SELECT order_id, item_id, name, unit_price, quantity, line_total FROM order_items"
+        " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, name",
+        list(order_ids),
+    )
+
+
+async def customer_orders(conn: Conn, customer_id: int, limit: int) -> list[asyncpg.Record]:
+    """A customer's latest orders, newest first."""
+    return await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        customer_id,
+        limit,
+    )
+
+
+async def search_orders(conn: Conn, store_id: str | None, status: str | None, limit: int, before_id: int | None) -> list[asyncpg.Record]:
+    """Orders filtered by store and status, newest first, keyset-paged by id."""
+    return await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE ($1::text IS NULL OR store_id = $1)"
+        " AND ($2::text IS NULL OR status = $2) AND ($4::bigint IS NULL OR id < $4)"
+        " ORDER BY id DESC LIMIT $3",
+        store_id,
+        status,
+        limit,
+        before_id,
+    )
+
+
+async def order_history(conn: Conn, order_id: int) -> list[asyncpg.Record]:
+    """Status changes of an order, oldest first."""
+    return await conn.fetch(
+        "SELECT from_status, to_status, actor_id, role, reason, at FROM order_history"
+        " WHERE order_id = $1 ORDER BY id",
+        order_id,
+    )
+
+
+async def stale_order_ids(conn: Conn, status: str, created_before: datetime, limit: int) -> list[int]:
+    """Ids of orders in ``status`` created before ``created_before`` (UTC), oldest first."""
+    rows = await conn.fetch(
+        "SELECT id FROM orders WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3",
+        status,
+        created_before,
+        limit,
+    )
+    return [row["id"] for row in rows]
+
+
+# ---------------------------------------------------------------- partner messages
+
+
+async def save_partner_message(conn: Conn, order_id: int, chat_id: int, message_id: int) -> None:
+    """Remember the message that told partner ``chat_id`` about an order."""
+    await conn.execute(
+        "INSERT INTO partner_messages (order_id, chat_id, message_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id, chat_id) DO UPDATE SET message_id = EXCLUDED.message_id",
+        order_id,
+        chat_id,
+        message_id,
+    )
+
+
+async def partner_messages(conn: Conn, order_id: int) -> list[asyncpg.Record]:
+    """``(chat_id, message_id)`` of every partner notification of an order."""
+    return await conn.fetch("SELECT chat_id, message_id FROM partner_messages WHERE order_id = $1", order_id)

@@ -1,0 +1,394 @@
+"""Order business logic shared by the bot, the HTTP API and the expiry job.
+
+Every status change goes through :func:`change_status`: the order row is locked
+(``SELECT ... FOR UPDATE``) and the tenant's machine checks the move inside one
+transaction, so of two conflicting changes exactly one commits and the other
+sees the new state and gets :class:`core.TransitionError` (HTTP 409). Events
+are published after commit.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from core import Tenant, TransitionError
+from plugins.orders import repository as repo
+from plugins.orders.config import OrdersSettings
+from plugins.orders.errors import InvalidOrder, OrderForbidden, OrderNotFound
+
+__all__ = [
+    "ORDER_TYPES",
+    "OrderDraft",
+    "OrderLine",
+    "change_status",
+    "create_order",
+    "expire_pending",
+    "load_order",
+    "normalize_phone",
+    "order_views",
+    "quote_order",
+    "settings_of",
+]
+
+ORDER_TYPES = ("pickup", "delivery")
+MAX_LINES = 50
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+
+
+class OrderLine(msgspec.Struct, frozen=True):
+    """One requested item. Any price a client sends next to it is ignored.
+
+    Attributes:
+        item_id: the item's id.
+        quantity: 1..``max_quantity``.
+    """
+
+    item_id: int
+    quantity: int = 1
+
+
+class OrderDraft(msgspec.Struct, frozen=True):
+    """What a customer asks for; totals are computed on the server.
+
+    Attributes:
+        store_id: the store's id.
+        type: ``pickup`` or ``delivery``.
+        lines: the items and quantities.
+        address: delivery address text (delivery needs it or a location).
+        latitude / longitude: delivery location in degrees, both or neither.
+        phone: contact phone, digits with an optional leading ``+``.
+        comment: free text for the store, up to 500 characters.
+    """
+
+    store_id: str
+    type: str
+    lines: list[OrderLine]
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    phone: str = ""
+    comment: str = ""
+
+
+def settings_of(tenant: Tenant) -> OrdersSettings:
+    """The tenant's ``features.orders`` settings."""
+    return tenant.settings_for("orders")
+
+
+def normalize_phone(raw: str) -> str | None:
+    """Strip spaces, dashes and brackets; None unless 5-20 digits with an optional ``+``."""
+    phone = re.sub(r"[\s()\-]", "", raw or "")
+    return phone if _PHONE.match(phone) else None
+
+
+def _validate(settings: OrdersSettings, store: asyncpg.Record | None, draft: OrderDraft) -> dict[int, int]:
+    """Check a draft against its store; return item id -> quantity (duplicates summed).
+
+    Raises:
+        InvalidOrder: the first problem found.
+    """
+    if store is None:
+        raise InvalidOrder(f"unknown store {draft.store_id!r}")
+    if draft.type not in ORDER_TYPES:
+        raise InvalidOrder(f"type must be one of {', '.join(ORDER_TYPES)}, not {draft.type!r}")
+    if not store[draft.type]:
+        raise InvalidOrder(f"store {store['id']!r} does not offer {draft.type}")
+    if not draft.lines:
+        raise InvalidOrder("the order has no items")
+    if len(draft.lines) > MAX_LINES:
+        raise InvalidOrder(f"at most {MAX_LINES} lines per order")
+    quantities: dict[int, int] = {}
+    for line in draft.lines:
+        if line.quantity < 1:
+            raise InvalidOrder(f"quantity of item {line.item_id} must be at least 1")
+        quantities[line.item_id] = quantities.get(line.item_id, 0) + line.quantity
+    for item_id, quantity in quantities.items():
+        if quantity > settings.max_quantity:
+            raise InvalidOrder(f"quantity of item {item_id} is over the limit of {settings.max_quantity}")
+    if (draft.latitude is None) != (draft.longitude is None):
+        raise InvalidOrder("give both latitude and longitude, or neither")
+    if draft.latitude is not None and not (-90 <= draft.latitude <= 90 and -180 <= draft.longitude <= 180):  # type: ignore[operator]
+        raise InvalidOrder("latitude must be within -90..90 and longitude within -180..180")
+    if draft.type == "delivery" and not draft.address.strip() and draft.latitude is None:
+        raise InvalidOrder("delivery orders need an address or a location")
+    if len(draft.address) > 500 or len(draft.comment) > 500:
+        raise InvalidOrder("address and comment are limited to 500 characters")
+    if draft.phone and normalize_phone(draft.phone) is None:
+        raise InvalidOrder("phone must be 5-20 digits with an optional leading +")
+    if settings.require_phone and not draft.phone:
+        raise InvalidOrder("a phone number is required")
+    return quantities
+
+
+async def _price(
+    conn: repo.Conn, settings: OrdersSettings, draft: OrderDraft
+) -> tuple[asyncpg.Record, list[tuple[int, str, int, int]], int, int]:
+    """Validate a draft and price it from the database (items share-locked).
+
+    Returns:
+        ``(store, [(item_id, name, unit_price, quantity)], subtotal, delivery_fee)``.
+
+    Raises:
+        InvalidOrder: bad input, unknown/unavailable items, under the minimum.
+    """
+    store = await repo.get_store(conn, draft.store_id)
+    quantities = _validate(settings, store, draft)
+    assert store is not None  # _validate raised otherwise
+    items = {row["id"]: row for row in await repo.lock_order_items(conn, store["id"], list(quantities))}
+    missing = sorted(set(quantities) - set(items))
+    if missing:
+        raise InvalidOrder(f"items not available in store {store['id']!r}: {', '.join(map(str, missing))}")
+    lines = [(item_id, items[item_id]["name"], items[item_id]["price"], qty) for item_id, qty in quantities.items()]
+    subtotal = sum(price * qty for _, _, price, qty in lines)
+    if subtotal < store["min_order"]:
+        raise InvalidOrder(
+            f"the minimum order of store {store['id']!r} is {store['min_order']} minor units; this one is {subtotal}"
+        )
+    fee = store["delivery_fee"] if draft.type == "delivery" else 0
+    return store, lines, subtotal, fee
+
+
+async def quote_order(tenant: Tenant, draft: OrderDraft) -> dict[str, Any]:
+    """Price a draft without writing anything (the bot's summary before confirming).
+
+    Returns:
+        ``{"store_name", "currency", "items": [{item_id, name, unit_price,
+        quantity, line_total}], "subtotal", "delivery_fee", "total"}`` in minor units.
+
+    Raises:
+        InvalidOrder: as :func:`create_order`.
+    """
+    async with tenant.db.transaction() as conn:
+        store, lines, subtotal, fee = await _price(conn, settings_of(tenant), draft)
+    return {
+        "store_name": store["name"],
+        "currency": store["currency"],
+        "items": [
+            {"item_id": i, "name": n, "unit_price": p, "quantity": q, "line_total": p * q} for i, n, p, q in lines
+        ],
+        "subtotal": subtotal,
+        "delivery_fee": fee,
+        "total": subtotal + fee,
+    }
+
+
+async def create_order(
+    tenant: Tenant, *, customer_id: int, customer_name: str, draft: OrderDraft, source: str
+) -> dict[str, Any]:
+    """Create an order priced from the current database prices, then publish ``order.created``.
+
+    Prices, subtotal, delivery fee and total are read and written in one
+    transaction, with the items share-locked, so a concurrent price edit
+    cannot slip in between; nothing the client sent about money is used.
+
+    Args:
+        tenant: the tenant.
+        customer_id: Telegram user id of the customer (from the bot update or
+            the validated WebApp init data, never from a request body).
+        customer_name: shown to partners, up to 200 characters.
+        draft: the order.
+        source: ``bot``, ``webapp`` or ``api`` (carried in the event).
+
+    Returns:
+        The order view (see :func:`order_views`).
+
+    Raises:
+        InvalidOrder: bad input, unknown/unavailable items, under the minimum.
+    """
+    settings = settings_of(tenant)
+    initial = tenant.statuses["orders"].initial
+    async with tenant.db.transaction() as conn:
+        store, lines, subtotal, fee = await _price(conn, settings, draft)
+        order = await repo.insert_order(
+            conn,
+            {
+                "store_id": store["id"],
+                "customer_id": customer_id,
+                "customer_name": customer_name[:200],
+                "type": draft.type,
+                "status": initial,
+                "address": draft.address.strip() if draft.type == "delivery" else "",
+                "latitude": draft.latitude if draft.type == "delivery" else None,
+                "longitude": draft.longitude if draft.type == "delivery" else None,
+                "phone": normalize_phone(draft.phone) or "",
+                "comment": draft.comment.strip(),
+                "subtotal": subtotal,
+                "delivery_fee": fee,
+                "total": subtotal + fee,
+                "currency": store["currency"],
+            },
+        )
+        await repo.insert_order_lines(conn, order["id"], lines)
+        role = "admin" if source == "api" else "customer"
+        await repo.insert_history(conn, order["id"], None, initial, customer_id, role, "created")
+        [view] = await order_views(conn, [order])
+    await tenant.publish("order.created", _event_payload(view, store["name"], None, "created", role, source))
+    return view
+
+
+async def change_status(
+    tenant: Tenant,
+    order_id: int,
+    target: str,
+    *,
+    role: str,
+    actor_id: int | None,
+    reason: str = "",
+    expected: str | None = None,
+) -> dict[str, Any]:
+    """Move an order to ``target`` if the tenant's machine lets ``role`` do it.
+
+    Args:
+        tenant: the tenant.
+        order_id: the order.
+        target: the requested state.
+        role: ``customer``, ``partner``, ``admin`` or ``system``.
+        actor_id: Telegram id of who acts (None for API keys and jobs). A
+            customer may only touch their own orders; a partner only orders
+            of stores listing them.
+        reason: free text kept in the history and events (up to 500 chars).
+        expected: the state the actor saw; when the order has moved since,
+            the change is refused (stale bot buttons, optimistic API clients).
+
+    Returns:
+        The updated order view.
+
+    Raises:
+        OrderNotFound: no such order, or a customer's order of someone else.
+        OrderForbidden: a partner acting on another store's order.
+        TransitionError: the machine refuses, or the order is no longer in
+            ``expected`` (``current`` carries the state now).
+    """
+    machine = tenant.statuses["orders"]
+    reason = reason.strip()[:500]
+    async with tenant.db.transaction() as conn:
+        order = await repo.get_order(conn, order_id, for_update=True)
+        if order is None or (role == "customer" and order["customer_id"] != actor_id):
+            raise OrderNotFound(f"no order {order_id}")
+        store = await repo.get_store(conn, order["store_id"])
+        if role == "partner" and (actor_id is None or actor_id not in store["partner_ids"]):
+            raise OrderForbidden(f"user {actor_id} is not a partner of store {order['store_id']!r}")
+        current = order["status"]
+        fields = {"type": order["type"]}
+        if expected is not None and expected != current:
+            raise TransitionError(
+                current, target, machine.allowed(current, role, fields), f"order {order_id} is {current!r}, not {expected!r}"
+            )
+        machine.check(current, target, role, fields)
+        await repo.set_order_status(conn, order_id, target)
+        await repo.insert_history(conn, order_id, current, target, actor_id, role, reason)
+        order = await repo.get_order(conn, order_id)
+        [view] = await order_views(conn, [order])
+    payload = _event_payload(view, store["name"], current, reason, role, None)
+    await tenant.publish("order.status_changed", payload)
+    if target in settings_of(tenant).cancelled_states:
+        await tenant.publish("order.cancelled", payload)
+    return view
+
+
+async def expire_pending(tenant: Tenant, *, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Move orders left in the initial state too long to ``expiry_status`` (role ``system``).
+
+    The ``orders.expire`` cron job calls this every minute; tests call it with
+    ``now``. An order accepted in the meantime is skipped (``expected``), and a
+    tenant machine that does not allow the move is logged, not raised.
+
+    Args:
+        tenant: the tenant.
+        now: the current time (aware, UTC); default the clock.
+        limit: most orders handled per run.
+
+    Returns:
+        Ids of the orders expired.
+    """
+    settings = settings_of(tenant)
+    if settings.expire_after_minutes == 0:
+        return []
+    machine = tenant.statuses["orders"]
+    cutoff = (now or datetime.now(UTC)) - timedelta(minutes=settings.expire_after_minutes)
+    async with tenant.db.acquire() as conn:
+        stale = await repo.stale_order_ids(conn, machine.initial, cutoff, limit)
+    expired = []
+    for order_id in stale:
+        try:
+            await change_status(
+                tenant,
+                order_id,
+                settings.expiry_status,
+                role="system",
+                actor_id=None,
+                reason="expired",
+                expected=machine.initial,
+            )
+        except TransitionError as exc:
+            tenant.log.warning("order_expiry_refused", order_id=order_id, reason=exc.reason)
+            continue
+        expired.append(order_id)
+    if expired:
+        tenant.log.info("orders_expired", orders=expired)
+    return expired
+
+
+async def order_views(conn: repo.Conn, orders: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """JSON-ready order dicts with their lines (money in minor units, times ISO 8601 UTC)."""
+    lines = await repo.order_lines(conn, [o["id"] for o in orders])
+    by_order: dict[int, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_order.setdefault(line["order_id"], []).append(
+            {
+                "item_id": line["item_id"],
+                "name": line["name"],
+                "unit_price": line["unit_price"],
+                "quantity": line["quantity"],
+                "line_total": line["line_total"],
+            }
+        )
+    views = []
+    for order in orders:
+        view = dict(order)
+        view["created_at"] = order["created_at"].astimezone(UTC).isoformat()
+        view["updated_at"] = order["updated_at"].astimezone(UTC).isoformat()
+        view["items"] = by_order.get(order["id"], [])
+        views.append(view)
+    return views
+
+
+async def load_order(tenant: Tenant, order_id: int) -> dict[str, Any]:
+    """One order view.
+
+    Raises:
+        OrderNotFound: no such order.
+    """
+    async with tenant.db.acquire() as conn:
+        order = await repo.get_order(conn, order_id)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id}")
+        [view] = await order_views(conn, [order])
+    return view
+
+
+def _event_payload(
+    view: dict[str, Any], store_name: str, previous: str | None, reason: str, role: str, source: str | None
+) -> dict[str, Any]:
+    """What a partner dashboard shows about an order event (money in minor units)."""
+    return {
+        "order_id": view["id"],
+        "store_id": view["store_id"],
+        "store_name": store_name,
+        "customer_id": view["customer_id"],
+        "customer_name": view["customer_name"],
+        "type": view["type"],
+        "total": view["total"],
+        "currency": view["currency"],
+        "items": [{k: line[k] for k in ("item_id", "name", "quantity", "unit_price")} for line in view["items"]],
+        "status": view["status"],
+        "previous_status": previous,
+        "reason": reason,
+        "role": role,
+        "source": source,
+    }
