@@ -25,7 +25,9 @@ async def read(tenant: Tenant, user_id: int) -> tuple[str | None, dict[int, int]
     return store, {int(item): int(qty) for item, qty in raw.items() if int(qty) > 0}
 
 
-async def add_item(tenant: Tenant, user_id: int, store_id: str, item_id: int, ttl_seconds: int) -> tuple[int, bool]:
+async def add_item(
+    tenant: Tenant, user_id: int, store_id: str, item_id: int, ttl_seconds: int
+) -> tuple[int, bool]:
     """Add one of ``item_id``; a cart of another store is emptied first.
 
     Returns:
@@ -45,7 +47,9 @@ async def add_item(tenant: Tenant, user_id: int, store_id: str, item_id: int, tt
     return int(results[-2]), switched
 
 
-async def change_quantity(tenant: Tenant, user_id: int, item_id: int, delta: int, limit: int, ttl_seconds: int) -> int:
+async def change_quantity(
+    tenant: Tenant, user_id: int, item_id: int, delta: int, limit: int, ttl_seconds: int
+) -> int:
     """Change a line by ``delta`` within 0..``limit``; a line at 0 is removed. Returns the new quantity."""
     key = _key(tenant, user_id)
     quantity = int(await tenant.redis.hget(key, str(item_id)) or 0)

@@ -46,7 +46,11 @@ async def seed(tenant: Tenant) -> dict[str, int]:
             inserted_categories += await repo.insert_category_if_missing(conn, category)
         for item in settings.items:
             inserted_items += await repo.insert_item_if_missing(conn, item)
-    return {"stores": len(settings.stores), "categories": inserted_categories, "items": inserted_items}
+    return {
+        "stores": len(settings.stores),
+        "categories": inserted_categories,
+        "items": inserted_items,
+    }
 
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:
@@ -55,7 +59,9 @@ def _item(row: asyncpg.Record) -> dict[str, Any]:
     return item
 
 
-async def catalog(tenant: Tenant, store_id: str | None = None, *, only_available: bool = True) -> list[dict[str, Any]]:
+async def catalog(
+    tenant: Tenant, store_id: str | None = None, *, only_available: bool = True
+) -> list[dict[str, Any]]:
     """Stores with their categories and items, as the WebApp shows them.
 
     Returns:
@@ -104,7 +110,9 @@ async def catalog(tenant: Tenant, store_id: str | None = None, *, only_available
     return result
 
 
-async def create_category(tenant: Tenant, category_id: str, store_id: str, name: str, position: int) -> dict[str, Any]:
+async def create_category(
+    tenant: Tenant, category_id: str, store_id: str, name: str, position: int
+) -> dict[str, Any]:
     """Create a category.
 
     Raises:
@@ -119,7 +127,9 @@ async def create_category(tenant: Tenant, category_id: str, store_id: str, name:
     return dict(row)
 
 
-async def update_category(tenant: Tenant, category_id: str, name: str | None, position: int | None) -> dict[str, Any]:
+async def update_category(
+    tenant: Tenant, category_id: str, name: str | None, position: int | None
+) -> dict[str, Any]:
     """Rename or reorder a category.
 
     Raises:
@@ -157,7 +167,9 @@ async def create_item(tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
             raise InvalidOrder(f"unknown category {fields['category_id']!r}")
         row = await repo.create_item(conn, {**fields, "store_id": category["store_id"]})
     if row is None:
-        raise InvalidOrder(f"sku {fields['sku']!r} already exists in store {category['store_id']!r}")
+        raise InvalidOrder(
+            f"sku {fields['sku']!r} already exists in store {category['store_id']!r}"
+        )
     return _item(row)
 
 
@@ -175,7 +187,9 @@ async def update_item(tenant: Tenant, item_id: int, changes: dict[str, Any]) -> 
         if changes.get("category_id") is not None:
             category = await repo.get_category(conn, changes["category_id"])
             if category is None or category["store_id"] != item["store_id"]:
-                raise InvalidOrder(f"category {changes['category_id']!r} is not a category of store {item['store_id']!r}")
+                raise InvalidOrder(
+                    f"category {changes['category_id']!r} is not a category of store {item['store_id']!r}"
+                )
         row = await repo.update_item(conn, item_id, changes)
     assert row is not None  # the row was read in this transaction
     return _item(row)

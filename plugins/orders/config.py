@@ -102,7 +102,7 @@ class OrdersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     items: list[ItemSeed] = []
     expire_after_minutes: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)] = 15
     expiry_status: str = "cancelled"
-    cancelled_states: list[str] = ["cancelled", "rejected"]
+    cancelled_states: list[str] = msgspec.field(default_factory=lambda: ["cancelled", "rejected"])
     require_phone: bool = True
     max_quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 99
     cart_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 7 * 86400
@@ -131,7 +131,9 @@ class OrdersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         seen: set[tuple[str, str]] = set()
         for item in self.items:
             if categories.get(item.category) != item.store:
-                raise ValueError(f"item {item.sku!r}: category {item.category!r} is not a category of store {item.store!r}")
+                raise ValueError(
+                    f"item {item.sku!r}: category {item.category!r} is not a category of store {item.store!r}"
+                )
             if (item.store, item.sku) in seen:
                 raise ValueError(f"item {item.sku!r} appears twice in store {item.store!r}")
             seen.add((item.store, item.sku))

@@ -36,7 +36,9 @@ async def _order_created(tenant: Tenant, payload: dict[str, Any]) -> None:
         try:
             message = await tenant.bot.send_message(partner_id, text, reply_markup=keyboard)
         except TelegramAPIError as exc:
-            tenant.log.warning("partner_notify_failed", order_id=order["id"], partner=partner_id, error=str(exc))
+            tenant.log.warning(
+                "partner_notify_failed", order_id=order["id"], partner=partner_id, error=str(exc)
+            )
             continue
         async with tenant.db.acquire() as conn:
             await repo.save_partner_message(conn, order["id"], partner_id, message.message_id)
@@ -44,7 +46,9 @@ async def _order_created(tenant: Tenant, payload: dict[str, Any]) -> None:
         await _tell_customer(
             tenant,
             order["customer_id"],
-            tenant.text("orders.received", id=order["id"], total=money(order["total"], order["currency"])),
+            tenant.text(
+                "orders.received", id=order["id"], total=money(order["total"], order["currency"])
+            ),
         )
 
 
@@ -57,14 +61,31 @@ async def _status_changed(tenant: Tenant, payload: dict[str, Any]) -> None:
     for message in messages:
         try:
             await tenant.bot.edit_message_text(
-                text=text, chat_id=message["chat_id"], message_id=message["message_id"], reply_markup=keyboard
+                text=text,
+                chat_id=message["chat_id"],
+                message_id=message["message_id"],
+                reply_markup=keyboard,
             )
         except TelegramAPIError as exc:
-            tenant.log.warning("partner_edit_failed", order_id=order["id"], partner=message["chat_id"], error=str(exc))
-    lines = [tenant.text("orders.customer_status", id=order["id"], store=payload["store_name"], status=status_label(tenant, order["status"]))]
+            tenant.log.warning(
+                "partner_edit_failed",
+                order_id=order["id"],
+                partner=message["chat_id"],
+                error=str(exc),
+            )
+    lines = [
+        tenant.text(
+            "orders.customer_status",
+            id=order["id"],
+            store=payload["store_name"],
+            status=status_label(tenant, order["status"]),
+        )
+    ]
     if payload.get("reason") and payload["reason"] != "created":
         lines.append(tenant.text("orders.customer_reason", reason=payload["reason"]))
-    await _tell_customer(tenant, order["customer_id"], "\n".join(lines), status_keyboard(tenant, order, "customer"))
+    await _tell_customer(
+        tenant, order["customer_id"], "\n".join(lines), status_keyboard(tenant, order, "customer")
+    )
 
 
 async def _tell_customer(tenant: Tenant, customer_id: int, text: str, keyboard: Any = None) -> None:

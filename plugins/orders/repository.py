@@ -99,11 +99,14 @@ async def list_categories(conn: Conn, store_id: str | None = None) -> list[async
 async def get_category(conn: Conn, category_id: str) -> asyncpg.Record | None:
     """One live category or None."""
     return await conn.fetchrow(
-        "SELECT id, store_id, name, position FROM categories WHERE id = $1 AND NOT archived", category_id
+        "SELECT id, store_id, name, position FROM categories WHERE id = $1 AND NOT archived",
+        category_id,
     )
 
 
-async def create_category(conn: Conn, category_id: str, store_id: str, name: str, position: int) -> asyncpg.Record | None:
+async def create_category(
+    conn: Conn, category_id: str, store_id: str, name: str, position: int
+) -> asyncpg.Record | None:
     """Insert a category; None when the id is taken."""
     return await conn.fetchrow(
         "INSERT INTO categories (id, store_id, name, position) VALUES ($1, $2, $3, $4)"
@@ -115,7 +118,9 @@ async def create_category(conn: Conn, category_id: str, store_id: str, name: str
     )
 
 
-async def update_category(conn: Conn, category_id: str, name: str | None, position: int | None) -> asyncpg.Record | None:
+async def update_category(
+    conn: Conn, category_id: str, name: str | None, position: int | None
+) -> asyncpg.Record | None:
     """Change a live category's name and/or position; None when missing."""
     return await conn.fetchrow(
         "UPDATE categories SET name = coalesce($2, name), position = coalesce($3, position)"
@@ -128,15 +133,23 @@ async def update_category(conn: Conn, category_id: str, name: str | None, positi
 
 async def archive_category(conn: Conn, category_id: str) -> bool:
     """Archive a category and its items; True when it existed."""
-    status = await conn.execute("UPDATE categories SET archived = true WHERE id = $1 AND NOT archived", category_id)
+    status = await conn.execute(
+        "UPDATE categories SET archived = true WHERE id = $1 AND NOT archived", category_id
+    )
     if not status.endswith(" 1"):
         return False
-    await conn.execute("UPDATE items SET archived = true, updated_at = now() WHERE category_id = $1", category_id)
+    await conn.execute(
+        "UPDATE items SET archived = true, updated_at = now() WHERE category_id = $1", category_id
+    )
     return True
 
 
 async def list_items(
-    conn: Conn, *, store_id: str | None = None, category_id: str | None = None, only_available: bool = False
+    conn: Conn,
+    *,
+    store_id: str | None = None,
+    category_id: str | None = None,
+    only_available: bool = False,
 ) -> list[asyncpg.Record]:
     """Live items filtered by store and/or category, by name."""
     return await conn.fetch(
@@ -151,7 +164,9 @@ async def list_items(
 
 async def get_item(conn: Conn, item_id: int) -> asyncpg.Record | None:
     """One live item or None."""
-    return await conn.fetchrow(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = $1 AND NOT archived", item_id)
+    return await conn.fetchrow(
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = $1 AND NOT archived", item_id
+    )
 
 
 async def create_item(conn: Conn, fields: dict[str, Any]) -> asyncpg.Record | None:
@@ -189,12 +204,15 @@ async def update_item(conn: Conn, item_id: int, changes: dict[str, Any]) -> asyn
 async def archive_item(conn: Conn, item_id: int) -> bool:
     """Archive an item (orders keep referencing it); True when it existed."""
     status = await conn.execute(
-        "UPDATE items SET archived = true, updated_at = now() WHERE id = $1 AND NOT archived", item_id
+        "UPDATE items SET archived = true, updated_at = now() WHERE id = $1 AND NOT archived",
+        item_id,
     )
     return status.endswith(" 1")
 
 
-async def lock_order_items(conn: Conn, store_id: str, item_ids: Sequence[int]) -> list[asyncpg.Record]:
+async def lock_order_items(
+    conn: Conn, store_id: str, item_ids: Sequence[int]
+) -> list[asyncpg.Record]:
     """Orderable items of ``store_id`` among ``item_ids``, share-locked so prices hold until commit."""
     return await conn.fetch(
         "SELECT id, name, price FROM items WHERE store_id = $1 AND id = ANY($2::bigint[])"
@@ -231,7 +249,9 @@ async def insert_order(conn: Conn, order: dict[str, Any]) -> asyncpg.Record:
     )
 
 
-async def insert_order_lines(conn: Conn, order_id: int, lines: Sequence[tuple[int, str, int, int]]) -> None:
+async def insert_order_lines(
+    conn: Conn, order_id: int, lines: Sequence[tuple[int, str, int, int]]
+) -> None:
     """Insert ``(item_id, name, unit_price, quantity)`` lines of an order."""
     await conn.executemany(
         "INSERT INTO order_items (order_id, item_id, name, unit_price, quantity, line_total)"
@@ -241,7 +261,13 @@ async def insert_order_lines(conn: Conn, order_id: int, lines: Sequence[tuple[in
 
 
 async def insert_history(
-    conn: Conn, order_id: int, from_status: str | None, to_status: str, actor_id: int | None, role: str, reason: str
+    conn: Conn,
+    order_id: int,
+    from_status: str | None,
+    to_status: str,
+    actor_id: int | None,
+    role: str,
+    reason: str,
 ) -> None:
     """Record one status change (``from_status`` None for creation)."""
     await conn.execute(
@@ -256,7 +282,9 @@ async def insert_history(
     )
 
 
-async def get_order(conn: Conn, order_id: int, *, for_update: bool = False) -> asyncpg.Record | None:
+async def get_order(
+    conn: Conn, order_id: int, *, for_update: bool = False
+) -> asyncpg.Record | None:
     """One order; ``for_update`` row-locks it until the transaction ends."""
     lock = " FOR UPDATE" if for_update else ""
     return await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1{lock}", order_id)
@@ -264,7 +292,9 @@ async def get_order(conn: Conn, order_id: int, *, for_update: bool = False) -> a
 
 async def set_order_status(conn: Conn, order_id: int, status: str) -> None:
     """Write the new status of a locked order."""
-    await conn.execute("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1", order_id, status)
+    await conn.execute(
+        "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1", order_id, status
+    )
 
 
 async def order_lines(conn: Conn, order_ids: Sequence[int]) -> list[asyncpg.Record]:
@@ -285,7 +315,9 @@ async def customer_orders(conn: Conn, customer_id: int, limit: int) -> list[asyn
     )
 
 
-async def search_orders(conn: Conn, store_id: str | None, status: str | None, limit: int, before_id: int | None) -> list[asyncpg.Record]:
+async def search_orders(
+    conn: Conn, store_id: str | None, status: str | None, limit: int, before_id: int | None
+) -> list[asyncpg.Record]:
     """Orders filtered by store and status, newest first, keyset-paged by id."""
     return await conn.fetch(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE ($1::text IS NULL OR store_id = $1)"
@@ -307,7 +339,9 @@ async def order_history(conn: Conn, order_id: int) -> list[asyncpg.Record]:
     )
 
 
-async def stale_order_ids(conn: Conn, status: str, created_before: datetime, limit: int) -> list[int]:
+async def stale_order_ids(
+    conn: Conn, status: str, created_before: datetime, limit: int
+) -> list[int]:
     """Ids of orders in ``status`` created before ``created_before`` (UTC), oldest first."""
     rows = await conn.fetch(
         "SELECT id FROM orders WHERE status = $1 AND created_at < $2 ORDER BY created_at LIMIT $3",
@@ -334,4 +368,6 @@ async def save_partner_message(conn: Conn, order_id: int, chat_id: int, message_
 
 async def partner_messages(conn: Conn, order_id: int) -> list[asyncpg.Record]:
     """``(chat_id, message_id)`` of every partner notification of an order."""
-    return await conn.fetch("SELECT chat_id, message_id FROM partner_messages WHERE order_id = $1", order_id)
+    return await conn.fetch(
+        "SELECT chat_id, message_id FROM partner_messages WHERE order_id = $1", order_id
+    )

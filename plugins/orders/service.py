@@ -86,7 +86,9 @@ def normalize_phone(raw: str) -> str | None:
     return phone if _PHONE.match(phone) else None
 
 
-def _validate(settings: OrdersSettings, store: asyncpg.Record | None, draft: OrderDraft) -> dict[int, int]:
+def _validate(
+    settings: OrdersSettings, store: asyncpg.Record | None, draft: OrderDraft
+) -> dict[int, int]:
     """Check a draft against its store; return item id -> quantity (duplicates summed).
 
     Raises:
@@ -109,10 +111,14 @@ def _validate(settings: OrdersSettings, store: asyncpg.Record | None, draft: Ord
         quantities[line.item_id] = quantities.get(line.item_id, 0) + line.quantity
     for item_id, quantity in quantities.items():
         if quantity > settings.max_quantity:
-            raise InvalidOrder(f"quantity of item {item_id} is over the limit of {settings.max_quantity}")
+            raise InvalidOrder(
+                f"quantity of item {item_id} is over the limit of {settings.max_quantity}"
+            )
     if (draft.latitude is None) != (draft.longitude is None):
         raise InvalidOrder("give both latitude and longitude, or neither")
-    if draft.latitude is not None and not (-90 <= draft.latitude <= 90 and -180 <= draft.longitude <= 180):  # type: ignore[operator]
+    if draft.latitude is not None and not (
+        -90 <= draft.latitude <= 90 and -180 <= draft.longitude <= 180
+    ):  # type: ignore[operator]
         raise InvalidOrder("latitude must be within -90..90 and longitude within -180..180")
     if draft.type == "delivery" and not draft.address.strip() and draft.latitude is None:
         raise InvalidOrder("delivery orders need an address or a location")
@@ -139,11 +145,18 @@ async def _price(
     store = await repo.get_store(conn, draft.store_id)
     quantities = _validate(settings, store, draft)
     assert store is not None  # _validate raised otherwise
-    items = {row["id"]: row for row in await repo.lock_order_items(conn, store["id"], list(quantities))}
+    items = {
+        row["id"]: row for row in await repo.lock_order_items(conn, store["id"], list(quantities))
+    }
     missing = sorted(set(quantities) - set(items))
     if missing:
-        raise InvalidOrder(f"items not available in store {store['id']!r}: {', '.join(map(str, missing))}")
-    lines = [(item_id, items[item_id]["name"], items[item_id]["price"], qty) for item_id, qty in quantities.items()]
+        raise InvalidOrder(
+            f"items not available in store {store['id']!r}: {', '.join(map(str, missing))}"
+        )
+    lines = [
+        (item_id, items[item_id]["name"], items[item_id]["price"], qty)
+        for item_id, qty in quantities.items()
+    ]
     subtotal = sum(price * qty for _, _, price, qty in lines)
     if subtotal < store["min_order"]:
         raise InvalidOrder(
@@ -169,7 +182,8 @@ async def quote_order(tenant: Tenant, draft: OrderDraft) -> dict[str, Any]:
         "store_name": store["name"],
         "currency": store["currency"],
         "items": [
-            {"item_id": i, "name": n, "unit_price": p, "quantity": q, "line_total": p * q} for i, n, p, q in lines
+            {"item_id": i, "name": n, "unit_price": p, "quantity": q, "line_total": p * q}
+            for i, n, p, q in lines
         ],
         "subtotal": subtotal,
         "delivery_fee": fee,
@@ -227,7 +241,9 @@ async def create_order(
         role = "admin" if source == "api" else "customer"
         await repo.insert_history(conn, order["id"], None, initial, customer_id, role, "created")
         [view] = await order_views(conn, [order])
-    await tenant.publish("order.created", _event_payload(view, store["name"], None, "created", role, source))
+    await tenant.publish(
+        "order.created", _event_payload(view, store["name"], None, "created", role, source)
+    )
     return view
 
 
@@ -277,7 +293,10 @@ async def change_status(
         fields = {"type": order["type"]}
         if expected is not None and expected != current:
             raise TransitionError(
-                current, target, machine.allowed(current, role, fields), f"order {order_id} is {current!r}, not {expected!r}"
+                current,
+                target,
+                machine.allowed(current, role, fields),
+                f"order {order_id} is {current!r}, not {expected!r}",
             )
         machine.check(current, target, role, fields)
         await repo.set_order_status(conn, order_id, target)
@@ -291,7 +310,9 @@ async def change_status(
     return view
 
 
-async def expire_pending(tenant: Tenant, *, now: datetime | None = None, limit: int = 500) -> list[int]:
+async def expire_pending(
+    tenant: Tenant, *, now: datetime | None = None, limit: int = 500
+) -> list[int]:
     """Move orders left in the initial state too long to ``expiry_status`` (role ``system``).
 
     The ``orders.expire`` cron job calls this every minute; tests call it with
@@ -373,7 +394,12 @@ async def load_order(tenant: Tenant, order_id: int) -> dict[str, Any]:
 
 
 def _event_payload(
-    view: dict[str, Any], store_name: str, previous: str | None, reason: str, role: str, source: str | None
+    view: dict[str, Any],
+    store_name: str,
+    previous: str | None,
+    reason: str,
+    role: str,
+    source: str | None,
 ) -> dict[str, Any]:
     """What a partner dashboard shows about an order event (money in minor units)."""
     return {
@@ -385,7 +411,10 @@ def _event_payload(
         "type": view["type"],
         "total": view["total"],
         "currency": view["currency"],
-        "items": [{k: line[k] for k in ("item_id", "name", "quantity", "unit_price")} for line in view["items"]],
+        "items": [
+            {k: line[k] for k in ("item_id", "name", "quantity", "unit_price")}
+            for line in view["items"]
+        ],
         "status": view["status"],
         "previous_status": previous,
         "reason": reason,

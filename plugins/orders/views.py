@@ -43,7 +43,9 @@ def status_label(tenant: Tenant, state: str) -> str:
 
 def action_label(tenant: Tenant, target: str, order_id: int) -> str:
     """Button text for moving an order to ``target`` (``orders.action.<target>``)."""
-    return _text_or(tenant, f"orders.action.{target}", f"→ {status_label(tenant, target)}", id=order_id)
+    return _text_or(
+        tenant, f"orders.action.{target}", f"→ {status_label(tenant, target)}", id=order_id
+    )
 
 
 def status_callback(order_id: int, current: str, target: str, role_code: str) -> str:
@@ -54,7 +56,9 @@ def status_callback(order_id: int, current: str, target: str, role_code: str) ->
     return data
 
 
-def status_keyboard(tenant: Tenant, order: dict[str, Any], role: str) -> InlineKeyboardMarkup | None:
+def status_keyboard(
+    tenant: Tenant, order: dict[str, Any], role: str
+) -> InlineKeyboardMarkup | None:
     """Buttons for every move ``role`` may take from the order's state (from the tenant's machine)."""
     code = next(letter for letter, name in ROLE_CODES.items() if name == role)
     targets = tenant.statuses["orders"].allowed(order["status"], role, {"type": order["type"]})
@@ -93,7 +97,9 @@ def order_card(tenant: Tenant, order: dict[str, Any], store_name: str, *, new: b
         store=store_name,
         type=tenant.text(f"orders.type.{order['type']}"),
         customer=order["customer_name"] or str(order["customer_id"]),
-        phone=tenant.text("orders.detail_phone", phone=order["phone"]) if order.get("phone") else "",
+        phone=tenant.text("orders.detail_phone", phone=order["phone"])
+        if order.get("phone")
+        else "",
         address=tenant.text("orders.detail_address", address=address) if address else "",
         lines=lines,
         subtotal=money(order["subtotal"], currency),

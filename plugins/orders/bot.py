@@ -1,0 +1,532 @@
+"""The customer and partner bot flows: /menu, /cart, checkout, /myorders and status buttons.
+
+Callback data (Bot API: 1-64 bytes):
+
+* ``om:h`` stores, ``om:s:<store>`` categories, ``om:c:<category>`` items,
+  ``om:a:<item id>`` add one to the cart;
+* ``oc:inc:<item id>`` / ``oc:dec:<item id>`` / ``oc:clear`` / ``oc:go`` cart;
+* ``ck:t:<pickup|delivery>`` / ``ck:ok`` / ``ck:no`` checkout;
+* ``os:<order id>:<state seen>:<target>:<c|p|a>`` status change in a role.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+
+from core import Tenant, TransitionError
+from plugins.orders import cart
+from plugins.orders import repository as repo
+from plugins.orders.errors import OrderError
+from plugins.orders.service import (
+    OrderDraft,
+    OrderLine,
+    change_status,
+    create_order,
+    load_order,
+    normalize_phone,
+    order_views,
+    quote_order,
+    settings_of,
+)
+from plugins.orders.views import ROLE_CODES, money, order_card, status_keyboard, status_label
+
+__all__ = ["Checkout", "build_router"]
+
+MY_ORDERS_SHOWN = 5
+
+
+class Checkout(StatesGroup):
+    """FSM states of checkout: pickup/delivery, address, phone, confirmation."""
+
+    type = State()
+    address = State()
+    phone = State()
+    confirm = State()
+
+
+def _button(text: str, data: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=data)
+
+
+def _keyboard(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+# ---------------------------------------------------------------- catalog
+
+
+async def _stores_view(tenant: Tenant) -> tuple[str, InlineKeyboardMarkup | None]:
+    async with tenant.db.acquire() as conn:
+        stores = await repo.list_stores(conn)
+    if not stores:
+        return tenant.text("orders.no_stores"), None
+    if len(stores) == 1:
+        return await _categories_view(tenant, stores[0]["id"], single=True)
+    rows = [[_button(s["name"], f"om:s:{s['id']}")] for s in stores]
+    return tenant.text("orders.pick_store"), _keyboard(rows)
+
+
+async def _categories_view(
+    tenant: Tenant, store_id: str, single: bool = False
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    async with tenant.db.acquire() as conn:
+        store = await repo.get_store(conn, store_id)
+        categories = await repo.list_categories(conn, store_id) if store else []
+    if store is None:
+        return tenant.text("orders.no_stores"), None
+    rows = [[_button(c["name"], f"om:c:{c['id']}")] for c in categories]
+    if not single:
+        rows.append([_button(tenant.text("orders.back"), "om:h")])
+    key = "orders.pick_category" if categories else "orders.no_categories"
+    return tenant.text(key, store=store["name"]), _keyboard(rows)
+
+
+async def _items_view(tenant: Tenant, category_id: str) -> tuple[str, InlineKeyboardMarkup | None]:
+    async with tenant.db.acquire() as conn:
+        category = await repo.get_category(conn, category_id)
+        items = (
+            await repo.list_items(conn, category_id=category_id, only_available=True)
+            if category
+            else []
+        )
+        store = await repo.get_store(conn, category["store_id"]) if category else None
+    if category is None or store is None:
+        return tenant.text("orders.item_gone"), None
+    rows = [
+        [_button(f"{i['name']} — {money(i['price'], store['currency'])}", f"om:a:{i['id']}")]
+        for i in items
+    ]
+    rows.append([_button(tenant.text("orders.back"), f"om:s:{category['store_id']}")])
+    key = "orders.pick_item" if items else "orders.no_items"
+    return tenant.text(key, category=category["name"]), _keyboard(rows)
+
+
+async def menu(message: Message, tenant: Tenant) -> None:
+    """``/menu``: stores (or the only store's categories)."""
+    text, keyboard = await _stores_view(tenant)
+    await message.answer(text, reply_markup=keyboard)
+
+
+async def menu_callback(callback: CallbackQuery, tenant: Tenant) -> None:
+    """Catalog navigation and "add to cart" buttons (``om:...``)."""
+    action, _, argument = (callback.data or "")[3:].partition(":")
+    if action == "a":
+        await _add_to_cart(callback, tenant, argument)
+        return
+    if action == "s":
+        text, keyboard = await _categories_view(tenant, argument)
+    elif action == "c":
+        text, keyboard = await _items_view(tenant, argument)
+    else:
+        text, keyboard = await _stores_view(tenant)
+    await callback.answer()
+    if callback.message is not None:
+        await callback.message.edit_text(text, reply_markup=keyboard)
+
+
+async def _add_to_cart(callback: CallbackQuery, tenant: Tenant, argument: str) -> None:
+    settings = settings_of(tenant)
+    async with tenant.db.acquire() as conn:
+        item = await repo.get_item(conn, int(argument)) if argument.isdigit() else None
+        store = await repo.get_store(conn, item["store_id"]) if item else None
+    if item is None or store is None or not item["available"]:
+        await callback.answer(tenant.text("orders.item_gone"), show_alert=True)
+        return
+    quantity, switched = await cart.add_item(
+        tenant, callback.from_user.id, item["store_id"], item["id"], settings.cart_ttl_seconds
+    )
+    text = tenant.text("orders.added", name=item["name"], quantity=quantity)
+    if switched:
+        text = tenant.text("orders.cart_switched", store=store["name"]) + "\n" + text
+    await callback.answer(text, show_alert=switched)
+
+
+# ---------------------------------------------------------------- cart
+
+
+async def _cart_view(tenant: Tenant, user_id: int) -> tuple[str, InlineKeyboardMarkup | None]:
+    store_id, quantities = await cart.read(tenant, user_id)
+    if not store_id or not quantities:
+        return tenant.text("orders.cart_empty"), None
+    async with tenant.db.acquire() as conn:
+        store = await repo.get_store(conn, store_id)
+        items = {
+            i["id"]: i for i in await repo.list_items(conn, store_id=store_id, only_available=True)
+        }
+    lines = [(items[i], q) for i, q in quantities.items() if i in items]
+    if store is None or not lines:
+        return tenant.text("orders.cart_empty"), None
+    currency = store["currency"]
+    text = [tenant.text("orders.cart_title", store=store["name"])]
+    rows = []
+    for item, quantity in lines:
+        text.append(
+            tenant.text(
+                "orders.cart_line",
+                name=item["name"],
+                quantity=quantity,
+                amount=money(item["price"] * quantity, currency),
+            )
+        )
+        rows.append(
+            [
+                _button(f"➖ {item['name']}", f"oc:dec:{item['id']}"),
+                _button("➕", f"oc:inc:{item['id']}"),
+            ]
+        )
+    subtotal = sum(item["price"] * quantity for item, quantity in lines)
+    text.append(tenant.text("orders.cart_total", amount=money(subtotal, currency)))
+    rows.append(
+        [
+            _button(tenant.text("orders.cart_clear"), "oc:clear"),
+            _button(tenant.text("orders.checkout"), "oc:go"),
+        ]
+    )
+    return "\n".join(text), _keyboard(rows)
+
+
+async def show_cart(message: Message, tenant: Tenant) -> None:
+    """``/cart``: lines at current prices with ➖/➕, clear and checkout buttons."""
+    if message.from_user is None:
+        return
+    text, keyboard = await _cart_view(tenant, message.from_user.id)
+    await message.answer(text, reply_markup=keyboard)
+
+
+async def cart_callback(callback: CallbackQuery, tenant: Tenant, state: FSMContext) -> None:
+    """Cart buttons (``oc:...``): change quantities, clear, or start checkout."""
+    settings = settings_of(tenant)
+    user_id = callback.from_user.id
+    action, _, argument = (callback.data or "")[3:].partition(":")
+    if action == "go":
+        await _start_checkout(callback, tenant, state)
+        return
+    if action == "clear":
+        await cart.clear(tenant, user_id)
+        await callback.answer(tenant.text("orders.cart_cleared"))
+    elif action in ("inc", "dec") and argument.isdigit():
+        delta = 1 if action == "inc" else -1
+        await cart.change_quantity(
+            tenant, user_id, int(argument), delta, settings.max_quantity, settings.cart_ttl_seconds
+        )
+        await callback.answer()
+    else:
+        await callback.answer()
+        return
+    text, keyboard = await _cart_view(tenant, user_id)
+    if callback.message is not None:
+        await callback.message.edit_text(text, reply_markup=keyboard)
+
+
+# ---------------------------------------------------------------- checkout
+
+
+async def _start_checkout(callback: CallbackQuery, tenant: Tenant, state: FSMContext) -> None:
+    store_id, quantities = await cart.read(tenant, callback.from_user.id)
+    async with tenant.db.acquire() as conn:
+        store = await repo.get_store(conn, store_id) if store_id else None
+    await callback.answer()
+    if store is None or not quantities or callback.message is None:
+        await callback.message.answer(tenant.text("orders.cart_empty"))  # type: ignore[union-attr]
+        return
+    await state.clear()
+    await state.update_data(store_id=store["id"])
+    if store["pickup"] and store["delivery"]:
+        await state.set_state(Checkout.type)
+        rows = [
+            [
+                _button(tenant.text(f"orders.type.{kind}"), f"ck:t:{kind}")
+                for kind in ("pickup", "delivery")
+            ]
+        ]
+        await callback.message.answer(tenant.text("orders.pick_type"), reply_markup=_keyboard(rows))
+        return
+    await _after_type(
+        callback.message, tenant, state, "delivery" if store["delivery"] else "pickup"
+    )
+
+
+async def _after_type(message: Message, tenant: Tenant, state: FSMContext, order_type: str) -> None:
+    await state.update_data(type=order_type)
+    if order_type == "delivery":
+        await state.set_state(Checkout.address)
+        keyboard = ReplyKeyboardMarkup(
+            keyboard=[
+                [KeyboardButton(text=tenant.text("orders.share_location"), request_location=True)]
+            ],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+        await message.answer(tenant.text("orders.ask_address"), reply_markup=keyboard)
+        return
+    await _ask_phone(message, tenant, state)
+
+
+async def _ask_phone(message: Message, tenant: Tenant, state: FSMContext) -> None:
+    await state.set_state(Checkout.phone)
+    keyboard = ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=tenant.text("orders.share_phone"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+    await message.answer(tenant.text("orders.ask_phone"), reply_markup=keyboard)
+
+
+async def address_text(message: Message, tenant: Tenant, state: FSMContext) -> None:
+    """Checkout: the delivery address as text."""
+    await state.update_data(
+        address=(message.text or "").strip()[:500], latitude=None, longitude=None
+    )
+    await _ask_phone(message, tenant, state)
+
+
+async def address_location(message: Message, tenant: Tenant, state: FSMContext) -> None:
+    """Checkout: the delivery address as a shared location."""
+    location = message.location
+    assert location is not None  # the filter F.location guarantees it
+    await state.update_data(address="", latitude=location.latitude, longitude=location.longitude)
+    await _ask_phone(message, tenant, state)
+
+
+async def phone_contact(message: Message, tenant: Tenant, state: FSMContext) -> None:
+    """Checkout: the phone from the contact button (must be the sender's own contact)."""
+    contact = message.contact
+    assert contact is not None and message.from_user is not None  # filter F.contact
+    if contact.user_id != message.from_user.id:
+        await message.answer(tenant.text("orders.foreign_contact"))
+        return
+    await _summary(message, tenant, state, contact.phone_number)
+
+
+async def phone_text(message: Message, tenant: Tenant, state: FSMContext) -> None:
+    """Checkout: the phone typed as text."""
+    phone = normalize_phone(message.text or "")
+    if phone is None:
+        await message.answer(tenant.text("orders.bad_phone"))
+        return
+    await _summary(message, tenant, state, phone)
+
+
+async def _draft(tenant: Tenant, user_id: int, data: dict) -> OrderDraft | None:
+    store_id, quantities = await cart.read(tenant, user_id)
+    if not quantities or store_id != data.get("store_id"):
+        return None
+    return OrderDraft(
+        store_id=store_id,
+        type=data.get("type", ""),
+        lines=[OrderLine(item_id=i, quantity=q) for i, q in quantities.items()],
+        address=data.get("address") or "",
+        latitude=data.get("latitude"),
+        longitude=data.get("longitude"),
+        phone=data.get("phone") or "",
+    )
+
+
+async def _summary(message: Message, tenant: Tenant, state: FSMContext, phone: str) -> None:
+    await state.update_data(phone=normalize_phone(phone) or phone)
+    assert message.from_user is not None
+    draft = await _draft(tenant, message.from_user.id, await state.get_data())
+    if draft is None:
+        await state.clear()
+        await message.answer(tenant.text("orders.cart_empty"), reply_markup=ReplyKeyboardRemove())
+        return
+    try:
+        quote = await quote_order(tenant, draft)
+    except OrderError as exc:
+        await state.clear()
+        await message.answer(
+            tenant.text("orders.failed", reason=exc.detail), reply_markup=ReplyKeyboardRemove()
+        )
+        return
+    await state.set_state(Checkout.confirm)
+    preview = {
+        "id": 0,
+        "store_id": draft.store_id,
+        "customer_id": message.from_user.id,
+        "customer_name": message.from_user.full_name,
+        "type": draft.type,
+        "status": tenant.statuses["orders"].initial,
+        "address": draft.address,
+        "latitude": draft.latitude,
+        "longitude": draft.longitude,
+        "phone": draft.phone,
+        **quote,
+    }
+    details = order_card(tenant, preview, quote["store_name"]).split("\n", 1)[1]
+    rows = [
+        [
+            _button(tenant.text("orders.confirm"), "ck:ok"),
+            _button(tenant.text("orders.cancel_checkout"), "ck:no"),
+        ]
+    ]
+    await message.answer(
+        tenant.text("orders.summary", details=details), reply_markup=_keyboard(rows)
+    )
+
+
+async def checkout_callback(callback: CallbackQuery, tenant: Tenant, state: FSMContext) -> None:
+    """Checkout buttons (``ck:...``): order type, confirm, cancel."""
+    action, _, argument = (callback.data or "")[3:].partition(":")
+    message = callback.message
+    if message is None:
+        await callback.answer()
+        return
+    current = await state.get_state()
+    if action == "t" and current == Checkout.type.state and argument in ("pickup", "delivery"):
+        await callback.answer()
+        await message.edit_reply_markup(reply_markup=None)
+        await _after_type(message, tenant, state, argument)
+        return
+    if action == "no":
+        await state.clear()
+        await callback.answer()
+        await message.edit_text(tenant.text("orders.checkout_cancelled"))
+        return
+    if action != "ok" or current != Checkout.confirm.state:
+        await callback.answer()
+        return
+    draft = await _draft(tenant, callback.from_user.id, await state.get_data())
+    if draft is None:
+        await state.clear()
+        await callback.answer()
+        await message.edit_text(tenant.text("orders.cart_empty"))
+        return
+    try:
+        order = await create_order(
+            tenant,
+            customer_id=callback.from_user.id,
+            customer_name=callback.from_user.full_name,
+            draft=draft,
+            source="bot",
+        )
+    except OrderError as exc:
+        await callback.answer()
+        await message.edit_text(tenant.text("orders.failed", reason=exc.detail))
+        return
+    await state.clear()
+    await cart.clear(tenant, callback.from_user.id)
+    await callback.answer()
+    await message.edit_text(
+        tenant.text("orders.placed", id=order["id"], total=money(order["total"], order["currency"]))
+    )
+
+
+# ---------------------------------------------------------------- my orders and status buttons
+
+
+async def my_orders(message: Message, tenant: Tenant) -> None:
+    """``/myorders``: the latest orders with their status and the customer's allowed moves."""
+    if message.from_user is None:
+        return
+    async with tenant.db.acquire() as conn:
+        rows = await repo.customer_orders(conn, message.from_user.id, MY_ORDERS_SHOWN)
+        orders = await order_views(conn, rows)
+        stores = {s["id"]: s["name"] for s in await repo.list_stores(conn)}
+    if not orders:
+        await message.answer(tenant.text("orders.no_orders"))
+        return
+    text = [tenant.text("orders.my_title")]
+    buttons: list[list[InlineKeyboardButton]] = []
+    for order in orders:
+        when = rows[orders.index(order)]["created_at"].astimezone(tenant.tz).strftime("%d.%m %H:%M")
+        text.append(
+            tenant.text(
+                "orders.my_line",
+                id=order["id"],
+                store=stores.get(order["store_id"], order["store_id"]),
+                when=when,
+                total=money(order["total"], order["currency"]),
+                status=status_label(tenant, order["status"]),
+            )
+        )
+        keyboard = status_keyboard(tenant, order, "customer")
+        if keyboard is not None:
+            buttons.extend(keyboard.inline_keyboard)
+    await message.answer("\n".join(text), reply_markup=_keyboard(buttons) if buttons else None)
+
+
+async def status_button(callback: CallbackQuery, tenant: Tenant) -> None:
+    """A status button (``os:<id>:<seen>:<target>:<role>``) pressed by a partner, admin or customer.
+
+    The role in the data is only a claim: the service checks that a partner
+    is one of the store's, a customer owns the order, and admins are in
+    ``bot.admins``; the machine then checks the move.
+    """
+    parts = (callback.data or "").split(":")
+    if len(parts) != 5 or not parts[1].isdigit() or parts[4] not in ROLE_CODES:
+        await callback.answer()
+        return
+    order_id, seen, target, role = int(parts[1]), parts[2] or None, parts[3], ROLE_CODES[parts[4]]
+    user_id = callback.from_user.id
+    if role == "admin" and not tenant.is_admin(user_id):
+        await callback.answer(tenant.text("orders.not_yours"), show_alert=True)
+        return
+    try:
+        order = await change_status(
+            tenant, order_id, target, role=role, actor_id=user_id, expected=seen
+        )
+    except TransitionError as exc:
+        if seen is not None and exc.current != seen:
+            await callback.answer(
+                tenant.text("orders.stale", id=order_id, status=status_label(tenant, exc.current)),
+                show_alert=True,
+            )
+            await _refresh(callback, tenant, order_id, role)
+        else:
+            await callback.answer(tenant.text("orders.refused", reason=exc.reason), show_alert=True)
+        return
+    except OrderError:
+        await callback.answer(tenant.text("orders.not_yours"), show_alert=True)
+        return
+    await callback.answer(
+        tenant.text("orders.done", id=order_id, status=status_label(tenant, order["status"]))
+    )
+    if role == "customer" and callback.message is not None:
+        # The customer gets a fresh status message from the event; retire these buttons.
+        await callback.message.edit_reply_markup(reply_markup=None)
+
+
+async def _refresh(callback: CallbackQuery, tenant: Tenant, order_id: int, role: str) -> None:
+    """Redraw a stale message with the order's current state and buttons."""
+    if callback.message is None:
+        return
+    order = await load_order(tenant, order_id)
+    if role == "customer":
+        await callback.message.edit_reply_markup(reply_markup=status_keyboard(tenant, order, role))
+        return
+    async with tenant.db.acquire() as conn:
+        store = await repo.get_store(conn, order["store_id"])
+    await callback.message.edit_text(
+        order_card(tenant, order, store["name"]), reply_markup=status_keyboard(tenant, order, role)
+    )
+
+
+def build_router(tenant: Tenant) -> Router:
+    """A new Router with the orders commands, checkout states and buttons (one per tenant start)."""
+    router = Router(name=f"orders:{tenant.id}")
+    router.message.register(menu, Command("menu"))
+    router.message.register(show_cart, Command("cart"))
+    router.message.register(my_orders, Command("myorders"))
+    router.callback_query.register(menu_callback, F.data.startswith("om:"))
+    router.callback_query.register(cart_callback, F.data.startswith("oc:"))
+    router.callback_query.register(checkout_callback, F.data.startswith("ck:"))
+    router.callback_query.register(status_button, F.data.startswith("os:"))
+    # Commands typed mid-checkout must reach their handlers, not become an address or phone.
+    not_command = F.text & ~F.text.startswith("/")
+    router.message.register(address_text, Checkout.address, not_command)
+    router.message.register(address_location, Checkout.address, F.location)
+    router.message.register(phone_contact, Checkout.phone, F.contact)
+    router.message.register(phone_text, Checkout.phone, not_command)
+    return router
