@@ -223,14 +223,26 @@ def format_path(path: list[str | int]) -> str:
     return out
 
 
-def _parse_msgspec_path(text: str) -> list[str | int]:
+def _parse_msgspec_path(text: str, data: Any) -> list[str | int]:
+    """Parse msgspec's ``$.a[0].b`` path; ``[...]`` (a dict key msgspec does not name) is
+    resolved to the one key of ``data`` under which the rest of the path exists."""
+    tokens = re.findall(r"\.([^.\[\]]+)|\[(\d+)\]|(\[\.\.\.\])", text.removeprefix("$"))
     parts: list[str | int] = []
-    for token in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]|\[\.\.\.\]", text.removeprefix("$")):
-        name, index = token
+    for position, (name, index, any_key) in enumerate(tokens):
         if name:
             parts.append(name)
         elif index:
             parts.append(int(index))
+        elif any_key:
+            found, mapping = _lookup(data, parts)
+            rest = [n or (int(i) if i else "") for n, i, _ in tokens[position + 1 :]]
+            candidates = [
+                k for k in (mapping if found and isinstance(mapping, dict) else {})
+                if all(isinstance(r, str | int) and r != "" for r in rest) and _lookup(mapping[k], rest)[0]
+            ]
+            if len(candidates) != 1:
+                break
+            parts.append(candidates[0])
     return parts
 
 
@@ -255,7 +267,7 @@ def validation_issue(
     path: list[str | int] = []
     if " - at `" in message:
         message, where = message.rsplit(" - at `", 1)
-        path = _parse_msgspec_path(where.rstrip("`"))
+        path = _parse_msgspec_path(where.rstrip("`"), data)
     unknown = re.match(r"Object contains unknown field `(.+)`", message)
     if unknown:
         path.append(unknown.group(1))
