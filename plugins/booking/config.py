@@ -169,7 +169,7 @@ class BookingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cancelled_status: str = "cancelled"
     completed_status: str = "completed"
     no_show_status: str = "no_show"
-    released_statuses: list[str] = ["cancelled", "no_show"]
+    released_statuses: list[str] = msgspec.field(default_factory=lambda: ["cancelled", "no_show"])
 
     def __post_init__(self) -> None:
         """Cross-field checks msgspec cannot express.
@@ -180,7 +180,9 @@ class BookingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """
         for day, hours in self.opening_hours.items():
             if day not in WEEKDAYS:
-                raise ValueError(f"opening_hours: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+                raise ValueError(
+                    f"opening_hours: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})"
+                )
             parse_hours(hours)
         if self.kind == "tables":
             if not self.tables:
@@ -190,7 +192,9 @@ class BookingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             for table in self.tables:
                 for other in table.combinable_with:
                     if other not in codes or other == table.id:
-                        raise ValueError(f"tables: {table.id!r} is combinable with unknown table {other!r}")
+                        raise ValueError(
+                            f"tables: {table.id!r} is combinable with unknown table {other!r}"
+                        )
         else:
             if not self.services or not self.staff:
                 raise ValueError("kind 'services' needs at least one service and one staff member")

@@ -2,7 +2,7 @@
 
 Callback data are aiogram ``CallbackData`` factories with short prefixes, so
 each packs to well under the Bot API's 64-byte ``callback_data`` limit (the
-longest, :class:`StatusAction`, is ``bk:a:<id>:<status>`` with a status of at
+longest, :class:`StatusAction`, is ``bka:<id>:<status>`` with a status of at
 most 40 characters: under 60 bytes). Times travel as minutes since the Unix
 epoch (UTC), which stays unambiguous across days and DST changes.
 """
@@ -46,57 +46,57 @@ __all__ = [
 ]
 
 
-class CalendarAction(CallbackData, prefix="bk:cal"):
+class CalendarAction(CallbackData, prefix="bkcal"):
     """A calendar press: ``action`` ``d`` (day ``YYYYMMDD``), ``m`` (month ``YYYYMM``) or ``x`` (no-op)."""
 
     action: str
     value: str
 
 
-class PickTime(CallbackData, prefix="bk:t"):
+class PickTime(CallbackData, prefix="bkt"):
     """A start time, in minutes since the epoch (UTC)."""
 
     at: int
 
 
-class PickParty(CallbackData, prefix="bk:p"):
+class PickParty(CallbackData, prefix="bkp"):
     """A party size."""
 
     size: int
 
 
-class PickService(CallbackData, prefix="bk:s"):
+class PickService(CallbackData, prefix="bks"):
     """A service id."""
 
     code: str
 
 
-class PickStaff(CallbackData, prefix="bk:st"):
+class PickStaff(CallbackData, prefix="bkst"):
     """A staff id, ``*`` for anyone free."""
 
     code: str
 
 
-class ConfirmFlow(CallbackData, prefix="bk:c"):
+class ConfirmFlow(CallbackData, prefix="bkc"):
     """The final Confirm (``ok`` true) or Cancel of the /book flow."""
 
     ok: bool
 
 
-class StatusAction(CallbackData, prefix="bk:a"):
+class StatusAction(CallbackData, prefix="bka"):
     """An admin's status button: move booking ``booking_id`` to ``to``."""
 
     booking_id: int
     to: str
 
 
-class CancelBooking(CallbackData, prefix="bk:x"):
+class CancelBooking(CallbackData, prefix="bkx"):
     """A customer's Cancel button in /mybookings."""
 
     booking_id: int
 
 
-class Rate(CallbackData, prefix="bk:r"):
+class Rate(CallbackData, prefix="bkr"):
     """A 1-5 rating of a completed booking."""
 
     booking_id: int
@@ -130,7 +130,10 @@ def calendar_keyboard(
                 continue
             day = date(year, month, number)
             if day_problem(settings, tenant.tz, day, now) is None:
-                builder.button(text=str(number), callback_data=CalendarAction(action="d", value=f"{day:%Y%m%d}"))
+                builder.button(
+                    text=str(number),
+                    callback_data=CalendarAction(action="d", value=f"{day:%Y%m%d}"),
+                )
             else:
                 builder.button(text="·", callback_data=noop)
     first = date(year, month, 1)
@@ -143,13 +146,17 @@ def calendar_keyboard(
         builder.button(text="‹", callback_data=CalendarAction(action="m", value=f"{previous:%Y%m}"))
         navigation += 1
     if following <= last:
-        builder.button(text="›", callback_data=CalendarAction(action="m", value=f"{following:%Y%m}"))
+        builder.button(
+            text="›", callback_data=CalendarAction(action="m", value=f"{following:%Y%m}")
+        )
         navigation += 1
     builder.adjust(1, 7, *([7] * len(weeks)), *([navigation] if navigation else []))
     return builder.as_markup()
 
 
-def times_keyboard(tenant: Tenant, starts: Sequence[datetime], *, with_date: bool = False) -> InlineKeyboardMarkup:
+def times_keyboard(
+    tenant: Tenant, starts: Sequence[datetime], *, with_date: bool = False
+) -> InlineKeyboardMarkup:
     """One button per free start time, four per row."""
     builder = InlineKeyboardBuilder()
     for start in starts:
@@ -169,7 +176,9 @@ def party_keyboard(largest: int) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def services_keyboard(settings: BookingSettings, codes: Sequence[str], price_text: dict[str, str]) -> InlineKeyboardMarkup:
+def services_keyboard(
+    settings: BookingSettings, codes: Sequence[str], price_text: dict[str, str]
+) -> InlineKeyboardMarkup:
     """One button per service that fits, with its duration and price."""
     builder = InlineKeyboardBuilder()
     for code in codes:
@@ -183,7 +192,9 @@ def services_keyboard(settings: BookingSettings, codes: Sequence[str], price_tex
     return builder.as_markup()
 
 
-def staff_keyboard(settings: BookingSettings, codes: Sequence[str], anyone: str) -> InlineKeyboardMarkup:
+def staff_keyboard(
+    settings: BookingSettings, codes: Sequence[str], anyone: str
+) -> InlineKeyboardMarkup:
     """One button per free staff member, plus "anyone"."""
     builder = InlineKeyboardBuilder()
     builder.button(text=anyone, callback_data=PickStaff(code="*"))
@@ -212,7 +223,9 @@ def confirm_keyboard(confirm: str, cancel: str) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def status_keyboard(booking_id: int, targets: Sequence[tuple[str, str]]) -> InlineKeyboardMarkup | None:
+def status_keyboard(
+    booking_id: int, targets: Sequence[tuple[str, str]]
+) -> InlineKeyboardMarkup | None:
     """An admin's buttons: one per allowed ``(status, label)``; None when there are none."""
     if not targets:
         return None

@@ -53,7 +53,9 @@ def describe(tenant: Tenant, view: BookingView) -> str:
     settings = service.settings_of(tenant)
     if settings.kind == "tables":
         tables = ", ".join(view.resources)
-        return tenant.text("booking.what_party", party=view.party_size) + (f" ({tables})" if tables else "")
+        return tenant.text("booking.what_party", party=view.party_size) + (
+            f" ({tables})" if tables else ""
+        )
     spec = settings.service(view.service or "")
     staff = ", ".join(
         (m.name if (m := settings.staff_member(code)) else code) for code in view.resources
@@ -71,7 +73,9 @@ def admin_keyboard(tenant: Tenant, view: BookingView) -> InlineKeyboardMarkup | 
     settings = service.settings_of(tenant)
     machine = tenant.statuses[service.PLUGIN]
     targets = []
-    for status in machine.allowed(view.status, "admin", {"kind": settings.kind, "source": view.source}):
+    for status in machine.allowed(
+        view.status, "admin", {"kind": settings.kind, "source": view.source}
+    ):
         if status == settings.cancelled_status and view.status == machine.initial:
             targets.append((status, tenant.text("booking.reject")))
         else:
@@ -118,7 +122,12 @@ async def customer_status_changed(tenant: Tenant, view: BookingView) -> None:
     await _send(
         tenant,
         view.user_id,
-        tenant.text("booking.status_changed", id=view.id, when=when(tenant, view), status=status_label(tenant, view.status)),
+        tenant.text(
+            "booking.status_changed",
+            id=view.id,
+            when=when(tenant, view),
+            status=status_label(tenant, view.status),
+        ),
     )
 
 
@@ -138,4 +147,8 @@ async def admins_status_changed(tenant: Tenant, view: BookingView, actor_role: s
 async def reminder(tenant: Tenant, view: BookingView) -> None:
     """Send the reminder of an upcoming booking to its customer."""
     if view.user_id is not None:
-        await _send(tenant, view.user_id, tenant.text("booking.reminder", id=view.id, when=when(tenant, view)))
+        await _send(
+            tenant,
+            view.user_id,
+            tenant.text("booking.reminder", id=view.id, when=when(tenant, view)),
+        )

@@ -52,7 +52,9 @@ BOOKING_COLUMNS = """
 # ---------------------------------------------------------------- resources
 
 
-async def sync_resources(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, int, str, list[str]]]) -> None:
+async def sync_resources(
+    conn: asyncpg.Connection, rows: Sequence[tuple[str, str, str, int, str, list[str]]]
+) -> None:
     """Upsert tables/staff from the tenant file and deactivate the ones no longer listed.
 
     Args:
@@ -68,10 +70,15 @@ async def sync_resources(conn: asyncpg.Connection, rows: Sequence[tuple[str, str
         """,
         rows,
     )
-    await conn.execute("UPDATE resources SET active = false WHERE NOT (code = ANY($1::text[]))", [r[0] for r in rows])
+    await conn.execute(
+        "UPDATE resources SET active = false WHERE NOT (code = ANY($1::text[]))",
+        [r[0] for r in rows],
+    )
 
 
-async def sync_services(conn: asyncpg.Connection, rows: Sequence[tuple[str, str, int, int, list[str]]]) -> None:
+async def sync_services(
+    conn: asyncpg.Connection, rows: Sequence[tuple[str, str, int, int, list[str]]]
+) -> None:
     """Upsert services from the tenant file and deactivate the ones no longer listed.
 
     Args:
@@ -87,7 +94,10 @@ async def sync_services(conn: asyncpg.Connection, rows: Sequence[tuple[str, str,
         """,
         rows,
     )
-    await conn.execute("UPDATE services SET active = false WHERE NOT (code = ANY($1::text[]))", [r[0] for r in rows])
+    await conn.execute(
+        "UPDATE services SET active = false WHERE NOT (code = ANY($1::text[]))",
+        [r[0] for r in rows],
+    )
 
 
 async def resource_ids(conn: asyncpg.Connection) -> dict[str, int]:
@@ -96,7 +106,9 @@ async def resource_ids(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["code"]: r["id"] for r in rows}
 
 
-async def holds_between(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+async def holds_between(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> list[asyncpg.Record]:
     """Active holds overlapping ``[start, end)``: ``resource_id, starts_at, ends_at``."""
     return await conn.fetch(
         """
@@ -206,7 +218,9 @@ async def insert_history(
 
 async def fetch_booking(conn: asyncpg.Connection, booking_id: int) -> asyncpg.Record | None:
     """One booking with its held resource codes, or None."""
-    return await conn.fetchrow(f"SELECT {BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id)
+    return await conn.fetchrow(
+        f"SELECT {BOOKING_COLUMNS} FROM bookings b WHERE b.id = $1", booking_id
+    )
 
 
 async def booking_for_update(conn: asyncpg.Connection, booking_id: int) -> asyncpg.Record | None:
@@ -219,7 +233,9 @@ async def booking_for_update(conn: asyncpg.Connection, booking_id: int) -> async
 
 async def set_status(conn: asyncpg.Connection, booking_id: int, status: str) -> None:
     """Write a booking's new status."""
-    await conn.execute("UPDATE bookings SET status = $2, updated_at = now() WHERE id = $1", booking_id, status)
+    await conn.execute(
+        "UPDATE bookings SET status = $2, updated_at = now() WHERE id = $1", booking_id, status
+    )
 
 
 async def bookings_between(
@@ -273,7 +289,9 @@ async def conflicting_bookings(
     return [r["booking_id"] for r in rows]
 
 
-async def mark_reminded(conn: asyncpg.Connection, booking_id: int, statuses: Sequence[str]) -> asyncpg.Record | None:
+async def mark_reminded(
+    conn: asyncpg.Connection, booking_id: int, statuses: Sequence[str]
+) -> asyncpg.Record | None:
     """Claim a booking's reminder: set ``reminded_at`` once, only while in ``statuses``.
 
     The conditional UPDATE is the once-only guarantee: of two runs (two
@@ -303,7 +321,9 @@ async def mark_feedback_requested(conn: asyncpg.Connection, booking_id: int) -> 
     return status.endswith(" 1")
 
 
-async def insert_feedback(conn: asyncpg.Connection, booking_id: int, user_id: int, rating: int, text: str = "") -> bool:
+async def insert_feedback(
+    conn: asyncpg.Connection, booking_id: int, user_id: int, rating: int, text: str = ""
+) -> bool:
     """Store a rating (1-5); False when this booking was already rated."""
     status = await conn.execute(
         """
@@ -322,7 +342,12 @@ async def insert_feedback(conn: asyncpg.Connection, booking_id: int, user_id: in
 
 
 async def insert_blocked_slot(
-    conn: asyncpg.Connection, resource_id: int | None, start: datetime, end: datetime, reason: str, created_by: str
+    conn: asyncpg.Connection,
+    resource_id: int | None,
+    start: datetime,
+    end: datetime,
+    reason: str,
+    created_by: str,
 ) -> int:
     """Insert a block (``resource_id`` None: the whole place); return its id."""
     return await conn.fetchval(
@@ -349,7 +374,9 @@ async def blocked_slot(conn: asyncpg.Connection, block_id: int) -> asyncpg.Recor
     )
 
 
-async def list_blocked_slots(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[asyncpg.Record]:
+async def list_blocked_slots(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> list[asyncpg.Record]:
     """Blocks overlapping ``[start, end)``, by start time."""
     return await conn.fetch(
         """

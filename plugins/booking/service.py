@@ -39,6 +39,7 @@ from plugins.booking.slots import (
 )
 
 __all__ = [
+    "PHONE_PATTERN",
     "PLUGIN",
     "AvailabilityResult",
     "BookingProblem",
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 PLUGIN = "booking"
-_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{3,30}$")
+PHONE_PATTERN = re.compile(r"^\+?[0-9][0-9 ()-]{3,30}$")
 # How many free allocations one create tries before answering "slot taken".
 _MAX_ATTEMPTS = 5
 
@@ -247,19 +248,27 @@ def _plan(
     """
     if settings.kind == "tables":
         if service or staff:
-            raise BookingProblem(400, "wrong_kind", "this place books tables: send party_size (and table), not service")
+            raise BookingProblem(
+                400,
+                "wrong_kind",
+                "this place books tables: send party_size (and table), not service",
+            )
         size = party_size or 1
         if size < 1:
             raise BookingProblem(400, "party_size", "party_size must be at least 1")
         if size > settings.max_party_size:
             raise BookingProblem(
-                400, "party_size", f"party_size {size} is over the limit of {settings.max_party_size}"
+                400,
+                "party_size",
+                f"party_size {size} is over the limit of {settings.max_party_size}",
             )
         if table is not None:
             spec = settings.table(table)
             if spec is None:
                 known = ", ".join(t.id for t in settings.tables)
-                raise BookingProblem(400, "unknown_table", f"unknown table {table!r} (tables: {known})")
+                raise BookingProblem(
+                    400, "unknown_table", f"unknown table {table!r} (tables: {known})"
+                )
             if spec.seats < size:
                 raise BookingProblem(
                     400, "party_size", f"table {table!r} seats {spec.seats}, the party is {size}"
@@ -275,7 +284,9 @@ def _plan(
                 )
         return _Plan(settings.stay_minutes, allocations, 0, size, None)
     if table is not None:
-        raise BookingProblem(400, "wrong_kind", "this place books services: send service (and staff), not table")
+        raise BookingProblem(
+            400, "wrong_kind", "this place books services: send service (and staff), not table"
+        )
     if party_size not in (None, 1):
         raise BookingProblem(400, "party_size", "services are booked for one person (party_size 1)")
     if not service:
@@ -283,7 +294,9 @@ def _plan(
     spec = settings.service(service)
     if spec is None:
         known = ", ".join(s.id for s in settings.services)
-        raise BookingProblem(400, "unknown_service", f"unknown service {service!r} (services: {known})")
+        raise BookingProblem(
+            400, "unknown_service", f"unknown service {service!r} (services: {known})"
+        )
     members = settings.staff_for(spec)
     if staff is not None:
         if settings.staff_member(staff) is None:
@@ -291,7 +304,9 @@ def _plan(
         if staff not in [m.id for m in members]:
             raise BookingProblem(400, "unknown_staff", f"{staff!r} does not do {service!r}")
         members = [m for m in members if m.id == staff]
-    return _Plan(spec.duration_minutes, [Allocation((m.id,), 1) for m in members], spec.price, 1, spec.id)
+    return _Plan(
+        spec.duration_minutes, [Allocation((m.id,), 1) for m in members], spec.price, 1, spec.id
+    )
 
 
 async def _holds(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[Span]:
@@ -299,7 +314,9 @@ async def _holds(conn: asyncpg.Connection, start: datetime, end: datetime) -> li
     return [Span(r["resource_id"], r["starts_at"], r["ends_at"]) for r in rows]
 
 
-def _held_window(settings: BookingSettings, start: datetime, duration_minutes: int) -> tuple[datetime, datetime]:
+def _held_window(
+    settings: BookingSettings, start: datetime, duration_minutes: int
+) -> tuple[datetime, datetime]:
     return (
         start - timedelta(minutes=settings.buffer_before_minutes),
         start + timedelta(minutes=duration_minutes + settings.buffer_after_minutes),
@@ -417,7 +434,9 @@ async def services_at(tenant: Tenant, start: datetime) -> list[tuple[str, list[s
     result = []
     for service in settings.services:
         plan = _plan(settings, party_size=None, service=service.id, staff=None, table=None)
-        starts = start_times(settings, tenant.tz, start.astimezone(tenant.tz).date(), plan.duration_minutes)
+        starts = start_times(
+            settings, tenant.tz, start.astimezone(tenant.tz).date(), plan.duration_minutes
+        )
         if start not in starts:
             continue
         free = await _free_by_start(tenant, settings, [start], plan)
@@ -434,7 +453,7 @@ def _validate_contact(request: NewBooking) -> tuple[str, str, str]:
     phone = request.phone.strip()
     if not 1 <= len(name) <= 100:
         raise BookingProblem(400, "customer_name", "customer_name must be 1-100 characters")
-    if not _PHONE.match(phone):
+    if not PHONE_PATTERN.match(phone):
         raise BookingProblem(400, "phone", f"phone {request.phone!r} is not a phone number")
     if len(request.comment) > 500:
         raise BookingProblem(400, "comment", "comment must be at most 500 characters")
@@ -465,7 +484,9 @@ async def create_booking(
     settings = settings_of(tenant)
     machine = tenant.statuses[PLUGIN]
     if request.starts_at.tzinfo is None:
-        raise BookingProblem(400, "starts_at", "starts_at needs a UTC offset (e.g. 2025-06-01T19:00:00+03:00)")
+        raise BookingProblem(
+            400, "starts_at", "starts_at needs a UTC offset (e.g. 2025-06-01T19:00:00+03:00)"
+        )
     start = request.starts_at.astimezone(UTC)
     now = _now()
     if start <= now:
@@ -483,7 +504,9 @@ async def create_booking(
     name, phone, comment = _validate_contact(request)
     if start not in start_times(settings, tenant.tz, day, plan.duration_minutes):
         window = day_window(settings, tenant.tz, day)
-        hours = settings.opening_hours.get(("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()], "")
+        hours = settings.opening_hours.get(
+            ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()], ""
+        )
         raise BookingProblem(
             400,
             "not_a_slot",
@@ -566,7 +589,13 @@ async def _insert(
             machine.check(status, settings.confirmed_status, "system", _entity(settings, source))
             await repo.set_status(conn, booking_id, settings.confirmed_status)
             await repo.insert_history(
-                conn, booking_id, status, settings.confirmed_status, "system", None, "auto-confirmed"
+                conn,
+                booking_id,
+                status,
+                settings.confirmed_status,
+                "system",
+                None,
+                "auto-confirmed",
             )
     return booking_id
 
@@ -579,7 +608,9 @@ def _entity(settings: BookingSettings, source: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- reads
 
 
-async def get_booking(tenant: Tenant, booking_id: int, *, owner_id: int | None = None) -> BookingView:
+async def get_booking(
+    tenant: Tenant, booking_id: int, *, owner_id: int | None = None
+) -> BookingView:
     """One booking; with ``owner_id``, only if that user made it.
 
     Raises:
@@ -598,7 +629,9 @@ def _day_bounds(tenant: Tenant, day: date) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-async def bookings_on(tenant: Tenant, day: date, statuses: Sequence[str] | None = None) -> list[BookingView]:
+async def bookings_on(
+    tenant: Tenant, day: date, statuses: Sequence[str] | None = None
+) -> list[BookingView]:
     """Bookings starting on local ``day``, optionally only in ``statuses``.
 
     Raises:
@@ -607,7 +640,9 @@ async def bookings_on(tenant: Tenant, day: date, statuses: Sequence[str] | None 
     machine = tenant.statuses[PLUGIN]
     for status in statuses or ():
         if status not in machine.states:
-            raise BookingProblem(400, "status", f"unknown status {status!r} (known: {', '.join(machine.states)})")
+            raise BookingProblem(
+                400, "status", f"unknown status {status!r} (known: {', '.join(machine.states)})"
+            )
     start, end = _day_bounds(tenant, day)
     async with tenant.db.acquire() as conn:
         rows = await repo.bookings_between(conn, start, end, statuses or None)
@@ -629,7 +664,9 @@ async def daily_stats(tenant: Tenant, day: date) -> dict[str, Any]:
     settings = settings_of(tenant)
     start, end = _day_bounds(tenant, day)
     async with tenant.db.acquire() as conn:
-        row = await repo.daily_stats(conn, start, end, settings.released_statuses, settings.no_show_status)
+        row = await repo.daily_stats(
+            conn, start, end, settings.released_statuses, settings.no_show_status
+        )
     return {
         "date": day.isoformat(),
         "bookings": row["bookings"],
@@ -706,7 +743,9 @@ async def change_status(
         raise SlotTaken([]) from None
     view = await get_booking(tenant, booking_id)
     payload = msgspec.to_builtins(view)
-    payload.update({"from_status": current, "to_status": target, "actor_role": role, "comment": comment})
+    payload.update(
+        {"from_status": current, "to_status": target, "actor_role": role, "comment": comment}
+    )
     await tenant.publish("booking.status_changed", payload)
     if target == settings.confirmed_status:
         await schedule_reminder(tenant, view)
@@ -720,7 +759,9 @@ def remindable_statuses(tenant: Tenant) -> list[str]:
     """Statuses in which a booking still gets its reminder (held, not final)."""
     settings = settings_of(tenant)
     machine = tenant.statuses[PLUGIN]
-    return [s for s in machine.states if s not in settings.released_statuses and not machine.is_final(s)]
+    return [
+        s for s in machine.states if s not in settings.released_statuses and not machine.is_final(s)
+    ]
 
 
 async def schedule_reminder(tenant: Tenant, view: BookingView) -> bool:
@@ -736,7 +777,9 @@ async def schedule_reminder(tenant: Tenant, view: BookingView) -> bool:
     if at <= _now():
         return False
     try:
-        return await tenant.enqueue("booking.remind", at=at, key=f"remind:{view.id}", booking_id=view.id)
+        return await tenant.enqueue(
+            "booking.remind", at=at, key=f"remind:{view.id}", booking_id=view.id
+        )
     except RuntimeError:
         tenant.log.warning("booking_reminder_not_queued", booking_id=view.id, reason="no job queue")
         return False
@@ -762,7 +805,12 @@ async def send_reminder(tenant: Tenant, booking_id: int) -> bool:
 
 
 async def create_block(
-    tenant: Tenant, start: datetime, end: datetime, resource: str | None, reason: str, created_by: str
+    tenant: Tenant,
+    start: datetime,
+    end: datetime,
+    resource: str | None,
+    reason: str,
+    created_by: str,
 ) -> dict[str, Any]:
     """Block ``[start, end)`` for one resource or (``resource`` None) the whole place.
 

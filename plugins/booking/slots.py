@@ -64,7 +64,9 @@ def day_problem(settings: BookingSettings, tz: ZoneInfo, day: date, now: datetim
     return None
 
 
-def day_window(settings: BookingSettings, tz: ZoneInfo, day: date) -> tuple[datetime, datetime] | None:
+def day_window(
+    settings: BookingSettings, tz: ZoneInfo, day: date
+) -> tuple[datetime, datetime] | None:
     """Opening and closing moment of ``day`` as aware UTC datetimes, or None when closed."""
     hours = settings.hours_for(day.weekday())
     if hours is None or day in settings.closed_dates:
@@ -76,7 +78,11 @@ def day_window(settings: BookingSettings, tz: ZoneInfo, day: date) -> tuple[date
 
 
 def start_times(
-    settings: BookingSettings, tz: ZoneInfo, day: date, duration_minutes: int, earliest: datetime | None = None
+    settings: BookingSettings,
+    tz: ZoneInfo,
+    day: date,
+    duration_minutes: int,
+    earliest: datetime | None = None,
 ) -> list[datetime]:
     """Offered start times of ``day``: every slot step from opening that ends by closing.
 
@@ -106,7 +112,9 @@ def start_times(
 
 def overlaps(spans: Iterable[Span], resource_id: int, start: datetime, end: datetime) -> bool:
     """True when any span of ``resource_id`` overlaps ``[start, end)``."""
-    return any(s.resource_id == resource_id and s.starts_at < end and s.ends_at > start for s in spans)
+    return any(
+        s.resource_id == resource_id and s.starts_at < end and s.ends_at > start for s in spans
+    )
 
 
 def table_allocations(tables: Sequence[TableSpec], party_size: int) -> list[Allocation]:

@@ -1,0 +1,233 @@
+"""HTTP API of the booking plugin, mounted by the core under ``/api/tenants/{tenant_id}/booking``.
+
+Admin routes need the tenant's API key. ``/availability``, ``POST /bookings``,
+``GET /bookings/{id}``, ``POST /bookings/{id}/status`` and ``/my-bookings``
+also accept Telegram WebApp init data (``X-Telegram-Init-Data``) and then act
+as that user only. Refusals are JSON ``{"status_code", "detail", "code", ...}``
+with a 4xx status; illegal status moves are the core's 409 ``{"detail",
+"current", "allowed"}``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import Parameter
+
+from core import Tenant
+from core.auth import Caller, require_api_key, require_api_key_or_webapp, require_webapp_user
+from core.idempotency import idempotent
+from plugins.booking import service
+from plugins.booking.service import AvailabilityResult, BookingProblem, BookingView, NewBooking
+
+__all__ = ["BlockedSlotsController", "BookingController", "NewBlock", "StatusChange"]
+
+
+class StatusChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /bookings/{id}/status``.
+
+    Attributes:
+        status: the target status (one of the tenant's states).
+        comment: recorded in the booking history, up to 500 characters.
+    """
+
+    status: str
+    comment: str = ""
+
+
+class NewBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /blocked-slots``.
+
+    Attributes:
+        starts_at / ends_at: ISO 8601 with a UTC offset; at most 31 days apart.
+        resource: a table or staff id; omitted or null blocks the whole place.
+        reason: up to 200 characters.
+    """
+
+    starts_at: datetime
+    ends_at: datetime
+    resource: str | None = None
+    reason: str = ""
+
+
+def problem_response(_: Request[Any, Any, Any], problem: BookingProblem) -> Response[Any]:
+    """Render a :class:`BookingProblem` as its 4xx JSON answer."""
+    return Response(_problem_body(problem), status_code=problem.status)
+
+
+def _problem_body(problem: BookingProblem) -> dict[str, Any]:
+    return {
+        "status_code": problem.status,
+        "detail": problem.detail,
+        "code": problem.code,
+        **problem.extra,
+    }
+
+
+def _decode(body: bytes, kind: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(body, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise BookingProblem(400, "invalid_body", f"invalid body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BookingProblem(400, "invalid_json", f"body is not JSON: {exc}") from None
+
+
+def _owner(caller: Caller) -> int | None:
+    """The user a WebApp caller may act for; None for API keys (any booking)."""
+    return caller.user_id if caller.via == "webapp" else None
+
+
+class BookingController(Controller):
+    """Availability, bookings, status changes and daily stats."""
+
+    path = "/"
+    exception_handlers = {BookingProblem: problem_response}  # noqa: RUF012 -- Litestar's declaration style
+
+    @get("/availability", guards=[require_api_key_or_webapp], summary="Free start times of a date")
+    async def get_availability(
+        self,
+        tenant: Tenant,
+        caller: Caller,
+        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+        party_size: int | None = Parameter(query="party_size", default=None, ge=1, le=500),
+        service_code: str | None = Parameter(query="service", default=None, max_length=32),
+        staff: str | None = Parameter(query="staff", default=None, max_length=32),
+    ) -> AvailabilityResult:
+        """Free starts of ``date`` for ``party_size`` (tables) or ``service`` [+ ``staff``] (services).
+
+        Raises:
+            BookingProblem: 400 past or too-far date, unknown service, party too large.
+        """
+        return await service.availability(
+            tenant, day, party_size=party_size, service=service_code, staff=staff
+        )
+
+    @post(
+        "/bookings", guards=[require_api_key_or_webapp], summary="Create a booking", status_code=201
+    )
+    async def create(
+        self, tenant: Tenant, caller: Caller, request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """Book, honouring ``Idempotency-Key`` (a retry gets the first answer).
+
+        Returns:
+            201 with the booking; 400 bad input (nothing written); 409
+            ``slot_taken`` with ``alternatives`` (UTC ISO starts).
+        """
+        body = await request.body()
+
+        async def run() -> tuple[int, Any]:
+            try:
+                new = _decode(body, NewBooking)
+                view = await service.create_booking(
+                    tenant,
+                    new,
+                    user_id=caller.user_id,
+                    source="webapp" if caller.via == "webapp" else "api",
+                    actor_role=caller.role,
+                )
+            except BookingProblem as problem:
+                return problem.status, _problem_body(problem)
+            return 201, msgspec.to_builtins(view)
+
+        scope = f"booking.create:{caller.user_id or 'api'}"
+        status, result, replayed = await idempotent(
+            tenant, scope, request.headers.get("Idempotency-Key"), body, run
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(result, status_code=status, headers=headers)
+
+    @get("/bookings", guards=[require_api_key], summary="Bookings of a date")
+    async def list_bookings(
+        self,
+        tenant: Tenant,
+        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+        status: list[str] | None = Parameter(
+            query="status", default=None, description="repeat to filter by several"
+        ),
+    ) -> list[BookingView]:
+        """Bookings starting on ``date``, optionally only in ``status`` (repeatable)."""
+        return await service.bookings_on(tenant, day, status)
+
+    @get("/bookings/{booking_id:int}", guards=[require_api_key_or_webapp], summary="One booking")
+    async def get_one(self, tenant: Tenant, caller: Caller, booking_id: int) -> BookingView:
+        """One booking (a WebApp user sees only their own; others are 404)."""
+        return await service.get_booking(tenant, booking_id, owner_id=_owner(caller))
+
+    @post(
+        "/bookings/{booking_id:int}/status",
+        guards=[require_api_key_or_webapp],
+        summary="Change a booking's status",
+        status_code=200,
+    )
+    async def set_status(
+        self, tenant: Tenant, caller: Caller, booking_id: int, request: Request[Any, Any, Any]
+    ) -> BookingView:
+        """Move a booking through the tenant's machine as the caller's role.
+
+        Raises:
+            BookingProblem: 400 bad body; 404 unknown (or another user's) booking;
+                409 cancellation cutoff passed.
+            TransitionError: 409 ``{"detail", "current", "allowed"}``.
+        """
+        change = _decode(await request.body(), StatusChange)
+        view, _ = await service.change_status(
+            tenant,
+            booking_id,
+            change.status,
+            role=caller.role,
+            actor_id=caller.user_id,
+            comment=change.comment,
+            owner_id=_owner(caller),
+        )
+        return view
+
+    @get(
+        "/my-bookings", guards=[require_webapp_user], summary="The WebApp user's upcoming bookings"
+    )
+    async def mine(self, tenant: Tenant, caller: Caller) -> list[BookingView]:
+        """Upcoming bookings of the WebApp user that still hold their time."""
+        return await service.upcoming_for(tenant, caller.user_id or 0)
+
+    @get("/stats", guards=[require_api_key], summary="Daily stats")
+    async def stats(
+        self,
+        tenant: Tenant,
+        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+    ) -> dict[str, Any]:
+        """``{date, bookings, covers, no_shows, per_status}`` of ``date`` (one aggregate query)."""
+        return await service.daily_stats(tenant, day)
+
+
+class BlockedSlotsController(Controller):
+    """Admin-made blocks of a resource or the whole place."""
+
+    path = "/blocked-slots"
+    guards = [require_api_key]  # noqa: RUF012 -- Litestar's declaration style
+    exception_handlers = {BookingProblem: problem_response}  # noqa: RUF012
+
+    @get("/", summary="Blocks overlapping a date")
+    async def list_blocks(
+        self,
+        tenant: Tenant,
+        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+    ) -> list[dict[str, Any]]:
+        """Blocks overlapping ``date``."""
+        return await service.list_blocks(tenant, day)
+
+    @post("/", summary="Block a time", status_code=201)
+    async def create_block(self, tenant: Tenant, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Block a time; 409 with ``bookings`` when bookings already hold it."""
+        block = _decode(await request.body(), NewBlock)
+        return await service.create_block(
+            tenant, block.starts_at, block.ends_at, block.resource, block.reason, created_by="api"
+        )
+
+    @delete("/{block_id:int}", summary="Remove a block", status_code=204)
+    async def remove_block(self, tenant: Tenant, block_id: int) -> None:
+        """Remove a block and free its time; 404 when there is none."""
+        await service.delete_block(tenant, block_id)
