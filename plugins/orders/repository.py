@@ -255,7 +255,7 @@ async def insert_order_lines(
     """Insert ``(item_id, name, unit_price, quantity)`` lines of an order."""
     await conn.executemany(
         "INSERT INTO order_items (order_id, item_id, name, unit_price, quantity, line_total)"
-        " VALUES ($1, $2, $3, $4, $5, $4 * $5)",
+        " VALUES ($1, $2, $3, $4::bigint, $5::integer, $4::bigint * $5::integer)",
         [(order_id, *line) for line in lines],
     )
 

@@ -37,7 +37,7 @@ __all__ = [
 
 ORDER_TYPES = ("pickup", "delivery")
 MAX_LINES = 50
-_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+_PHONE = re.compile(r"^\+?[0-9]{7,15}$")  # E.164: at most 15 digits
 
 
 class OrderLine(msgspec.Struct, frozen=True):
@@ -81,7 +81,7 @@ def settings_of(tenant: Tenant) -> OrdersSettings:
 
 
 def normalize_phone(raw: str) -> str | None:
-    """Strip spaces, dashes and brackets; None unless 5-20 digits with an optional ``+``."""
+    """Strip spaces, dashes and brackets; None unless 7-15 digits with an optional ``+``."""
     phone = re.sub(r"[\s()\-]", "", raw or "")
     return phone if _PHONE.match(phone) else None
 
@@ -125,7 +125,7 @@ def _validate(
     if len(draft.address) > 500 or len(draft.comment) > 500:
         raise InvalidOrder("address and comment are limited to 500 characters")
     if draft.phone and normalize_phone(draft.phone) is None:
-        raise InvalidOrder("phone must be 5-20 digits with an optional leading +")
+        raise InvalidOrder("phone must be 7-15 digits with an optional leading +")
     if settings.require_phone and not draft.phone:
         raise InvalidOrder("a phone number is required")
     return quantities
