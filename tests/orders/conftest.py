@@ -28,7 +28,13 @@ ORDERS_SETTINGS: dict[str, Any] = {
             "min_order": 20000,
             "currency": "RUB",
         },
-        {"id": "flowers", "name": "Flowers", "partners": [FLORIST], "pickup": True, "delivery": False},
+        {
+            "id": "flowers",
+            "name": "Flowers",
+            "partners": [FLORIST],
+            "pickup": True,
+            "delivery": False,
+        },
     ],
     "categories": [
         {"id": "bread", "store": "bakery", "name": "Bread", "position": 1},
@@ -36,10 +42,28 @@ ORDERS_SETTINGS: dict[str, Any] = {
         {"id": "bouquets", "store": "flowers", "name": "Bouquets"},
     ],
     "items": [
-        {"sku": "baguette", "store": "bakery", "category": "bread", "name": "Baguette", "price": 12000},
+        {
+            "sku": "baguette",
+            "store": "bakery",
+            "category": "bread",
+            "name": "Baguette",
+            "price": 12000,
+        },
         {"sku": "rye", "store": "bakery", "category": "bread", "name": "Rye", "price": 9000},
-        {"sku": "croissant", "store": "bakery", "category": "pastry", "name": "Croissant", "price": 15000},
-        {"sku": "tulips", "store": "flowers", "category": "bouquets", "name": "Tulips", "price": 250000},
+        {
+            "sku": "croissant",
+            "store": "bakery",
+            "category": "pastry",
+            "name": "Croissant",
+            "price": 15000,
+        },
+        {
+            "sku": "tulips",
+            "store": "flowers",
+            "category": "bouquets",
+            "name": "Tulips",
+            "price": 250000,
+        },
     ],
 }
 
@@ -81,7 +105,9 @@ class Market:
 
     async def create(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         """POST an order (as the WebApp customer by default)."""
-        return await self.h.client.post(f"{self.base}/orders", json=body, headers=headers or self.webapp())
+        return await self.h.client.post(
+            f"{self.base}/orders", json=body, headers=headers or self.webapp()
+        )
 
     async def pickup_order(self, user_id: int = CUSTOMER, **extra: Any) -> dict[str, Any]:
         """Create a bakery pickup order of 2 baguettes (24000) and return it."""
@@ -97,7 +123,9 @@ class Market:
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def set_status(self, order_id: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    async def set_status(
+        self, order_id: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
         """POST a status change (API key by default)."""
         return await self.h.client.post(
             f"{self.base}/orders/{order_id}/status", json=body, headers=headers or self.api()
@@ -107,7 +135,9 @@ class Market:
 @pytest_asyncio.fixture
 async def market(tenantry: Any) -> Market:
     """A started tenant ``market`` with orders enabled (en locale, Europe/Moscow)."""
-    config = tenantry.add_tenant("market", timezone="Europe/Moscow", features={"orders": ORDERS_SETTINGS})
+    config = tenantry.add_tenant(
+        "market", timezone="Europe/Moscow", features={"orders": ORDERS_SETTINGS}
+    )
     await tenantry.start()
     await tenantry.wait_state("market", "running")
     return Market(tenantry, config)

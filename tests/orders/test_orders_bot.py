@@ -10,7 +10,12 @@ from conftest import ADMIN, CUSTOMER, OTHER_CUSTOMER, PARTNER_A, PARTNER_B
 def buttons(call: Any) -> dict[str, str]:
     """callback_data -> text of an inline keyboard in a recorded call."""
     markup = call.params.get("reply_markup") or {}
-    return {b["callback_data"]: b["text"] for row in markup.get("inline_keyboard", []) for b in row if "callback_data" in b}
+    return {
+        b["callback_data"]: b["text"]
+        for row in markup.get("inline_keyboard", [])
+        for b in row
+        if "callback_data" in b
+    }
 
 
 async def post(market, update: dict[str, Any]) -> None:
@@ -20,7 +25,10 @@ async def post(market, update: dict[str, Any]) -> None:
 
 
 async def press(market, updates, user_id: int, data: str, message_id: int = 1) -> None:
-    await post(market, updates.callback_query(data, user_id=user_id, message_id=message_id, bot_id=market.bot_id))
+    await post(
+        market,
+        updates.callback_query(data, user_id=user_id, message_id=message_id, bot_id=market.bot_id),
+    )
 
 
 def last(bot_api, method: str, market, chat_id: int) -> Any:
@@ -37,7 +45,10 @@ async def fill_cart(market, updates, bot_api, user_id: int = CUSTOMER) -> dict[s
     """Browse /menu -> Bakery -> Bread and add two baguettes; return sku -> item id."""
     ids = await market.item_ids()
     await post(market, updates.command("menu", user_id=user_id))
-    assert set(buttons(last(bot_api, "sendMessage", market, user_id))) == {"om:s:bakery", "om:s:flowers"}
+    assert set(buttons(last(bot_api, "sendMessage", market, user_id))) == {
+        "om:s:bakery",
+        "om:s:flowers",
+    }
     await press(market, updates, user_id, "om:s:bakery")
     categories = last(bot_api, "editMessageText", market, user_id)
     assert list(buttons(categories)) == ["om:c:bread", "om:c:pastry", "om:h"]
@@ -57,12 +68,21 @@ async def test_pickup_flow_then_partner_accepts_by_button(market, updates, bot_a
     cart_message = last(bot_api, "sendMessage", market, CUSTOMER)
     assert "Baguette × 2 = 240.00 RUB" in cart_message.params["text"]
     await press(market, updates, CUSTOMER, f"oc:inc:{ids['baguette']}")
-    assert "Baguette × 3 = 360.00 RUB" in last(bot_api, "editMessageText", market, CUSTOMER).params["text"]
+    assert (
+        "Baguette × 3 = 360.00 RUB"
+        in last(bot_api, "editMessageText", market, CUSTOMER).params["text"]
+    )
     await press(market, updates, CUSTOMER, f"oc:dec:{ids['baguette']}")
-    assert "Baguette × 2 = 240.00 RUB" in last(bot_api, "editMessageText", market, CUSTOMER).params["text"]
+    assert (
+        "Baguette × 2 = 240.00 RUB"
+        in last(bot_api, "editMessageText", market, CUSTOMER).params["text"]
+    )
 
     await press(market, updates, CUSTOMER, "oc:go")
-    assert set(buttons(last(bot_api, "sendMessage", market, CUSTOMER))) == {"ck:t:pickup", "ck:t:delivery"}
+    assert set(buttons(last(bot_api, "sendMessage", market, CUSTOMER))) == {
+        "ck:t:pickup",
+        "ck:t:delivery",
+    }
     await press(market, updates, CUSTOMER, "ck:t:pickup")
     ask_phone = last(bot_api, "sendMessage", market, CUSTOMER)
     assert ask_phone.params["reply_markup"]["keyboard"][0][0]["request_contact"] is True
@@ -73,7 +93,12 @@ async def test_pickup_flow_then_partner_accepts_by_button(market, updates, bot_a
 
     await press(market, updates, CUSTOMER, "ck:ok")
     [order] = await market.table("orders")
-    assert (order["type"], order["status"], order["total"], order["phone"]) == ("pickup", "pending", 24000, "79990001122")
+    assert (order["type"], order["status"], order["total"], order["phone"]) == (
+        "pickup",
+        "pending",
+        24000,
+        "79990001122",
+    )
     assert order["customer_id"] == CUSTOMER and order["customer_name"] == "Test"
     placed = last(bot_api, "editMessageText", market, CUSTOMER)
     assert placed.params["text"].startswith(f"Order #{order['id']} placed")
@@ -83,10 +108,15 @@ async def test_pickup_flow_then_partner_accepts_by_button(market, updates, bot_a
     for partner in (PARTNER_A, PARTNER_B):
         card = last(bot_api, "sendMessage", market, partner)
         assert f"New order #{order['id']}" in card.params["text"]
-        assert set(buttons(card)) == {f"os:{order['id']}:pending:preparing:p", f"os:{order['id']}:pending:rejected:p"}
+        assert set(buttons(card)) == {
+            f"os:{order['id']}:pending:preparing:p",
+            f"os:{order['id']}:pending:rejected:p",
+        }
 
     [message_a] = [m for m in await market.table("partner_messages") if m["chat_id"] == PARTNER_A]
-    await press(market, updates, PARTNER_A, f"os:{order['id']}:pending:preparing:p", message_a["message_id"])
+    await press(
+        market, updates, PARTNER_A, f"os:{order['id']}:pending:preparing:p", message_a["message_id"]
+    )
     [order] = await market.table("orders")
     assert order["status"] == "preparing"
     history = await market.table("order_history", "id")
@@ -104,7 +134,10 @@ async def test_pickup_flow_then_partner_accepts_by_button(market, updates, bot_a
 
     # Partner B's stale button (still "pending") is refused and redrawn.
     await press(market, updates, PARTNER_B, f"os:{order['id']}:pending:rejected:p", 99)
-    assert last_answer(bot_api, market).params["text"] == f"Order #{order['id']} is already being prepared."
+    assert (
+        last_answer(bot_api, market).params["text"]
+        == f"Order #{order['id']} is already being prepared."
+    )
     assert [o["status"] for o in await market.table("orders")] == ["preparing"]
 
 
@@ -116,14 +149,27 @@ async def test_delivery_flow_with_location_and_typed_phone(market, updates, bot_
     assert ask.params["reply_markup"]["keyboard"][0][0]["request_location"] is True
     await post(market, updates.location(55.7558, 37.6173, user_id=CUSTOMER))
     await post(market, updates.message("12345", user_id=CUSTOMER))  # too short: asked again
-    assert last(bot_api, "sendMessage", market, CUSTOMER).params["text"].startswith("That does not look like a phone")
+    assert (
+        last(bot_api, "sendMessage", market, CUSTOMER)
+        .params["text"]
+        .startswith("That does not look like a phone")
+    )
     await post(market, updates.message("+7 (999) 000-11-22", user_id=CUSTOMER))
     summary = last(bot_api, "sendMessage", market, CUSTOMER).params["text"]
     assert "Delivery: 150.00 RUB" in summary and "Total: 390.00 RUB" in summary
     await press(market, updates, CUSTOMER, "ck:ok")
     [order] = await market.table("orders")
-    assert (order["type"], order["subtotal"], order["delivery_fee"], order["total"]) == ("delivery", 24000, 15000, 39000)
-    assert (order["latitude"], order["longitude"], order["phone"]) == (55.7558, 37.6173, "+79990001122")
+    assert (order["type"], order["subtotal"], order["delivery_fee"], order["total"]) == (
+        "delivery",
+        24000,
+        15000,
+        39000,
+    )
+    assert (order["latitude"], order["longitude"], order["phone"]) == (
+        55.7558,
+        37.6173,
+        "+79990001122",
+    )
     [line] = await market.table("order_items")
     assert (line["item_id"], line["quantity"], line["unit_price"]) == (ids["baguette"], 2, 12000)
 
@@ -152,17 +198,25 @@ async def test_customer_cancels_from_myorders_but_not_after_acceptance(market, u
 
     await post(market, updates.command("myorders", user_id=CUSTOMER))
     listing = last(bot_api, "sendMessage", market, CUSTOMER)
-    assert f"#{first['id']} · Bakery" in listing.params["text"] and "being prepared" in listing.params["text"]
+    assert (
+        f"#{first['id']} · Bakery" in listing.params["text"]
+        and "being prepared" in listing.params["text"]
+    )
     # Only the pending order offers the customer a cancel button.
     assert set(buttons(listing)) == {f"os:{first['id']}:pending:cancelled:c"}
 
     await press(market, updates, CUSTOMER, f"os:{first['id']}:pending:cancelled:c")
-    assert last_answer(bot_api, market).params["text"] == f"Done: order #{first['id']} is now cancelled."
+    assert (
+        last_answer(bot_api, market).params["text"]
+        == f"Done: order #{first['id']} is now cancelled."
+    )
     # Refused: the machine has no customer move out of preparing.
     await press(market, updates, CUSTOMER, f"os:{second['id']}:preparing:cancelled:c")
     refused = last_answer(bot_api, market).params
     assert refused["show_alert"] is True
-    assert refused["text"] == "Not possible: role 'customer' may not move 'preparing' to 'cancelled'"
+    assert (
+        refused["text"] == "Not possible: role 'customer' may not move 'preparing' to 'cancelled'"
+    )
     statuses = {o["id"]: o["status"] for o in await market.table("orders")}
     assert statuses == {first["id"]: "cancelled", second["id"]: "preparing"}
 
@@ -178,7 +232,11 @@ async def test_wrong_roles_by_button_change_nothing(market, updates, bot_api):
     assert last_answer(bot_api, market).params["text"] == "This order is not yours to change."
     # A partner may not take the customer's move.
     await press(market, updates, PARTNER_A, f"os:{order['id']}:pending:cancelled:p")
-    assert last_answer(bot_api, market).params["text"].startswith("Not possible: role 'partner' may not")
+    assert (
+        last_answer(bot_api, market)
+        .params["text"]
+        .startswith("Not possible: role 'partner' may not")
+    )
     assert [o["status"] for o in await market.table("orders")] == ["pending"]
     assert len(await market.table("order_history")) == 1
     # A real admin may.
