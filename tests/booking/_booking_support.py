@@ -94,3 +94,66 @@ def booking_body(start: datetime, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"starts_at": start.isoformat(), "customer_name": "Anna", "phone": "+79990001122"}
     body.update(fields)
     return body
+
+
+def buttons(call: Any) -> list[dict[str, Any]]:
+    """Every inline button of a recorded call's reply_markup, row by row."""
+    markup = call.params.get("reply_markup") or {}
+    return [button for row in markup.get("inline_keyboard", []) for button in row]
+
+
+def press(call: Any, text: str) -> str:
+    """The callback_data of the button labelled ``text`` in a recorded call.
+
+    Raises:
+        AssertionError: no such button (the labels present are listed).
+    """
+    for button in buttons(call):
+        if button["text"] == text:
+            data = button["callback_data"]
+            assert len(data.encode()) <= 64, data
+            return data
+    raise AssertionError(f"no button {text!r}; buttons: {[b['text'] for b in buttons(call)]}")
+
+
+class BotUser:
+    """One Telegram user talking to a tenant's bot through the webhook."""
+
+    def __init__(self, tenantry: Any, updates: Any, bot_api: Any, tenant_id: str, config: dict[str, Any], user_id: int):
+        self.tenantry = tenantry
+        self.updates = updates
+        self.bot_api = bot_api
+        self.tenant_id = tenant_id
+        self.bot_id = bot_id(config)
+        self.user_id = user_id
+
+    def sent(self) -> list[Any]:
+        """sendMessage calls to this user so far."""
+        return self.bot_api.calls("sendMessage", bot_id=self.bot_id, chat_id=self.user_id)
+
+    async def _post(self, update: dict[str, Any]) -> Any:
+        before = len(self.sent())
+        response = await self.tenantry.post_update(self.tenant_id, update)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"ok": True, "duplicate": False}
+        replies = self.sent()[before:]
+        return replies[-1] if replies else None
+
+    async def command(self, command: str, args: str = "") -> Any:
+        """Send ``/command args``; return the last reply."""
+        return await self._post(self.updates.command(command, args, user_id=self.user_id))
+
+    async def say(self, text: str) -> Any:
+        """Send a text message; return the last reply."""
+        return await self._post(self.updates.message(text, user_id=self.user_id))
+
+    async def share_contact(self, phone: str) -> Any:
+        """Share the user's contact; return the last reply."""
+        return await self._post(self.updates.contact(phone, user_id=self.user_id))
+
+    async def tap(self, call: Any, text: str) -> Any:
+        """Press the button ``text`` of ``call``'s message; return the last reply."""
+        data = press(call, text)
+        return await self._post(
+            self.updates.callback_query(data, user_id=self.user_id, bot_id=self.bot_id, message_text=call.params.get("text", ""))
+        )
