@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
@@ -16,7 +17,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
 from core.bots import BotHub
-from core.config import ConfigError
+from core.config import ConfigError, parse_tenant_text
+from core.registry import TenantStartError
 from core.metrics import UPDATE_SECONDS, UPDATES
 from core.plugins import call_plugin, plugin_names
 from core.tenant import Tenant, TenantState
@@ -82,8 +84,6 @@ async def webhook(tenant_id: str, request: Request[Any, Any, Any]) -> Response[A
         return _problem(404, f"unknown tenant {tenant_id!r}")
     bots: BotHub = runtime.bots
     presented = request.headers.get(SECRET_HEADER, "")
-    import hmac
-
     if not hmac.compare_digest(presented.encode(), bots.secret_for(tenant).encode()):
         UPDATES.labels(tenant.id, "unauthorized").inc()
         return _problem(401, f"wrong or missing {SECRET_HEADER}")
@@ -212,7 +212,8 @@ class AdminController(Controller):
 
         Returns:
             201 with the tenant's state; 422 with ``errors`` (file:line: field: reason)
-            when invalid, nothing changed; 400 when the body is not UTF-8.
+            when invalid (nothing changed) or when it could not start (a replaced
+            tenant keeps its old config); 400 when the body is not UTF-8.
         """
         runtime = request.app.state.runtime
         body = await request.body()
@@ -220,8 +221,6 @@ class AdminController(Controller):
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise ClientException(detail="the body must be UTF-8 YAML") from None
-        from core.config import parse_tenant_text
-
         try:
             config, _ = parse_tenant_text(text, "<admin upload>")
             target = runtime.registry.tenants_dir / f"{config.id}.yaml"
@@ -230,6 +229,8 @@ class AdminController(Controller):
             return Response(
                 {"detail": "invalid tenant file", "errors": [str(i) for i in exc.issues]}, status_code=422
             )
+        except TenantStartError as exc:
+            return Response({"detail": "the tenant could not start", "errors": [str(exc)]}, status_code=422)
         return Response(tenant.describe(), status_code=HTTP_201_CREATED)
 
     @post("/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK)
@@ -247,6 +248,11 @@ class AdminController(Controller):
         except ConfigError as exc:
             return Response(
                 {"detail": "invalid tenant file; the running config is kept", "errors": [str(i) for i in exc.issues]},
+                status_code=422,
+            )
+        except TenantStartError as exc:
+            return Response(
+                {"detail": "the new config could not start; the running config is kept", "errors": [str(exc)]},
                 status_code=422,
             )
         return Response(tenant.describe())

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
 
     from core.jobs import JobRunner
 
-__all__ = ["TenantRegistry"]
+__all__ = ["TenantRegistry", "TenantStartError"]
+
+
+class TenantStartError(Exception):
+    """A valid tenant file whose tenant could not start (migration, status constraint, hook).
+
+    A replaced tenant keeps running its last good config; a new one is left
+    in the ``failed`` state.
+    """
 
 log = structlog.get_logger("tenantry.registry")
 
@@ -72,6 +80,7 @@ class TenantRegistry:
         self.rejected: dict[str, list[ConfigIssue]] = {}
         self._sources: dict[str, Path] = {}
         self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def get(self, tenant_id: str) -> Tenant | None:
         """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
@@ -169,7 +178,9 @@ class TenantRegistry:
                 temporary.write_text(text, encoding="utf-8")
                 temporary.replace(write_to)
                 self.rejected.pop(str(write_to), None)
-            await self._start(spec, write_to or Path(spec.source))
+            error = await self._start(spec, write_to or Path(spec.source))
+            if error:
+                raise TenantStartError(error)
             return self.tenants[spec.config.id]
 
     async def reload(self, tenant_id: str) -> Tenant:
@@ -211,11 +222,12 @@ class TenantRegistry:
         current = self.tenants.get(spec.config.id)
         return current is None or current.source_hash != spec.source_hash or current.state == TenantState.FAILED
 
-    async def _start(self, spec: TenantSpec, source: Path) -> None:
+    async def _start(self, spec: TenantSpec, source: Path) -> str | None:
+        """Start (or swap in) the tenant of ``spec``; return the error text if it failed."""
         config = spec.config
         previous = self.tenants.get(config.id)
         if previous is not None and previous.source_hash == spec.source_hash and previous.state != TenantState.FAILED:
-            return
+            return None
         tenant = Tenant(
             config=config,
             features=spec.features,
@@ -253,10 +265,10 @@ class TenantRegistry:
             if previous is not None and previous.state != TenantState.FAILED:
                 # The old config keeps serving; report the failed reload.
                 previous.detail = f"reload failed: {tenant.detail}"
-                return
+                return tenant.detail
             self.tenants[config.id] = tenant
             self._sources[config.id] = source
-            return
+            return tenant.detail
         tenant.state = TenantState.RUNNING
         tenant.started_at = time.monotonic()
         self.tenants[config.id] = tenant
@@ -264,7 +276,10 @@ class TenantRegistry:
         self.bots.start(tenant, commands)
         tenant.log.info("tenant_started", seconds=round(time.monotonic() - started, 3), features=list(spec.features))
         if previous is not None and previous is not tenant:
-            asyncio.create_task(self._retire(previous))
+            retiring = asyncio.create_task(self._retire(previous))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
+        return None
 
     async def _migrate(self, tenant: Tenant) -> None:
         migrations = []
