@@ -18,9 +18,9 @@ from pydantic import ValidationError as PydanticValidationError
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
 from core.bots import BotHub
 from core.config import ConfigError, parse_tenant_text
-from core.registry import TenantStartError
 from core.metrics import UPDATE_SECONDS, UPDATES
 from core.plugins import call_plugin, plugin_names
+from core.registry import TenantStartError
 from core.tenant import Tenant, TenantState
 
 __all__ = ["AdminController", "build_plugin_routers", "health", "webhook"]
@@ -98,10 +98,17 @@ async def webhook(tenant_id: str, request: Request[Any, Any, Any]) -> Response[A
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         reason = first.get("msg", "invalid")
-        return _problem(400, f"not a Telegram Update: {where}: {reason}" if where else f"not a Telegram Update: {reason}")
+        return _problem(
+            400,
+            f"not a Telegram Update: {where}: {reason}"
+            if where
+            else f"not a Telegram Update: {reason}",
+        )
     async with tenant.track():
         seen_key = tenant.key("updates", tenant.config.bot.bot_id, update.update_id)
-        claimed = await tenant.redis.set(seen_key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
+        claimed = await tenant.redis.set(
+            seen_key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS
+        )
         if not claimed:
             if await tenant.redis.get(seen_key) == "done":
                 UPDATES.labels(tenant.id, "duplicate").inc()
@@ -227,13 +234,18 @@ class AdminController(Controller):
             tenant = await runtime.registry.apply_text(text, write_to=target)
         except ConfigError as exc:
             return Response(
-                {"detail": "invalid tenant file", "errors": [str(i) for i in exc.issues]}, status_code=422
+                {"detail": "invalid tenant file", "errors": [str(i) for i in exc.issues]},
+                status_code=422,
             )
         except TenantStartError as exc:
-            return Response({"detail": "the tenant could not start", "errors": [str(exc)]}, status_code=422)
+            return Response(
+                {"detail": "the tenant could not start", "errors": [str(exc)]}, status_code=422
+            )
         return Response(tenant.describe(), status_code=HTTP_201_CREATED)
 
-    @post("/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK)
+    @post(
+        "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
+    )
     async def reload_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
         """Re-read ``<id>.yaml`` and swap the tenant if it changed.
 
@@ -247,18 +259,30 @@ class AdminController(Controller):
             raise NotFoundException(detail=f"no tenant file for {tenant_id!r}") from None
         except ConfigError as exc:
             return Response(
-                {"detail": "invalid tenant file; the running config is kept", "errors": [str(i) for i in exc.issues]},
+                {
+                    "detail": "invalid tenant file; the running config is kept",
+                    "errors": [str(i) for i in exc.issues],
+                },
                 status_code=422,
             )
         except TenantStartError as exc:
             return Response(
-                {"detail": "the new config could not start; the running config is kept", "errors": [str(exc)]},
+                {
+                    "detail": "the new config could not start; the running config is kept",
+                    "errors": [str(exc)],
+                },
                 status_code=422,
             )
         return Response(tenant.describe())
 
-    @delete("/tenants/{tenant_id:str}", summary="Stop a tenant and delete its file (data is kept)", status_code=200)
-    async def remove_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    @delete(
+        "/tenants/{tenant_id:str}",
+        summary="Stop a tenant and delete its file (data is kept)",
+        status_code=200,
+    )
+    async def remove_tenant(
+        self, tenant_id: str, request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
         """Stop the tenant's bot, delete its file; its schema and Redis keys stay.
 
         Raises:

@@ -67,10 +67,14 @@ class Runtime:
         redis_url = settings.redis_url or await asyncio.to_thread(
             self.embedded.start_redis, settings.data_dir / "redis.db"
         )
-        self.pool = await create_pool(database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        self.pool = await create_pool(
+            database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
         self.redis = Redis.from_url(redis_url, decode_responses=True)
         await self.redis.ping()
-        self.bots = BotHub(self.redis, settings.bot_api_url, settings.public_url, settings.resolved_secret_key())
+        self.bots = BotHub(
+            self.redis, settings.bot_api_url, settings.public_url, settings.resolved_secret_key()
+        )
         specs: dict[str, tuple[str, JobSpec]] = {}
         for name in plugin_names(self.pm):
             for spec in call_plugin(self.pm, name, "register_jobs") or ():
@@ -82,16 +86,22 @@ class Runtime:
             specs,
             concurrency=settings.job_concurrency,
         )
-        self.registry = TenantRegistry(self.pm, self.pool, self.redis, self.bots, self.jobs, settings.tenants_dir)
+        self.registry = TenantRegistry(
+            self.pm, self.pool, self.redis, self.bots, self.jobs, settings.tenants_dir
+        )
         if settings.run_jobs:
             await self.jobs.start()
         else:
             await self.jobs.queue.connect()
         await self.registry.load_all()
         if settings.watch:
-            self._background.append(asyncio.create_task(self.registry.watch(), name="tenantry-watch"))
+            self._background.append(
+                asyncio.create_task(self.registry.watch(), name="tenantry-watch")
+            )
         self._background.append(asyncio.create_task(self._export_states(), name="tenantry-states"))
-        log.info("runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url)
+        log.info(
+            "runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url
+        )
 
     async def stop(self) -> None:
         """Stop tenants (draining in-flight updates), jobs, and close every client."""
@@ -127,8 +137,12 @@ class Runtime:
 
     async def _export_states(self) -> None:
         states = (
-            TenantState.LOADING, TenantState.MIGRATING, TenantState.RUNNING,
-            TenantState.RETRYING, TenantState.FAILED, TenantState.STOPPED,
+            TenantState.LOADING,
+            TenantState.MIGRATING,
+            TenantState.RUNNING,
+            TenantState.RETRYING,
+            TenantState.FAILED,
+            TenantState.STOPPED,
         )
         known: set[str] = set()
         while True:
@@ -151,7 +165,9 @@ def _transition_error(request: Request[Any, Any, Any], exc: TransitionError) -> 
     )
 
 
-def create_app(settings: RuntimeSettings | None = None, pm: pluggy.PluginManager | None = None) -> Litestar:
+def create_app(
+    settings: RuntimeSettings | None = None, pm: pluggy.PluginManager | None = None
+) -> Litestar:
     """Build the Litestar app serving every tenant.
 
     Routes: ``POST /webhook/{tenant_id}``, ``GET /health``, ``GET /metrics``,

@@ -69,7 +69,9 @@ class Caller(msgspec.Struct, frozen=True):
     user: dict[str, Any] = {}
 
 
-def resolve_tenant(connection: ASGIConnection[Any, Any, Any, Any], feature: str | None = None) -> Tenant:
+def resolve_tenant(
+    connection: ASGIConnection[Any, Any, Any, Any], feature: str | None = None
+) -> Tenant:
     """Find the tenant named by the ``tenant_id`` path parameter (cached on the connection).
 
     Raises:
@@ -99,7 +101,9 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _api_key_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant) -> Caller | None:
+def _api_key_caller(
+    connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant
+) -> Caller | None:
     presented = _presented_key(connection)
     if presented is None:
         return None
@@ -116,9 +120,13 @@ def _webapp_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenan
     try:
         parsed = safe_parse_webapp_init_data(tenant.config.bot.token, init_data)
     except (ValueError, TypeError, msgspec.ValidationError) as exc:
-        raise NotAuthorizedException(detail=f"invalid {INIT_DATA_HEADER}: signature does not match") from exc
+        raise NotAuthorizedException(
+            detail=f"invalid {INIT_DATA_HEADER}: signature does not match"
+        ) from exc
     except Exception as exc:  # malformed fields that aiogram's model refuses
-        raise NotAuthorizedException(detail=f"invalid {INIT_DATA_HEADER}: {type(exc).__name__}") from exc
+        raise NotAuthorizedException(
+            detail=f"invalid {INIT_DATA_HEADER}: {type(exc).__name__}"
+        ) from exc
     age = time.time() - parsed.auth_date.timestamp()
     if age > tenant.config.webapp.max_age_seconds:
         raise NotAuthorizedException(
@@ -144,7 +152,9 @@ def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
     connection.state.caller = caller
 
 
-def require_webapp_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_webapp_user(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard: valid, fresh Telegram WebApp init data is required.
 
     Raises:
@@ -157,7 +167,9 @@ def require_webapp_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     connection.state.caller = caller
 
 
-def require_api_key_or_webapp(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_api_key_or_webapp(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard: the tenant's API key, or valid WebApp init data.
 
     Raises:
@@ -170,7 +182,9 @@ def require_api_key_or_webapp(connection: ASGIConnection[Any, Any, Any, Any], _:
     connection.state.caller = caller
 
 
-def require_admin_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_admin_token(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard for ``/admin``: ``Authorization: Bearer $TENANTRY_ADMIN_TOKEN``.
 
     Raises:
@@ -182,7 +196,9 @@ def require_admin_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
         raise NotAuthorizedException(detail="admin API disabled: set TENANTRY_ADMIN_TOKEN")
     authorization = connection.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
         raise NotAuthorizedException(detail="admin token required (Authorization: Bearer ...)")
 
 

@@ -48,7 +48,9 @@ def webhook_secret(secret_key: str, tenant_id: str) -> str:
     HMAC-SHA256(secret_key, "webhook:" + tenant_id) as hex: 64 characters, inside
     the Bot API's setWebhook.secret_token alphabet (1-256 chars ``A-Za-z0-9_-``).
     """
-    return hmac.new(secret_key.encode(), f"webhook:{tenant_id}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret_key.encode(), f"webhook:{tenant_id}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 class _TenantStorage(RedisStorage):
@@ -112,7 +114,9 @@ class BotHub:
 
     def start(self, tenant: Tenant, commands: list[tuple[str, str]]) -> None:
         """Start background registration (webhook) or polling for ``tenant``."""
-        tasks = [asyncio.create_task(self._register(tenant, commands), name=f"register:{tenant.id}")]
+        tasks = [
+            asyncio.create_task(self._register(tenant, commands), name=f"register:{tenant.id}")
+        ]
         if tenant.config.bot.mode == "polling":
             tasks.append(asyncio.create_task(self._poll(tenant), name=f"poll:{tenant.id}"))
         self._tasks[id(tenant)] = tasks
@@ -147,7 +151,9 @@ class BotHub:
                 else:
                     await tenant.bot.delete_webhook()
                 if commands:
-                    await tenant.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in commands])
+                    await tenant.bot.set_my_commands(
+                        [BotCommand(command=c, description=d) for c, d in commands]
+                    )
                 if tenant.state == TenantState.RETRYING:
                     tenant.state = TenantState.RUNNING
                 tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
@@ -156,7 +162,9 @@ class BotHub:
                 if tenant.state in (TenantState.RUNNING, TenantState.RETRYING):
                     tenant.state = TenantState.RETRYING
                 tenant.detail = f"Bot API registration failed (attempt {attempt}): {exc}; retrying in {delay:.0f} s"
-                tenant.log.warning("bot_registration_failed", attempt=attempt, error=str(exc), retry_in=delay)
+                tenant.log.warning(
+                    "bot_registration_failed", attempt=attempt, error=str(exc), retry_in=delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
 

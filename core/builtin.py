@@ -95,9 +95,13 @@ def register_routers(tenant: Tenant) -> Router:
     router.message.register(start, CommandStart())
     router.message.register(help_command, Command("help"))
     router.my_chat_member.register(
-        chat_member_changed, ChatMemberUpdatedFilter(member_status_changed=KICKED >> MEMBER), F.chat.type == "private"
+        chat_member_changed,
+        ChatMemberUpdatedFilter(member_status_changed=KICKED >> MEMBER),
+        F.chat.type == "private",
     )
     router.my_chat_member.register(
-        chat_member_changed, ChatMemberUpdatedFilter(member_status_changed=MEMBER >> KICKED), F.chat.type == "private"
+        chat_member_changed,
+        ChatMemberUpdatedFilter(member_status_changed=MEMBER >> KICKED),
+        F.chat.type == "private",
     )
     return router

@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import msgspec
-
 __all__ = ["main"]
 
 
@@ -23,7 +21,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, json=not args.console_logs)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants)
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
+    )
     return 0
 
 
@@ -37,15 +37,14 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _migrate(settings: object, only: str | None) -> int:
-    from core.db import create_pool
+    from core.config import ConfigError
+    from core.db import TenantDB, create_pool
     from core.embedded import EmbeddedServers
     from core.loader import check_tenant_set, load_tenant_file
     from core.migrations import apply_migrations, load_migrations
     from core.plugins import build_plugin_manager, call_plugin
     from core.registry import TENANT_FILE_SUFFIXES
     from core.statuses import sync_status_constraints
-    from core.config import ConfigError
-    from core.db import TenantDB
 
     pm = build_plugin_manager()
     files = sorted(p for p in settings.tenants_dir.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
@@ -79,7 +78,9 @@ async def _migrate(settings: object, only: str | None) -> int:
             if spec.machines:
                 async with TenantDB(pool, spec.config.schema).transaction() as tx:
                     await sync_status_constraints(tx, list(spec.machines.values()))
-            print(f"{spec.config.id} ({spec.config.schema}): " + (", ".join(applied) or "up to date"))
+            print(
+                f"{spec.config.id} ({spec.config.schema}): " + (", ".join(applied) or "up to date")
+            )
     finally:
         await pool.close()
         embedded.close()
@@ -111,8 +112,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from core.schema import tenant_json_schema
     from core.plugins import build_plugin_manager
+    from core.schema import tenant_json_schema
 
     print(json.dumps(tenant_json_schema(build_plugin_manager()), indent=2, ensure_ascii=False))
     return 0
@@ -139,15 +140,24 @@ def _cmd_fake_botapi(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` console script; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="tenantry", description="Run many Telegram businesses from one codebase.")
+    parser = argparse.ArgumentParser(
+        prog="tenantry", description="Run many Telegram businesses from one codebase."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="serve every tenant (webhooks, polling, API)")
-    run.add_argument("--tenants", type=Path, default=None, help="tenants folder (default: tenants, or TENANTRY_TENANTS_DIR)")
+    run.add_argument(
+        "--tenants",
+        type=Path,
+        default=None,
+        help="tenants folder (default: tenants, or TENANTRY_TENANTS_DIR)",
+    )
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--log-level", default="INFO")
-    run.add_argument("--console-logs", action="store_true", help="human-readable logs instead of JSON")
+    run.add_argument(
+        "--console-logs", action="store_true", help="human-readable logs instead of JSON"
+    )
     run.set_defaults(handler=_cmd_run)
 
     migrate = sub.add_parser("migrate", help="apply migrations without serving")
@@ -167,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(handler=_cmd_plugins)
 
-    fake = sub.add_parser("fake-botapi", help="run the local Bot API stand-in (for trying bots offline)")
+    fake = sub.add_parser(
+        "fake-botapi", help="run the local Bot API stand-in (for trying bots offline)"
+    )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8081)
     fake.set_defaults(handler=_cmd_fake_botapi)

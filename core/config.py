@@ -158,7 +158,9 @@ class ConfigIssue(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         location = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{location}: {self.path}: {self.reason}" if self.path else f"{location}: {self.reason}"
+        return (
+            f"{location}: {self.path}: {self.reason}" if self.path else f"{location}: {self.reason}"
+        )
 
 
 class ConfigError(Exception):
@@ -185,9 +187,13 @@ class YamlDocument:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark else None
             problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError([ConfigIssue(filename, line, "", f"invalid YAML: {problem}")]) from None
+            raise ConfigError(
+                [ConfigIssue(filename, line, "", f"invalid YAML: {problem}")]
+            ) from None
         if not isinstance(self.data, dict):
-            raise ConfigError([ConfigIssue(filename, 1, "", "expected a mapping of tenant settings")])
+            raise ConfigError(
+                [ConfigIssue(filename, 1, "", "expected a mapping of tenant settings")]
+            )
 
     def line_of(self, path: list[str | int]) -> int | None:
         """Return the 1-based line of the deepest existing node on ``path``."""
@@ -237,8 +243,10 @@ def _parse_msgspec_path(text: str, data: Any) -> list[str | int]:
             found, mapping = _lookup(data, parts)
             rest = [n or (int(i) if i else "") for n, i, _ in tokens[position + 1 :]]
             candidates = [
-                k for k in (mapping if found and isinstance(mapping, dict) else {})
-                if all(isinstance(r, str | int) and r != "" for r in rest) and _lookup(mapping[k], rest)[0]
+                k
+                for k in (mapping if found and isinstance(mapping, dict) else {})
+                if all(isinstance(r, str | int) and r != "" for r in rest)
+                and _lookup(mapping[k], rest)[0]
             ]
             if len(candidates) != 1:
                 break
@@ -287,7 +295,11 @@ def validation_issue(
 
 
 def substitute_env(
-    doc: YamlDocument, value: Any, path: list[str | int], env: Mapping[str, str], issues: list[ConfigIssue]
+    doc: YamlDocument,
+    value: Any,
+    path: list[str | int],
+    env: Mapping[str, str],
+    issues: list[ConfigIssue],
 ) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value``.
 
@@ -347,8 +359,12 @@ def parse_tenant_text(
 
         ZoneInfo(config.timezone)
     except (KeyError, ValueError, ImportError, OSError):
-        raise ConfigError([doc.issue(["timezone"], f"unknown time zone {config.timezone!r}")]) from None
+        raise ConfigError(
+            [doc.issue(["timezone"], f"unknown time zone {config.timezone!r}")]
+        ) from None
     expected = Path(filename).stem
     if Path(filename).suffix in (".yaml", ".yml") and expected != config.id:
-        raise ConfigError([doc.issue(["id"], f"id {config.id!r} must match the file name {expected!r}")])
+        raise ConfigError(
+            [doc.issue(["id"], f"id {config.id!r} must match the file name {expected!r}")]
+        )
     return config, doc

@@ -53,7 +53,9 @@ class TenantDB:
             yield conn
 
     @asynccontextmanager
-    async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(
+        self, *, isolation: str = "read_committed"
+    ) -> AsyncIterator[asyncpg.Connection]:
         """Yield a connection inside a transaction whose search_path is the tenant's.
 
         Args:

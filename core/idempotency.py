@@ -67,7 +67,9 @@ async def idempotent(
             raise _Conflict(detail="a request with this Idempotency-Key is still being processed")
         record = msgspec.json.decode(stored)
         if record["fingerprint"] != fingerprint:
-            raise ClientException(status_code=422, detail="Idempotency-Key was already used with a different body")
+            raise ClientException(
+                status_code=422, detail="Idempotency-Key was already used with a different body"
+            )
         return record["status"], record["body"], True
     try:
         status, result = await run()

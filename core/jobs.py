@@ -80,14 +80,20 @@ class JobRunner:
         )
 
     async def enqueue(
-        self, tenant_id: str, job: str, *, at: datetime | None, key: str | None, kwargs: dict[str, Any]
+        self,
+        tenant_id: str,
+        job: str,
+        *,
+        at: datetime | None,
+        key: str | None,
+        kwargs: dict[str, Any],
     ) -> bool:
         """Queue ``job`` for ``tenant_id``; see :meth:`core.tenant.Tenant.enqueue`.
 
         Raises:
             KeyError: no plugin provides ``job``.
         """
-        plugin, spec = self.specs[job]
+        _, spec = self.specs[job]
         options: dict[str, Any] = {"timeout": spec.timeout, "retries": spec.retries}
         if at is not None:
             options["scheduled"] = int(at.timestamp())
@@ -98,11 +104,15 @@ class JobRunner:
         )
         return queued is not None
 
-    async def _run(self, ctx: dict[str, Any], *, tenant_id: str, job: str, args: dict[str, Any]) -> None:
+    async def _run(
+        self, ctx: dict[str, Any], *, tenant_id: str, job: str, args: dict[str, Any]
+    ) -> None:
         tenant = self._tenants().get(tenant_id)
         entry = self.specs.get(job)
         if tenant is None or entry is None or entry[0] not in tenant.features:
-            log.warning("job_skipped", tenant=tenant_id, job=job, reason="tenant or plugin not running here")
+            log.warning(
+                "job_skipped", tenant=tenant_id, job=job, reason="tenant or plugin not running here"
+            )
             return
         structlog.contextvars.bind_contextvars(tenant=tenant_id, job=job)
         try:
@@ -115,7 +125,9 @@ class JobRunner:
         for tenant in list(self._tenants().values()):
             for name, (plugin, spec) in self.specs.items():
                 if spec.cron and plugin in tenant.features and croniter.match(spec.cron, minute):
-                    await self.enqueue(tenant.id, name, at=None, key=f"cron:{name}:{minute:%Y%m%dT%H%M}", kwargs={})
+                    await self.enqueue(
+                        tenant.id, name, at=None, key=f"cron:{name}:{minute:%Y%m%dT%H%M}", kwargs={}
+                    )
 
     async def start(self) -> None:
         """Connect the queue and start the worker in the background."""

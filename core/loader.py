@@ -9,7 +9,14 @@ from pathlib import Path
 import msgspec
 import pluggy
 
-from core.config import ConfigError, ConfigIssue, TenantConfig, YamlDocument, parse_tenant_text, validation_issue
+from core.config import (
+    ConfigError,
+    ConfigIssue,
+    TenantConfig,
+    YamlDocument,
+    parse_tenant_text,
+    validation_issue,
+)
 from core.plugins import CORE_PLUGIN, call_plugin, plugin_names
 from core.statuses import StatusEntity, StatusMachine, StatusMachineSpec
 
@@ -38,7 +45,9 @@ class TenantSpec(msgspec.Struct, frozen=True):
     source_hash: str
 
 
-def load_tenant_file(path: Path, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None) -> TenantSpec:
+def load_tenant_file(
+    path: Path, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None
+) -> TenantSpec:
     """Read and validate ``path``.
 
     Raises:
@@ -71,7 +80,11 @@ def load_tenant_text(
     for feature, raw in config.features.items():
         if feature not in known:
             choices = ", ".join(sorted(known)) or "none installed"
-            issues.append(doc.issue(["features", feature], f"unknown plugin {feature!r} (available: {choices})"))
+            issues.append(
+                doc.issue(
+                    ["features", feature], f"unknown plugin {feature!r} (available: {choices})"
+                )
+            )
             continue
         struct = call_plugin(pm, feature, "register_settings")
         if struct is None:
@@ -115,7 +128,9 @@ def _load_machines(
     for name in config.statuses:
         if name not in entities:
             choices = ", ".join(sorted(entities)) or "none for the enabled features"
-            issues.append(doc.issue(["statuses", name], f"no entity {name!r} has statuses (known: {choices})"))
+            issues.append(
+                doc.issue(["statuses", name], f"no entity {name!r} has statuses (known: {choices})")
+            )
     machines: dict[str, StatusMachine] = {}
     for name, entity in entities.items():
         spec = entity.default
@@ -151,18 +166,48 @@ def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
     for spec in specs:
         config = spec.config
         if config.id in seen_ids:
-            issues.append(ConfigIssue(spec.source, None, "id", f"duplicate tenant id {config.id!r} (also in {seen_ids[config.id]})"))
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "id",
+                    f"duplicate tenant id {config.id!r} (also in {seen_ids[config.id]})",
+                )
+            )
             continue
         seen_ids[config.id] = spec.source
         if config.schema in seen_schemas:
-            issues.append(ConfigIssue(spec.source, None, "storage.schema", f"schema {config.schema!r} is already used by {seen_schemas[config.schema]}"))
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "storage.schema",
+                    f"schema {config.schema!r} is already used by {seen_schemas[config.schema]}",
+                )
+            )
         seen_schemas[config.schema] = spec.source
         bot_id = config.bot.bot_id
         if bot_id in seen_bots:
-            issues.append(ConfigIssue(spec.source, None, "bot.token", f"bot {bot_id} is already served for {seen_bots[bot_id]}"))
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "bot.token",
+                    f"bot {bot_id} is already served for {seen_bots[bot_id]}",
+                )
+            )
         seen_bots[bot_id] = spec.source
         for other_prefix, other_source in prefixes:
-            if config.redis_prefix.startswith(other_prefix) or other_prefix.startswith(config.redis_prefix):
-                issues.append(ConfigIssue(spec.source, None, "storage.redis_prefix", f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}"))
+            if config.redis_prefix.startswith(other_prefix) or other_prefix.startswith(
+                config.redis_prefix
+            ):
+                issues.append(
+                    ConfigIssue(
+                        spec.source,
+                        None,
+                        "storage.redis_prefix",
+                        f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}",
+                    )
+                )
         prefixes.append((config.redis_prefix, spec.source))
     return issues

@@ -76,11 +76,15 @@ def load_migrations(plugin: str, source: Path | Sequence[Migration]) -> list[Mig
         version = int(match.group(1))
         if version in migrations:
             raise MigrationError(f"{path}: migration number {version} is used twice")
-        migrations[version] = Migration(plugin, version, path.name, path.read_text(encoding="utf-8"))
+        migrations[version] = Migration(
+            plugin, version, path.name, path.read_text(encoding="utf-8")
+        )
     return [migrations[v] for v in sorted(migrations)]
 
 
-async def apply_migrations(conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+async def apply_migrations(
+    conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]
+) -> list[str]:
     """Create ``schema`` if needed and apply the migrations not yet recorded there.
 
     Takes ``pg_advisory_xact_lock(hashtext('tenantry:migrate:' || schema))`` and
@@ -100,7 +104,9 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, migrations: Se
     """
     applied_now: list[str] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"tenantry:migrate:{schema}")
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"tenantry:migrate:{schema}"
+        )
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
         await conn.execute(_LEDGER)
@@ -119,7 +125,9 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, migrations: Se
             try:
                 await conn.execute(migration.sql)
             except asyncpg.PostgresError as exc:
-                raise MigrationError(f"{migration.plugin}/{migration.name} failed in schema {schema!r}: {exc}") from exc
+                raise MigrationError(
+                    f"{migration.plugin}/{migration.name} failed in schema {schema!r}: {exc}"
+                ) from exc
             await conn.execute(
                 "INSERT INTO tenantry_migrations (plugin, version, name, checksum) VALUES ($1, $2, $3, $4)",
                 migration.plugin,

@@ -39,7 +39,9 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 ENTRY_POINT_GROUP = "tenantry.plugins"
 
 
-def build_plugin_manager(*, entry_points: bool = True, extra: Iterable[tuple[str, object]] = ()) -> pluggy.PluginManager:
+def build_plugin_manager(
+    *, entry_points: bool = True, extra: Iterable[tuple[str, object]] = ()
+) -> pluggy.PluginManager:
     """Create a plugin manager with the hookspecs, built-ins, entry points and ``extra``.
 
     Args:
@@ -105,5 +107,7 @@ def hook_summary(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
     for name in plugin_names(pm):
         plugin = pm.get_plugin(name)
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        summary.append({"name": name, "version": versions.get(name, f"tenantry {own}"), "hooks": hooks})
+        summary.append(
+            {"name": name, "version": versions.get(name, f"tenantry {own}"), "hooks": hooks}
+        )
     return summary

@@ -44,6 +44,7 @@ class TenantStartError(Exception):
     in the ``failed`` state.
     """
 
+
 log = structlog.get_logger("tenantry.registry")
 
 TENANT_FILE_SUFFIXES = (".yaml", ".yml")
@@ -93,7 +94,8 @@ class TenantRegistry:
         if not self.tenants_dir.is_dir():
             return []
         return sorted(
-            p for p in self.tenants_dir.iterdir()
+            p
+            for p in self.tenants_dir.iterdir()
             if p.suffix in TENANT_FILE_SUFFIXES and not p.name.startswith((".", "#", "~"))
         )
 
@@ -122,15 +124,16 @@ class TenantRegistry:
                 except ConfigError as exc:
                     self.rejected[str(path)] = exc.issues
                     issues.extend(exc.issues)
-                    log.error("tenant_file_rejected", file=str(path), errors=[str(i) for i in exc.issues])
+                    log.error(
+                        "tenant_file_rejected", file=str(path), errors=[str(i) for i in exc.issues]
+                    )
             seen = {str(p) for p in files}
             for stale in [f for f in self.rejected if f not in seen]:
                 del self.rejected[stale]
             rejected_paths = set(self.rejected)
             # Keep the running config of tenants whose new file was rejected.
             kept = [
-                t for t in self.tenants.values()
-                if str(self._sources.get(t.id)) in rejected_paths
+                t for t in self.tenants.values() if str(self._sources.get(t.id)) in rejected_paths
             ]
             clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
             clashing = {c.file for c in clashes}
@@ -150,9 +153,7 @@ class TenantRegistry:
                 async with semaphore:
                     await self._start(spec, Path(spec.source))
 
-            await asyncio.gather(
-                *(start_one(s) for s in wanted.values() if self._needs_start(s))
-            )
+            await asyncio.gather(*(start_one(s) for s in wanted.values() if self._needs_start(s)))
             return issues
 
     async def apply_text(self, text: str, *, write_to: Path | None = None) -> Tenant:
@@ -220,13 +221,21 @@ class TenantRegistry:
 
     def _needs_start(self, spec: TenantSpec) -> bool:
         current = self.tenants.get(spec.config.id)
-        return current is None or current.source_hash != spec.source_hash or current.state == TenantState.FAILED
+        return (
+            current is None
+            or current.source_hash != spec.source_hash
+            or current.state == TenantState.FAILED
+        )
 
     async def _start(self, spec: TenantSpec, source: Path) -> str | None:
         """Start (or swap in) the tenant of ``spec``; return the error text if it failed."""
         config = spec.config
         previous = self.tenants.get(config.id)
-        if previous is not None and previous.source_hash == spec.source_hash and previous.state != TenantState.FAILED:
+        if (
+            previous is not None
+            and previous.source_hash == spec.source_hash
+            and previous.state != TenantState.FAILED
+        ):
             return None
         tenant = Tenant(
             config=config,
@@ -248,7 +257,11 @@ class TenantRegistry:
         try:
             tenant.state = TenantState.MIGRATING
             await self._migrate(tenant)
-            routers = [r for r in await _collect(tenant.hook.register_routers(tenant=tenant)) if r is not None]
+            routers = [
+                r
+                for r in await _collect(tenant.hook.register_routers(tenant=tenant))
+                if r is not None
+            ]
             commands = [
                 (str(command), str(description))
                 for group in tenant.hook.register_commands(tenant=tenant)
@@ -260,7 +273,11 @@ class TenantRegistry:
                 await resolve(result)
         except Exception as exc:
             tenant.state = TenantState.FAILED
-            tenant.detail = str(exc) if isinstance(exc, MigrationError | ConfigError) else f"{type(exc).__name__}: {exc}"
+            tenant.detail = (
+                str(exc)
+                if isinstance(exc, MigrationError | ConfigError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             tenant.log.exception("tenant_start_failed")
             if previous is not None and previous.state != TenantState.FAILED:
                 # The old config keeps serving; report the failed reload.
@@ -274,7 +291,11 @@ class TenantRegistry:
         self.tenants[config.id] = tenant
         self._sources[config.id] = source
         self.bots.start(tenant, commands)
-        tenant.log.info("tenant_started", seconds=round(time.monotonic() - started, 3), features=list(spec.features))
+        tenant.log.info(
+            "tenant_started",
+            seconds=round(time.monotonic() - started, 3),
+            features=list(spec.features),
+        )
         if previous is not None and previous is not tenant:
             retiring = asyncio.create_task(self._retire(previous))
             self._retiring.add(retiring)
@@ -326,7 +347,9 @@ class TenantRegistry:
         from watchfiles import awatch
 
         self.tenants_dir.mkdir(parents=True, exist_ok=True)
-        async for _changes in awatch(self.tenants_dir, debounce=debounce_ms, step=50, recursive=False):
+        async for _changes in awatch(
+            self.tenants_dir, debounce=debounce_ms, step=50, recursive=False
+        ):
             try:
                 await self.sync()
             except Exception:

@@ -24,11 +24,13 @@ def tenant_json_schema(pm: pluggy.PluginManager) -> dict[str, Any]:
     structs = {name: call_plugin(pm, name, "register_settings") for name in plugins}
     types = [TenantConfig, StatusMachineSpec, *[s for s in structs.values() if s is not None]]
     (schemas, components) = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
-    tenant_schema, machine_schema, *setting_schemas = schemas
+    _, machine_schema, *setting_schemas = schemas
     iterator = iter(setting_schemas)
     feature_props: dict[str, Any] = {}
     for name in plugins:
-        feature_props[name] = next(iterator) if structs[name] is not None else {"type": ["object", "null"]}
+        feature_props[name] = (
+            next(iterator) if structs[name] is not None else {"type": ["object", "null"]}
+        )
     root = dict(components["TenantConfig"])
     root["properties"] = dict(root["properties"])
     root["properties"]["features"] = {
@@ -44,5 +46,7 @@ def tenant_json_schema(pm: pluggy.PluginManager) -> dict[str, Any]:
     }
     defs = {k: v for k, v in components.items() if k != "TenantConfig"}
     root["title"] = "Tenantry tenant file"
-    root["description"] = "tenants/<id>.yaml: one tenant of a Tenantry runtime (see docs/tenant-yaml.md)."
+    root["description"] = (
+        "tenants/<id>.yaml: one tenant of a Tenantry runtime (see docs/tenant-yaml.md)."
+    )
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **root, "$defs": defs}

@@ -63,7 +63,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
 
         def flag(name: str, default: bool) -> bool:
             value = env.get(name)
-            return default if value is None else value.lower() not in ("0", "false", "no", "off", "")
+            return (
+                default if value is None else value.lower() not in ("0", "false", "no", "off", "")
+            )
 
         values: dict[str, object] = {
             "tenants_dir": Path(env.get("TENANTRY_TENANTS_DIR", "tenants")),

@@ -137,7 +137,9 @@ class StatusMachine:
         derived = [spec.initial]
         for source, moves in self.transitions.items():
             derived += [source, *(m.to for m in moves)]
-        self.states: list[str] = list(dict.fromkeys(spec.states if spec.states is not None else derived))
+        self.states: list[str] = list(
+            dict.fromkeys(spec.states if spec.states is not None else derived)
+        )
         self.renamed = dict(spec.renamed)
 
     def problems(self) -> list[tuple[list[str | int], str]]:
@@ -174,7 +176,9 @@ class StatusMachine:
         """True when no transition leaves ``state``."""
         return not self.transitions.get(state)
 
-    def allowed(self, current: str, role: str | None = None, entity: Mapping[str, Any] | None = None) -> list[str]:
+    def allowed(
+        self, current: str, role: str | None = None, entity: Mapping[str, Any] | None = None
+    ) -> list[str]:
         """States reachable in one move from ``current``.
 
         Args:
@@ -194,7 +198,9 @@ class StatusMachine:
             result.append(move.to)
         return list(dict.fromkeys(result))
 
-    def check(self, current: str, target: str, role: str, entity: Mapping[str, Any] | None = None) -> None:
+    def check(
+        self, current: str, target: str, role: str, entity: Mapping[str, Any] | None = None
+    ) -> None:
         """Raise unless ``role`` may move an entity in ``current`` to ``target``.
 
         Args:
@@ -236,7 +242,9 @@ def _constraint_name(table: str, column: str) -> str:
     return f"{table}_{column}_tenantry_check"[:63]
 
 
-async def sync_status_constraints(conn: asyncpg.Connection, machines: Sequence[StatusMachine]) -> None:
+async def sync_status_constraints(
+    conn: asyncpg.Connection, machines: Sequence[StatusMachine]
+) -> None:
     """Rewrite renamed states and replace each status CHECK constraint.
 
     Runs in one transaction on ``conn`` (whose search_path is the tenant
@@ -255,7 +263,10 @@ async def sync_status_constraints(conn: asyncpg.Connection, machines: Sequence[S
             name = _quote(_constraint_name(entity.table, entity.column))
             await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
             for old, new in machine.renamed.items():
-                for other_table, other_column in ((entity.table, entity.column), *entity.rename_columns):
+                for other_table, other_column in (
+                    (entity.table, entity.column),
+                    *entity.rename_columns,
+                ):
                     await conn.execute(
                         f"UPDATE {_quote(other_table)} SET {_quote(other_column)} = $1"
                         f" WHERE {_quote(other_column)} = $2",
@@ -263,7 +274,9 @@ async def sync_status_constraints(conn: asyncpg.Connection, machines: Sequence[S
                         old,
                     )
             states = ", ".join(_literal(s) for s in machine.states)
-            await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({column} IN ({states}))")
+            await conn.execute(
+                f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({column} IN ({states}))"
+            )
 
 
 def _quote(identifier: str) -> str:

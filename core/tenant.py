@@ -139,7 +139,9 @@ class Tenant:
         """
         template = self.config.texts.get(key)
         if template is None:
-            template = self._texts.get(self.locale, {}).get(key) or self._texts.get("en", {}).get(key, key)
+            template = self._texts.get(self.locale, {}).get(key) or self._texts.get("en", {}).get(
+                key, key
+            )
         if not fields:
             return template
         try:
@@ -169,9 +171,13 @@ class Tenant:
             try:
                 await resolve(impl.function(tenant=self, event=event))
             except Exception:
-                self.log.exception("event_subscriber_failed", event_name=name, plugin=impl.plugin_name)
+                self.log.exception(
+                    "event_subscriber_failed", event_name=name, plugin=impl.plugin_name
+                )
 
-    async def enqueue(self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any) -> bool:
+    async def enqueue(
+        self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any
+    ) -> bool:
         """Queue the job ``job`` (a JobSpec name of an enabled plugin) for this tenant.
 
         Args:
@@ -223,7 +229,9 @@ class Tenant:
             "features": [f for f in self.features if f != CORE_PLUGIN],
             "schema": self.config.schema,
             "redis_prefix": self.config.redis_prefix,
-            "uptime_seconds": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1)
+            if self.started_at
+            else None,
         }
 
 

@@ -38,7 +38,9 @@ def pm(sample):
 
 
 def load(text, pm, env=None, filename="tenants/filin.yaml"):
-    return load_tenant_text(textwrap.dedent(text), filename, pm, {"FILIN_TOKEN": "123:abc"} if env is None else env)
+    return load_tenant_text(
+        textwrap.dedent(text), filename, pm, {"FILIN_TOKEN": "123:abc"} if env is None else env
+    )
 
 
 def errors(text, pm, env=None, filename="tenants/filin.yaml"):
@@ -65,12 +67,16 @@ def test_default_schema_and_prefix_come_from_the_id(pm):
 
 def test_wrong_type_names_file_line_and_field(pm):
     bad = GOOD.replace("limit: 7", 'limit: "x"')
-    assert errors(bad, pm) == ['tenants/filin.yaml:15: features.sample.limit: expected int, got "x"']
+    assert errors(bad, pm) == [
+        'tenants/filin.yaml:15: features.sample.limit: expected int, got "x"'
+    ]
 
 
 def test_constraint_violation_is_explained(pm):
     bad = GOOD.replace("limit: 7", "limit: 2")
-    assert errors(bad, pm) == ["tenants/filin.yaml:15: features.sample.limit: expected int >= 5, got 2"]
+    assert errors(bad, pm) == [
+        "tenants/filin.yaml:15: features.sample.limit: expected int >= 5, got 2"
+    ]
 
 
 def test_unknown_field_is_an_error(pm):
@@ -99,8 +105,12 @@ def test_invalid_yaml_reports_the_line(pm):
 
 
 def test_bad_id_token_and_timezone(pm):
-    assert errors(GOOD.replace("id: filin", "id: Filin!"), pm)[0].startswith("tenants/filin.yaml:1: id: expected str matching")
-    assert errors(GOOD.replace("${FILIN_TOKEN}", "nocolon"), pm)[0].startswith("tenants/filin.yaml:6: bot.token")
+    assert errors(GOOD.replace("id: filin", "id: Filin!"), pm)[0].startswith(
+        "tenants/filin.yaml:1: id: expected str matching"
+    )
+    assert errors(GOOD.replace("${FILIN_TOKEN}", "nocolon"), pm)[0].startswith(
+        "tenants/filin.yaml:6: bot.token"
+    )
     assert errors(GOOD.replace("Europe/Moscow", "Mars/Olympus"), pm) == [
         "tenants/filin.yaml:3: timezone: unknown time zone 'Mars/Olympus'"
     ]
@@ -147,8 +157,13 @@ def test_status_machine_unreachable_state(pm):
 def test_status_machine_for_unknown_entity_and_bad_shape(pm):
     bad = GOOD + "statuses:\n  orders: {initial: a, transitions: {}}\n"
     [message] = errors(bad, pm)
-    assert message.startswith("tenants/filin.yaml:17: statuses.orders: no entity 'orders' has statuses")
-    shape = GOOD + "statuses:\n  tickets:\n    initial: open\n    transitions: {open: [{to: done, role: admin}]}\n"
+    assert message.startswith(
+        "tenants/filin.yaml:17: statuses.orders: no entity 'orders' has statuses"
+    )
+    shape = (
+        GOOD
+        + "statuses:\n  tickets:\n    initial: open\n    transitions: {open: [{to: done, role: admin}]}\n"
+    )
     assert errors(shape, pm) == [
         "tenants/filin.yaml:19: statuses.tickets.transitions.open[0].role: unknown field"
     ]
@@ -177,12 +192,22 @@ def test_several_problems_are_reported_together(pm):
 def test_clashing_tenants(pm):
     env = {"FILIN_TOKEN": "123:abc"}
     filin = load(GOOD, pm, env)
-    twin = load(GOOD.replace("id: filin", "id: twin").replace("123:abc", "124:abc"), pm, env, "tenants/twin.yaml")
+    twin = load(
+        GOOD.replace("id: filin", "id: twin").replace("123:abc", "124:abc"),
+        pm,
+        env,
+        "tenants/twin.yaml",
+    )
     clashes = [str(i) for i in check_tenant_set([filin, twin])]
-    assert "tenants/twin.yaml: storage.schema: schema 'filin' is already used by tenants/filin.yaml" in clashes
+    assert (
+        "tenants/twin.yaml: storage.schema: schema 'filin' is already used by tenants/filin.yaml"
+        in clashes
+    )
     assert any("Redis prefix 'filin:' overlaps 'filin:'" in c for c in clashes)
     nested = load(
-        GOOD.replace("id: filin", "id: nest").replace('"filin:"', '"filin:x:"').replace("schema: filin", "schema: nest"),
+        GOOD.replace("id: filin", "id: nest")
+        .replace('"filin:"', '"filin:x:"')
+        .replace("schema: filin", "schema: nest"),
         pm,
         {"FILIN_TOKEN": "125:abc"},
         "tenants/nest.yaml",
@@ -190,7 +215,14 @@ def test_clashing_tenants(pm):
     assert [str(i) for i in check_tenant_set([filin, nested])] == [
         "tenants/nest.yaml: storage.redis_prefix: Redis prefix 'filin:x:' overlaps 'filin:' of tenants/filin.yaml"
     ]
-    same_bot = load(GOOD.replace("id: filin", "id: other").replace("schema: filin", "schema: other").replace('"filin:"', '"other:"'), pm, env, "tenants/other.yaml")
+    same_bot = load(
+        GOOD.replace("id: filin", "id: other")
+        .replace("schema: filin", "schema: other")
+        .replace('"filin:"', '"other:"'),
+        pm,
+        env,
+        "tenants/other.yaml",
+    )
     assert [str(i) for i in check_tenant_set([filin, same_bot])] == [
         "tenants/other.yaml: bot.token: bot 123 is already served for tenants/filin.yaml"
     ]
@@ -199,9 +231,13 @@ def test_clashing_tenants(pm):
 
 
 def test_tenantry_check_cli_prints_errors_not_tracebacks(tmp_path):
-    (tmp_path / "filin.yaml").write_text("id: filin\nbot:\n  token: '1:x'\n  mode: carrier-pigeon\n")
+    (tmp_path / "filin.yaml").write_text(
+        "id: filin\nbot:\n  token: '1:x'\n  mode: carrier-pigeon\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "check", "--tenants", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "core.cli", "check", "--tenants", str(tmp_path)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "filin.yaml:4: bot.mode: expected str matching regex" in result.stderr
@@ -209,7 +245,9 @@ def test_tenantry_check_cli_prints_errors_not_tracebacks(tmp_path):
 
 
 def test_schema_command_prints_json_schema_with_plugin_settings():
-    result = subprocess.run([sys.executable, "-m", "core.cli", "schema"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "schema"], capture_output=True, text=True, check=True
+    )
     schema = json.loads(result.stdout)
     assert schema["title"] == "Tenantry tenant file"
     assert set(schema["required"]) == {"id", "bot"}

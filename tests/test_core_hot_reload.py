@@ -22,7 +22,9 @@ async def answers(tenantry, bot_api, tenant_id, config, updates, user_id=9) -> s
     return calls[-1].params["text"]
 
 
-async def keep_answering(tenantry, bot_api, updates, config, stop: asyncio.Event, failures: list) -> int:
+async def keep_answering(
+    tenantry, bot_api, updates, config, stop: asyncio.Event, failures: list
+) -> int:
     """Post /start to the bystander tenant until ``stop``; record any non-200."""
     sent = 0
     while not stop.is_set():
@@ -38,7 +40,9 @@ async def test_file_add_change_bad_change_and_removal(tenantry, updates, bot_api
     glow = tenantry.add_tenant("glow", texts={"welcome": "glow here"})
     await tenantry.start(watch=True)
     stop, failures = asyncio.Event(), []
-    bystander = asyncio.create_task(keep_answering(tenantry, bot_api, updates, glow, stop, failures))
+    bystander = asyncio.create_task(
+        keep_answering(tenantry, bot_api, updates, glow, stop, failures)
+    )
 
     # Add.
     filin = tenantry.add_tenant("filin", texts={"welcome": "v1"})
@@ -54,11 +58,15 @@ async def test_file_add_change_bad_change_and_removal(tenantry, updates, bot_api
         await asyncio.sleep(0.1)
 
     # Bad change: rejected with its errors, the last good config keeps serving.
-    tenantry.write_tenant("filin", yaml.safe_dump(changed).replace("mode: webhook", "mode: smoke-signals"))
+    tenantry.write_tenant(
+        "filin", yaml.safe_dump(changed).replace("mode: webhook", "mode: smoke-signals")
+    )
     deadline = asyncio.get_running_loop().time() + RELOAD_DEADLINE
     while True:
         health = (await tenantry.client.get("/health")).json()
-        rejected = [errs for path, errs in health["rejected"].items() if path.endswith("filin.yaml")]
+        rejected = [
+            errs for path, errs in health["rejected"].items() if path.endswith("filin.yaml")
+        ]
         if rejected:
             break
         assert asyncio.get_running_loop().time() < deadline, "the bad file was not reported"
@@ -70,7 +78,9 @@ async def test_file_add_change_bad_change_and_removal(tenantry, updates, bot_api
     # Removal: the bot stops, the data stays.
     (tenantry.tenants_dir / "filin.yaml").unlink()
     await tenantry.wait_state("filin", None, timeout=RELOAD_DEADLINE)
-    response = await tenantry.post_update("filin", updates.command("start", user_id=5), secret="whatever")
+    response = await tenantry.post_update(
+        "filin", updates.command("start", user_id=5), secret="whatever"
+    )
     assert response.status_code == 404
     schema = filin["storage"]["schema"]
     assert await tenantry.sql(f'SELECT count(*) AS n FROM "{schema}".users') == [{"n": 1}]
@@ -88,11 +98,15 @@ async def test_admin_api_add_reload_and_delete(tenantry, updates, bot_api):
     admin = tenantry.admin_headers()
 
     assert (await tenantry.client.get("/admin/tenants")).status_code == 401
-    bad_token = await tenantry.client.get("/admin/tenants", headers={"Authorization": "Bearer nope"})
+    bad_token = await tenantry.client.get(
+        "/admin/tenants", headers={"Authorization": "Bearer nope"}
+    )
     assert bad_token.status_code == 401
 
     filin = tenantry.tenant_config("filin", texts={"welcome": "posted"})
-    created = await tenantry.client.post("/admin/tenants", content=yaml.safe_dump(filin), headers=admin)
+    created = await tenantry.client.post(
+        "/admin/tenants", content=yaml.safe_dump(filin), headers=admin
+    )
     assert created.status_code == 201, created.text
     assert created.json()["state"] == "running"
     assert (tenantry.tenants_dir / "filin.yaml").exists()
@@ -122,7 +136,10 @@ async def test_admin_api_add_reload_and_delete(tenantry, updates, bot_api):
     assert await answers(tenantry, bot_api, "filin", filin, updates) == "reloaded"
 
     listed = (await tenantry.client.get("/admin/tenants", headers=admin)).json()
-    assert {t["id"]: t["state"] for t in listed["tenants"]} == {"glow": "running", "filin": "running"}
+    assert {t["id"]: t["state"] for t in listed["tenants"]} == {
+        "glow": "running",
+        "filin": "running",
+    }
 
     deleted = await tenantry.client.delete("/admin/tenants/filin", headers=admin)
     assert deleted.status_code == 200
@@ -132,7 +149,9 @@ async def test_admin_api_add_reload_and_delete(tenantry, updates, bot_api):
     assert await answers(tenantry, bot_api, "glow", glow, updates) == "Hello! I am the bot of Glow."
 
 
-async def test_swap_lets_in_flight_updates_finish_on_the_old_config(tenantry, updates, bot_api, sample):
+async def test_swap_lets_in_flight_updates_finish_on_the_old_config(
+    tenantry, updates, bot_api, sample
+):
     """An update being processed when the tenant is swapped completes with the old settings."""
     filin = tenantry.add_tenant("filin", features={"sample": {"greeting": "old"}})
     await tenantry.start(watch=False, plugins=[("sample", sample)])
@@ -146,17 +165,26 @@ async def test_swap_lets_in_flight_updates_finish_on_the_old_config(tenantry, up
         return await original_feed(bot, update, **kwargs)
 
     old.dispatcher.feed_update = slow_feed
-    in_flight = asyncio.create_task(tenantry.post_update("filin", updates.command("ping", user_id=4)))
+    in_flight = asyncio.create_task(
+        tenantry.post_update("filin", updates.command("ping", user_id=4))
+    )
     await asyncio.sleep(0.2)
-    tenantry.write_tenant("filin", yaml.safe_dump(dict(filin, features={"sample": {"greeting": "new"}})))
-    swapped = await tenantry.client.post("/admin/tenants/filin/reload", headers=tenantry.admin_headers())
+    tenantry.write_tenant(
+        "filin", yaml.safe_dump(dict(filin, features={"sample": {"greeting": "new"}}))
+    )
+    swapped = await tenantry.client.post(
+        "/admin/tenants/filin/reload", headers=tenantry.admin_headers()
+    )
     assert swapped.status_code == 200
     assert runtime.registry.get("filin") is not old
     assert old.state == "running"  # still draining
     gate.set()
     assert (await in_flight).status_code == 200
     await tenantry.post_update("filin", updates.command("ping", user_id=4))
-    texts = [c.params["text"] for c in await bot_api.wait_for("sendMessage", bot_id=bot_id(filin), count=2)]
+    texts = [
+        c.params["text"]
+        for c in await bot_api.wait_for("sendMessage", bot_id=bot_id(filin), count=2)
+    ]
     assert texts == ["old", "new"]
     for _ in range(50):
         if old.state == "stopped":

@@ -53,8 +53,12 @@ async def test_one_tenant_failing_does_not_touch_another(tenantry, updates, bot_
     await tenantry.start()
     failed = await tenantry.wait_state("filin", "failed")
     assert "users" in failed["detail"]
-    assert (await tenantry.post_update("filin", updates.command("start", user_id=1), secret="x")).status_code in (401, 503)
-    assert (await tenantry.post_update("glow", updates.command("start", user_id=1))).status_code == 200
+    assert (
+        await tenantry.post_update("filin", updates.command("start", user_id=1), secret="x")
+    ).status_code in (401, 503)
+    assert (
+        await tenantry.post_update("glow", updates.command("start", user_id=1))
+    ).status_code == 200
     assert len(await bot_api.wait_for("sendMessage", bot_id=bot_id(glow))) == 1
 
 
@@ -65,9 +69,13 @@ async def test_status_check_constraint_and_rename_follow_the_yaml(tenantry, samp
     base = "/api/tenants/filin/sample/tickets"
     created = (await tenantry.client.post(f"{base}/", json={"title": "a"}, headers=headers)).json()
     assert created["status"] == "open"
-    moved = await tenantry.client.post(f"{base}/{created['id']}/status", json={"status": "done"}, headers=headers)
+    moved = await tenantry.client.post(
+        f"{base}/{created['id']}/status", json={"status": "done"}, headers=headers
+    )
     assert moved.status_code == 201, moved.text
-    illegal = await tenantry.client.post(f"{base}/{created['id']}/status", json={"status": "open"}, headers=headers)
+    illegal = await tenantry.client.post(
+        f"{base}/{created['id']}/status", json={"status": "open"}, headers=headers
+    )
     assert illegal.status_code == 409
     assert illegal.json()["current"] == "done" and illegal.json()["allowed"] == ["closed"]
 
@@ -79,12 +87,17 @@ async def test_status_check_constraint_and_rename_follow_the_yaml(tenantry, samp
     statuses = {
         "tickets": {
             "initial": "open",
-            "transitions": {"open": [{"to": "resolved", "roles": ["admin"]}, "closed"], "resolved": ["closed"]},
+            "transitions": {
+                "open": [{"to": "resolved", "roles": ["admin"]}, "closed"],
+                "resolved": ["closed"],
+            },
             "renamed": {"done": "resolved"},
         }
     }
     tenantry.write_tenant("filin", yaml.safe_dump(dict(filin, statuses=statuses)))
-    reloaded = await tenantry.client.post("/admin/tenants/filin/reload", headers=tenantry.admin_headers())
+    reloaded = await tenantry.client.post(
+        "/admin/tenants/filin/reload", headers=tenantry.admin_headers()
+    )
     assert reloaded.status_code == 200, reloaded.text
     assert await tenantry.sql(f'SELECT status FROM "{schema}".tickets') == [{"status": "resolved"}]
     assert await tenantry.sql(f'SELECT from_status, to_status FROM "{schema}".ticket_history') == [
@@ -96,7 +109,9 @@ async def test_status_check_constraint_and_rename_follow_the_yaml(tenantry, samp
     # Dropping a state that rows still hold is refused and the old config keeps running.
     narrower = {"tickets": {"initial": "open", "transitions": {"open": ["closed"]}}}
     tenantry.write_tenant("filin", yaml.safe_dump(dict(filin, statuses=narrower)))
-    refused = await tenantry.client.post("/admin/tenants/filin/reload", headers=tenantry.admin_headers())
+    refused = await tenantry.client.post(
+        "/admin/tenants/filin/reload", headers=tenantry.admin_headers()
+    )
     assert refused.status_code == 422
     assert "check constraint" in refused.json()["errors"][0]
     state = await tenantry.wait_state("filin", "running")
@@ -116,8 +131,11 @@ async def test_migration_checksum_and_advisory_lock(tenantry_database_url):
         changed = [Migration("demo", 1, "0001_a.sql", "CREATE TABLE a (id bigint)")]
         with pytest.raises(MigrationError, match="changed after it was applied"):
             await apply_migrations(conns[0], schema, changed)
-        failing = [*first, Migration("demo", 2, "0002_b.sql", "CREATE TABLE b (id int); SELECT 1/0")]
-        with pytest.raises(MigrationError, match="0002_b.sql failed"):
+        failing = [
+            *first,
+            Migration("demo", 2, "0002_b.sql", "CREATE TABLE b (id int); SELECT 1/0"),
+        ]
+        with pytest.raises(MigrationError, match=r"0002_b\.sql failed"):
             await apply_migrations(conns[0], schema, failing)
         # Nothing of the failed migration is left behind.
         assert await conns[0].fetchval("SELECT to_regclass($1)", f"{schema}.b") is None
@@ -162,7 +180,9 @@ async def test_api_keys_and_webapp_init_data(tenantry, sample):
 
     # Unknown tenants and tenants without the plugin have no such route.
     assert (await client.get("/api/tenants/nobody/sample/tickets/")).status_code == 404
-    plain = await client.get("/api/tenants/plain/sample/tickets/", headers=tenantry.api_headers("plain"))
+    plain = await client.get(
+        "/api/tenants/plain/sample/tickets/", headers=tenantry.api_headers("plain")
+    )
     assert plain.status_code == 404
 
 
@@ -171,7 +191,9 @@ async def test_events_reach_the_tenants_plugins_only(tenantry, sample):
     tenantry.add_tenant("glow", features={"sample": {}})
     await tenantry.start(watch=False, plugins=[("sample", sample)])
     response = await tenantry.client.post(
-        "/api/tenants/filin/sample/tickets/", json={"title": "x"}, headers=tenantry.api_headers("filin")
+        "/api/tenants/filin/sample/tickets/",
+        json={"title": "x"},
+        headers=tenantry.api_headers("filin"),
     )
     assert response.status_code == 201
     assert sample.EVENTS == [("filin", "sample.created", {"id": response.json()["id"]})]

@@ -14,7 +14,9 @@ async def test_two_tenants_isolated_schemas_and_prefixes(tenantry, updates, bot_
     glow = tenantry.add_tenant("glow", locale="ru")
     await tenantry.start()
 
-    response = await tenantry.post_update("filin", updates.command("start", user_id=501, first_name="Anna"))
+    response = await tenantry.post_update(
+        "filin", updates.command("start", user_id=501, first_name="Anna")
+    )
     assert response.status_code == 200, response.text
     response = await tenantry.post_update("glow", updates.command("start", user_id=502))
     assert response.status_code == 200, response.text
@@ -29,12 +31,18 @@ async def test_two_tenants_isolated_schemas_and_prefixes(tenantry, updates, bot_
     assert await tenantry.sql(f'SELECT telegram_id, first_name FROM "{filin_schema}".users') == [
         {"telegram_id": 501, "first_name": "Anna"}
     ]
-    assert await tenantry.sql(f'SELECT telegram_id FROM "{glow_schema}".users') == [{"telegram_id": 502}]
+    assert await tenantry.sql(f'SELECT telegram_id FROM "{glow_schema}".users') == [
+        {"telegram_id": 502}
+    ]
 
     # Every Redis key the runtime wrote for a tenant sits under that tenant's prefix.
     runtime = tenantry.runtime
-    filin_keys = [k async for k in runtime.redis.scan_iter(match=f"{filin['storage']['redis_prefix']}*")]
-    glow_keys = [k async for k in runtime.redis.scan_iter(match=f"{glow['storage']['redis_prefix']}*")]
+    filin_keys = [
+        k async for k in runtime.redis.scan_iter(match=f"{filin['storage']['redis_prefix']}*")
+    ]
+    glow_keys = [
+        k async for k in runtime.redis.scan_iter(match=f"{glow['storage']['redis_prefix']}*")
+    ]
     assert filin_keys and glow_keys
     assert not set(filin_keys) & set(glow_keys)
 
@@ -61,7 +69,9 @@ async def test_wrong_or_missing_secret_is_401_and_nothing_processed(tenantry, up
     # Another tenant's secret does not open this tenant either.
     tenantry.add_tenant("glow")
     await tenantry.wait_state("glow", "running")
-    crossed = await tenantry.post_update("filin", updates.command("start", user_id=7), secret=tenantry.secret("glow"))
+    crossed = await tenantry.post_update(
+        "filin", updates.command("start", user_id=7), secret=tenantry.secret("glow")
+    )
     assert crossed.status_code == 401
     assert bot_api.calls("sendMessage", bot_id=bot_id(filin)) == []
     assert await tenantry.sql(f'SELECT * FROM "{filin["storage"]["schema"]}".users') == []
@@ -83,7 +93,9 @@ async def test_malformed_json_and_updates_are_400(tenantry, bot_api):
     no_update_id = await tenantry.post_update("filin", {"message": {"text": "hi"}})
     assert no_update_id.status_code == 400
     assert "update_id" in no_update_id.json()["detail"]
-    bad_field = await tenantry.post_update("filin", {"update_id": 5, "message": {"message_id": "x"}})
+    bad_field = await tenantry.post_update(
+        "filin", {"update_id": 5, "message": {"message_id": "x"}}
+    )
     assert bad_field.status_code == 400
     assert bot_api.calls("sendMessage", bot_id=bot_id(filin)) == []
 
@@ -136,13 +148,19 @@ async def test_help_lists_enabled_plugin_commands_only(tenantry, updates, bot_ap
     assert len(bot_api.calls("sendMessage", bot_id=bot_id(without))) == 1
 
 
-async def test_handler_exception_is_logged_and_runtime_keeps_serving(tenantry, updates, bot_api, sample, caplog):
+async def test_handler_exception_is_logged_and_runtime_keeps_serving(
+    tenantry, updates, bot_api, sample, caplog
+):
     filin = tenantry.add_tenant("filin", features={"sample": {"greeting": "hi!"}})
     await tenantry.start(plugins=[("sample", sample)])
     boom = updates.command("boom", user_id=3)
     response = await tenantry.post_update("filin", boom)
     assert response.status_code == 200
-    failures = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "update_failed"]
+    failures = [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "update_failed"
+    ]
     assert len(failures) == 1, "the handler error must be logged once"
     assert failures[0]["tenant"] == "filin"
     assert failures[0]["update_id"] == boom["update_id"]
@@ -156,10 +174,14 @@ async def test_user_blocking_the_bot_is_remembered(tenantry, updates):
     filin = tenantry.add_tenant("filin")
     await tenantry.start()
     await tenantry.post_update("filin", updates.command("start", user_id=77))
-    kicked = updates.my_chat_member(user_id=77, old_status="member", new_status="kicked", bot_id=bot_id(filin))
+    kicked = updates.my_chat_member(
+        user_id=77, old_status="member", new_status="kicked", bot_id=bot_id(filin)
+    )
     assert (await tenantry.post_update("filin", kicked)).status_code == 200
     schema = filin["storage"]["schema"]
-    assert await tenantry.sql(f'SELECT blocked FROM "{schema}".users WHERE telegram_id = 77') == [{"blocked": True}]
+    assert await tenantry.sql(f'SELECT blocked FROM "{schema}".users WHERE telegram_id = 77') == [
+        {"blocked": True}
+    ]
 
 
 async def test_metrics_are_labelled_by_tenant(tenantry, updates):

@@ -244,7 +244,7 @@ class BotAPIStandIn:
         bot_id: int | None = None,
         chat_id: int | str | None = None,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 -- a per-call deadline reads better in tests
+        timeout: float = 5.0,
     ) -> list[RecordedCall]:
         """Wait until at least ``count`` matching calls are recorded.
 

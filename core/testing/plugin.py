@@ -140,7 +140,11 @@ class TenantryHarness:
         prefix = f"t{self.run_id}:{tenant_id}:"
         self._schemas.add(schema)
         self._prefixes.add(prefix)
-        bot = {"token": f"{self._next_bot}:TEST-{tenant_id}", "mode": "webhook", "admins": [900000001]}
+        bot = {
+            "token": f"{self._next_bot}:TEST-{tenant_id}",
+            "mode": "webhook",
+            "admins": [900000001],
+        }
         bot.update(fields.pop("bot", {}))
         config: dict[str, Any] = {
             "id": tenant_id,
@@ -226,7 +230,9 @@ class TenantryHarness:
         configure_logging("INFO")
         app = create_app(runtime_settings, build_plugin_manager(extra=plugins))
         self.runtime = app.state.runtime
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False
+        )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._serve_task = asyncio.create_task(self._server.serve())
@@ -280,7 +286,9 @@ class TenantryHarness:
         """Headers carrying ``tenant_id``'s API key."""
         return {"X-API-Key": self.api_key(tenant_id)}
 
-    async def wait_state(self, tenant_id: str, state: str | None, timeout: float = 10.0) -> dict[str, Any] | None:
+    async def wait_state(
+        self, tenant_id: str, state: str | None, timeout: float = 10.0
+    ) -> dict[str, Any] | None:
         """Poll ``GET /health`` until ``tenant_id`` is in ``state`` (None: until it is gone).
 
         Raises:
@@ -294,7 +302,9 @@ class TenantryHarness:
             if (state is None and last is None) or (last is not None and last["state"] == state):
                 return last
             await asyncio.sleep(0.05)
-        raise AssertionError(f"tenant {tenant_id!r} did not reach state {state!r} in {timeout} s; last: {last}")
+        raise AssertionError(
+            f"tenant {tenant_id!r} did not reach state {state!r} in {timeout} s; last: {last}"
+        )
 
     async def sql(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run SQL on the test database (schema-qualify table names) and return dict rows."""
@@ -323,7 +333,12 @@ class TenantryHarness:
                 keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=500)]
                 if keys:
                     await redis.delete(*keys)
-            saq_keys = [k async for k in redis.scan_iter(match=f"saq:*tenantry-test-{self.run_id}*", count=500)]
+            saq_keys = [
+                k
+                async for k in redis.scan_iter(
+                    match=f"saq:*tenantry-test-{self.run_id}*", count=500
+                )
+            ]
             if saq_keys:
                 await redis.delete(*saq_keys)
         finally:

@@ -140,9 +140,15 @@ class TicketController(Controller):
     async def move(self, ticket_id: int, data: TicketMove, tenant: Tenant) -> dict[str, Any]:
         """Change a ticket's status through the tenant's machine (409 when illegal)."""
         async with tenant.db.transaction() as conn:
-            row = await conn.fetchrow("SELECT status, kind FROM tickets WHERE id = $1 FOR UPDATE", ticket_id)
-            tenant.statuses["tickets"].check(row["status"], data.status, "admin", {"kind": row["kind"]})
-            await conn.execute("UPDATE tickets SET status = $2 WHERE id = $1", ticket_id, data.status)
+            row = await conn.fetchrow(
+                "SELECT status, kind FROM tickets WHERE id = $1 FOR UPDATE", ticket_id
+            )
+            tenant.statuses["tickets"].check(
+                row["status"], data.status, "admin", {"kind": row["kind"]}
+            )
+            await conn.execute(
+                "UPDATE tickets SET status = $2 WHERE id = $1", ticket_id, data.status
+            )
             await conn.execute(
                 "INSERT INTO ticket_history (ticket_id, from_status, to_status) VALUES ($1, $2, $3)",
                 ticket_id,
