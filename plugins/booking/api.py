@@ -85,7 +85,7 @@ class BookingController(Controller):
     """Availability, bookings, status changes and daily stats."""
 
     path = "/"
-    exception_handlers = {BookingProblem: problem_response}  # noqa: RUF012 -- Litestar's declaration style
+    exception_handlers = {BookingProblem: problem_response}
 
     @get("/availability", guards=[require_api_key_or_webapp], summary="Free start times of a date")
     async def get_availability(
@@ -207,8 +207,8 @@ class BlockedSlotsController(Controller):
     """Admin-made blocks of a resource or the whole place."""
 
     path = "/blocked-slots"
-    guards = [require_api_key]  # noqa: RUF012 -- Litestar's declaration style
-    exception_handlers = {BookingProblem: problem_response}  # noqa: RUF012
+    guards = [require_api_key]
+    exception_handlers = {BookingProblem: problem_response}
 
     @get("/", summary="Blocks overlapping a date")
     async def list_blocks(

@@ -19,7 +19,9 @@ def restaurant(**overrides: Any) -> dict[str, Any]:
             {"id": "t2", "seats": 4, "zone": "hall", "combinable_with": ["t3"]},
             {"id": "t3", "seats": 4, "zone": "hall"},
         ],
-        "opening_hours": dict.fromkeys(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "12:00-23:00"),
+        "opening_hours": dict.fromkeys(
+            ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "12:00-23:00"
+        ),
         "slot_step_minutes": 30,
         "stay_minutes": 120,
         "min_notice_minutes": 60,
@@ -38,10 +40,24 @@ def salon(**overrides: Any) -> dict[str, Any]:
         "kind": "services",
         "staff": [{"id": "anna", "name": "Anna"}, {"id": "boris", "name": "Boris"}],
         "services": [
-            {"id": "haircut", "name": "Haircut", "duration_minutes": 60, "price": 150000, "staff": ["anna", "boris"]},
-            {"id": "color", "name": "Coloring", "duration_minutes": 120, "price": 400000, "staff": ["anna"]},
+            {
+                "id": "haircut",
+                "name": "Haircut",
+                "duration_minutes": 60,
+                "price": 150000,
+                "staff": ["anna", "boris"],
+            },
+            {
+                "id": "color",
+                "name": "Coloring",
+                "duration_minutes": 120,
+                "price": 400000,
+                "staff": ["anna"],
+            },
         ],
-        "opening_hours": dict.fromkeys(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "10:00-20:00"),
+        "opening_hours": dict.fromkeys(
+            ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "10:00-20:00"
+        ),
         "slot_step_minutes": 60,
         "min_notice_minutes": 60,
     }
@@ -51,7 +67,11 @@ def salon(**overrides: Any) -> dict[str, Any]:
 
 def add_restaurant(tenantry: Any, tenant_id: str = "filin", **overrides: Any) -> dict[str, Any]:
     """Write a restaurant tenant (Europe/Moscow) whose booking block is ``restaurant(**overrides)``."""
-    extra = {k: overrides.pop(k) for k in ("statuses", "texts", "locale", "bot", "webapp") if k in overrides}
+    extra = {
+        k: overrides.pop(k)
+        for k in ("statuses", "texts", "locale", "bot", "webapp")
+        if k in overrides
+    }
     return tenantry.add_tenant(
         tenant_id, timezone="Europe/Moscow", features={"booking": restaurant(**overrides)}, **extra
     )
@@ -59,8 +79,14 @@ def add_restaurant(tenantry: Any, tenant_id: str = "filin", **overrides: Any) ->
 
 def add_salon(tenantry: Any, tenant_id: str = "glow", **overrides: Any) -> dict[str, Any]:
     """Write a salon tenant (Europe/Moscow) whose booking block is ``salon(**overrides)``."""
-    extra = {k: overrides.pop(k) for k in ("statuses", "texts", "locale", "bot", "webapp") if k in overrides}
-    return tenantry.add_tenant(tenant_id, timezone="Europe/Moscow", features={"booking": salon(**overrides)}, **extra)
+    extra = {
+        k: overrides.pop(k)
+        for k in ("statuses", "texts", "locale", "bot", "webapp")
+        if k in overrides
+    }
+    return tenantry.add_tenant(
+        tenant_id, timezone="Europe/Moscow", features={"booking": salon(**overrides)}, **extra
+    )
 
 
 def future_day(days: int = 2) -> date:
@@ -91,7 +117,11 @@ def schema(config: dict[str, Any]) -> str:
 
 def booking_body(start: datetime, **fields: Any) -> dict[str, Any]:
     """A create-booking body at ``start``."""
-    body: dict[str, Any] = {"starts_at": start.isoformat(), "customer_name": "Anna", "phone": "+79990001122"}
+    body: dict[str, Any] = {
+        "starts_at": start.isoformat(),
+        "customer_name": "Anna",
+        "phone": "+79990001122",
+    }
     body.update(fields)
     return body
 
@@ -119,7 +149,15 @@ def press(call: Any, text: str) -> str:
 class BotUser:
     """One Telegram user talking to a tenant's bot through the webhook."""
 
-    def __init__(self, tenantry: Any, updates: Any, bot_api: Any, tenant_id: str, config: dict[str, Any], user_id: int):
+    def __init__(
+        self,
+        tenantry: Any,
+        updates: Any,
+        bot_api: Any,
+        tenant_id: str,
+        config: dict[str, Any],
+        user_id: int,
+    ):
         self.tenantry = tenantry
         self.updates = updates
         self.bot_api = bot_api
@@ -155,5 +193,10 @@ class BotUser:
         """Press the button ``text`` of ``call``'s message; return the last reply."""
         data = press(call, text)
         return await self._post(
-            self.updates.callback_query(data, user_id=self.user_id, bot_id=self.bot_id, message_text=call.params.get("text", ""))
+            self.updates.callback_query(
+                data,
+                user_id=self.user_id,
+                bot_id=self.bot_id,
+                message_text=call.params.get("text", ""),
+            )
         )

@@ -15,7 +15,9 @@ async def test_create_then_list_and_availability(tenantry):
     headers = tenantry.api_headers("filin")
 
     response = await tenantry.client.get(
-        "/api/tenants/filin/booking/availability", params={"date": day.isoformat(), "party_size": 2}, headers=headers
+        "/api/tenants/filin/booking/availability",
+        params={"date": day.isoformat(), "party_size": 2},
+        headers=headers,
     )
     assert response.status_code == 200, response.text
     slots = response.json()["slots"]
@@ -25,7 +27,9 @@ async def test_create_then_list_and_availability(tenantry):
 
     start = at(day, "19:00")
     response = await tenantry.client.post(
-        "/api/tenants/filin/booking/bookings", json=booking_body(start, party_size=2), headers=headers
+        "/api/tenants/filin/booking/bookings",
+        json=booking_body(start, party_size=2),
+        headers=headers,
     )
     assert response.status_code == 201, response.text
     booking = response.json()
@@ -56,7 +60,9 @@ async def test_fifty_concurrent_creates_for_one_slot_book_it_once(tenantry):
 
     async def attempt(number: int):
         body = booking_body(start, party_size=2, customer_name=f"Guest {number}")
-        return await tenantry.client.post("/api/tenants/filin/booking/bookings", json=body, headers=headers)
+        return await tenantry.client.post(
+            "/api/tenants/filin/booking/bookings", json=body, headers=headers
+        )
 
     responses = await asyncio.gather(*(attempt(n) for n in range(50)))
     statuses = sorted(r.status_code for r in responses)
@@ -77,12 +83,18 @@ async def test_idempotent_retry_returns_the_first_booking(tenantry):
     await tenantry.start()
     body = booking_body(at(future_day(), "13:00"), party_size=2)
     headers = {**tenantry.api_headers("filin"), "Idempotency-Key": "order-7"}
-    first = await tenantry.client.post("/api/tenants/filin/booking/bookings", json=body, headers=headers)
-    second = await tenantry.client.post("/api/tenants/filin/booking/bookings", json=body, headers=headers)
+    first = await tenantry.client.post(
+        "/api/tenants/filin/booking/bookings", json=body, headers=headers
+    )
+    second = await tenantry.client.post(
+        "/api/tenants/filin/booking/bookings", json=body, headers=headers
+    )
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert second.headers.get("Idempotent-Replayed") == "true"
-    assert await tenantry.sql(f'SELECT count(*) AS n FROM "{schema(config)}".bookings') == [{"n": 1}]
+    assert await tenantry.sql(f'SELECT count(*) AS n FROM "{schema(config)}".bookings') == [
+        {"n": 1}
+    ]
     other = await tenantry.client.post(
         "/api/tenants/filin/booking/bookings", json={**body, "party_size": 3}, headers=headers
     )
@@ -94,7 +106,9 @@ async def test_illegal_transition_is_409_with_allowed_states(tenantry):
     await tenantry.start()
     headers = tenantry.api_headers("filin")
     created = await tenantry.client.post(
-        "/api/tenants/filin/booking/bookings", json=booking_body(at(future_day(), "13:00")), headers=headers
+        "/api/tenants/filin/booking/bookings",
+        json=booking_body(at(future_day(), "13:00")),
+        headers=headers,
     )
     booking_id = created.json()["id"]
     url = f"/api/tenants/filin/booking/bookings/{booking_id}/status"
@@ -104,7 +118,9 @@ async def test_illegal_transition_is_409_with_allowed_states(tenantry):
     assert response.json()["allowed"] == ["seated", "cancelled", "no_show"]
     response = await tenantry.client.post(url, json={"status": "teleported"}, headers=headers)
     assert response.status_code == 409 and "unknown status" in response.json()["detail"]
-    response = await tenantry.client.post(url, json={"status": "seated", "comment": "table by the window"}, headers=headers)
+    response = await tenantry.client.post(
+        url, json={"status": "seated", "comment": "table by the window"}, headers=headers
+    )
     assert response.status_code == 200 and response.json()["status"] == "seated"
 
 
@@ -116,13 +132,25 @@ async def test_stats_aggregate_one_day(tenantry):
     ids = []
     for hhmm, party in (("12:00", 2), ("12:00", 4), ("15:00", 3)):
         response = await tenantry.client.post(
-            "/api/tenants/filin/booking/bookings", json=booking_body(at(day, hhmm), party_size=party), headers=headers
+            "/api/tenants/filin/booking/bookings",
+            json=booking_body(at(day, hhmm), party_size=party),
+            headers=headers,
         )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
-    await tenantry.client.post(f"/api/tenants/filin/booking/bookings/{ids[0]}/status", json={"status": "no_show"}, headers=headers)
-    await tenantry.client.post(f"/api/tenants/filin/booking/bookings/{ids[1]}/status", json={"status": "cancelled"}, headers=headers)
-    response = await tenantry.client.get("/api/tenants/filin/booking/stats", params={"date": day.isoformat()}, headers=headers)
+    await tenantry.client.post(
+        f"/api/tenants/filin/booking/bookings/{ids[0]}/status",
+        json={"status": "no_show"},
+        headers=headers,
+    )
+    await tenantry.client.post(
+        f"/api/tenants/filin/booking/bookings/{ids[1]}/status",
+        json={"status": "cancelled"},
+        headers=headers,
+    )
+    response = await tenantry.client.get(
+        "/api/tenants/filin/booking/stats", params={"date": day.isoformat()}, headers=headers
+    )
     assert response.json() == {
         "date": day.isoformat(),
         "bookings": 3,
@@ -131,7 +159,9 @@ async def test_stats_aggregate_one_day(tenantry):
         "per_status": {"confirmed": 1, "cancelled": 1, "no_show": 1},
     }
     filtered = await tenantry.client.get(
-        "/api/tenants/filin/booking/bookings", params={"date": day.isoformat(), "status": ["cancelled", "no_show"]}, headers=headers
+        "/api/tenants/filin/booking/bookings",
+        params={"date": day.isoformat(), "status": ["cancelled", "no_show"]},
+        headers=headers,
     )
     assert sorted(b["id"] for b in filtered.json()) == sorted(ids[:2])
 
@@ -154,7 +184,10 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
         (booking_body(at(day, "13:00"), phone="call me"), "phone"),
         (booking_body(at(day, "13:00"), customer_name="  "), "customer_name"),
         (booking_body(at(day, "13:00"), service="haircut"), "wrong_kind"),
-        ({**booking_body(at(day, "13:00")), "starts_at": f"{day.isoformat()}T13:00:00"}, "starts_at"),
+        (
+            {**booking_body(at(day, "13:00")), "starts_at": f"{day.isoformat()}T13:00:00"},
+            "starts_at",
+        ),
         ({**booking_body(at(day, "13:00")), "party_size": "two"}, "invalid_body"),
         ({**booking_body(at(day, "13:00")), "surprise": 1}, "invalid_body"),
         ({"customer_name": "Anna"}, "invalid_body"),
@@ -164,10 +197,14 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
         assert response.status_code == 400, (body, response.text)
         assert response.json()["code"] == code, (body, response.json())
         assert response.json()["detail"]
-    response = await tenantry.client.post(url, content=b"{not json", headers={**headers, "Content-Type": "application/json"})
+    response = await tenantry.client.post(
+        url, content=b"{not json", headers={**headers, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["code"] == "invalid_json"
     response = await tenantry.client.get(
-        "/api/tenants/filin/booking/availability", params={"date": past.isoformat()}, headers=headers
+        "/api/tenants/filin/booking/availability",
+        params={"date": past.isoformat()},
+        headers=headers,
     )
     assert response.status_code == 400 and response.json()["code"] == "past"
     response = await tenantry.client.get(
@@ -175,13 +212,19 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
     )
     assert response.status_code == 400
     response = await tenantry.client.get(
-        "/api/tenants/filin/booking/availability", params={"date": (day + timedelta(days=60)).isoformat()}, headers=headers
+        "/api/tenants/filin/booking/availability",
+        params={"date": (day + timedelta(days=60)).isoformat()},
+        headers=headers,
     )
     assert response.status_code == 400 and response.json()["code"] == "too_far"
-    response = await tenantry.client.get("/api/tenants/filin/booking/bookings/999999", headers=headers)
+    response = await tenantry.client.get(
+        "/api/tenants/filin/booking/bookings/999999", headers=headers
+    )
     assert response.status_code == 404
     for table in ("bookings", "resource_holds", "booking_history"):
-        assert await tenantry.sql(f'SELECT count(*) AS n FROM "{schema(config)}".{table}') == [{"n": 0}], table
+        assert await tenantry.sql(f'SELECT count(*) AS n FROM "{schema(config)}".{table}') == [
+            {"n": 0}
+        ], table
 
 
 async def test_a_second_tenant_cannot_see_the_first_ones_bookings(tenantry):
@@ -195,25 +238,46 @@ async def test_a_second_tenant_cannot_see_the_first_ones_bookings(tenantry):
     )
     booking_id = created.json()["id"]
     day = future_day().isoformat()
-    assert (await tenantry.client.get(f"/api/tenants/lodka/booking/bookings/{booking_id}", headers=tenantry.api_headers("lodka"))).status_code == 404
-    listed = await tenantry.client.get("/api/tenants/lodka/booking/bookings", params={"date": day}, headers=tenantry.api_headers("lodka"))
+    assert (
+        await tenantry.client.get(
+            f"/api/tenants/lodka/booking/bookings/{booking_id}",
+            headers=tenantry.api_headers("lodka"),
+        )
+    ).status_code == 404
+    listed = await tenantry.client.get(
+        "/api/tenants/lodka/booking/bookings",
+        params={"date": day},
+        headers=tenantry.api_headers("lodka"),
+    )
     assert listed.status_code == 200 and listed.json() == []
     # filin's key does not open lodka, and lodka's key does not open filin
-    wrong = await tenantry.client.get("/api/tenants/lodka/booking/bookings", params={"date": day}, headers=tenantry.api_headers("filin"))
+    wrong = await tenantry.client.get(
+        "/api/tenants/lodka/booking/bookings",
+        params={"date": day},
+        headers=tenantry.api_headers("filin"),
+    )
     assert wrong.status_code == 401
-    wrong = await tenantry.client.get(f"/api/tenants/filin/booking/bookings/{booking_id}", headers=tenantry.api_headers("lodka"))
+    wrong = await tenantry.client.get(
+        f"/api/tenants/filin/booking/bookings/{booking_id}", headers=tenantry.api_headers("lodka")
+    )
     assert wrong.status_code == 401
     # lodka's own table t1 is still free at that time
     free = await tenantry.client.get(
-        "/api/tenants/lodka/booking/availability", params={"date": day, "party_size": 2}, headers=tenantry.api_headers("lodka")
+        "/api/tenants/lodka/booking/availability",
+        params={"date": day, "party_size": 2},
+        headers=tenantry.api_headers("lodka"),
     )
-    assert next(s for s in free.json()["slots"] if s["local_time"] == "13:00")["resources"] == ["t1"]
+    assert next(s for s in free.json()["slots"] if s["local_time"] == "13:00")["resources"] == [
+        "t1"
+    ]
 
 
 async def test_tenant_without_booking_gets_404(tenantry):
     tenantry.add_tenant("plain")
     await tenantry.start()
     response = await tenantry.client.get(
-        "/api/tenants/plain/booking/availability", params={"date": future_day().isoformat()}, headers=tenantry.api_headers("plain")
+        "/api/tenants/plain/booking/availability",
+        params={"date": future_day().isoformat()},
+        headers=tenantry.api_headers("plain"),
     )
     assert response.status_code == 404

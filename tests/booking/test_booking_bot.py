@@ -36,12 +36,19 @@ async def test_book_a_table_through_the_bot(tenantry, updates, bot_api):
     assert done.params["text"].startswith("Booked! #")
 
     rows = await tenantry.sql(
-        f'SELECT b.user_id, b.party_size, b.status, b.phone, b.source, array_agg(r.code ORDER BY r.code) AS tables '
+        f"SELECT b.user_id, b.party_size, b.status, b.phone, b.source, array_agg(r.code ORDER BY r.code) AS tables "
         f'FROM "{schema(config)}".bookings b JOIN "{schema(config)}".resource_holds h ON h.booking_id = b.id '
         f'JOIN "{schema(config)}".resources r ON r.id = h.resource_id GROUP BY b.id'
     )
     assert rows == [
-        {"user_id": 4242, "party_size": 6, "status": "confirmed", "phone": "79990001122", "source": "bot", "tables": ["t2", "t3"]}
+        {
+            "user_id": 4242,
+            "party_size": 6,
+            "status": "confirmed",
+            "phone": "79990001122",
+            "source": "bot",
+            "tables": ["t2", "t3"],
+        }
     ]
     [notice] = bot_api.calls("sendMessage", bot_id=guest.bot_id, chat_id=ADMIN)
     assert "New booking #" in notice.params["text"]
@@ -80,8 +87,12 @@ async def test_book_a_service_through_the_bot_in_russian(tenantry, updates, bot_
     done = await client.tap(summary, "Подтвердить")
     assert "ждёт подтверждения" in done.params["text"]
 
-    [row] = await tenantry.sql(f'SELECT id, status, price, service_code FROM "{schema(config)}".bookings')
-    assert row["status"] == "pending" and row["price"] == 150000 and row["service_code"] == "haircut"
+    [row] = await tenantry.sql(
+        f'SELECT id, status, price, service_code FROM "{schema(config)}".bookings'
+    )
+    assert (
+        row["status"] == "pending" and row["price"] == 150000 and row["service_code"] == "haircut"
+    )
 
     # the admin confirms from the notification; the client is told
     [notice] = bot_api.calls("sendMessage", bot_id=client.bot_id, chat_id=ADMIN)

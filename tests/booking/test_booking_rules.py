@@ -19,7 +19,9 @@ async def _availability(tenantry, day, party_size=2):
 
 async def _create(tenantry, start, **fields):
     return await tenantry.client.post(
-        "/api/tenants/filin/booking/bookings", json=booking_body(start, **fields), headers=tenantry.api_headers("filin")
+        "/api/tenants/filin/booking/bookings",
+        json=booking_body(start, **fields),
+        headers=tenantry.api_headers("filin"),
     )
 
 
@@ -48,7 +50,9 @@ async def test_minimum_notice(tenantry):
 
 
 async def test_buffers_keep_tables_free_between_bookings(tenantry):
-    config = add_restaurant(tenantry, tables=SOLO, buffer_before_minutes=15, buffer_after_minutes=30)
+    config = add_restaurant(
+        tenantry, tables=SOLO, buffer_before_minutes=15, buffer_after_minutes=30
+    )
     await tenantry.start()
     day = future_day()
     assert (await _create(tenantry, at(day, "15:00"))).status_code == 201
@@ -67,36 +71,51 @@ async def test_buffers_keep_tables_free_between_bookings(tenantry):
 
 
 async def test_blocked_slots_block_and_free_time(tenantry):
-    config = add_restaurant(tenantry, tables=SOLO + [{"id": "big", "seats": 8}])
+    config = add_restaurant(tenantry, tables=[*SOLO, {"id": "big", "seats": 8}])
     await tenantry.start()
     headers = tenantry.api_headers("filin")
     day = future_day()
     url = "/api/tenants/filin/booking/blocked-slots"
     block = await tenantry.client.post(
         url,
-        json={"starts_at": at(day, "18:00").isoformat(), "ends_at": at(day, "20:00").isoformat(), "resource": "solo", "reason": "repairs"},
+        json={
+            "starts_at": at(day, "18:00").isoformat(),
+            "ends_at": at(day, "20:00").isoformat(),
+            "resource": "solo",
+            "reason": "repairs",
+        },
         headers=headers,
     )
     assert block.status_code == 201, block.text
-    slot = next(s for s in (await _availability(tenantry, day))["slots"] if s["local_time"] == "19:00")
+    slot = next(
+        s for s in (await _availability(tenantry, day))["slots"] if s["local_time"] == "19:00"
+    )
     assert slot["resources"] == ["big"]
     assert (await _create(tenantry, at(day, "19:00"), table="solo")).status_code == 409
 
     # a whole-place block over an existing booking is refused, naming it
     booking = await _create(tenantry, at(day, "13:00"), table="big")
     whole = await tenantry.client.post(
-        url, json={"starts_at": at(day, "12:00").isoformat(), "ends_at": at(day, "23:00").isoformat()}, headers=headers
+        url,
+        json={"starts_at": at(day, "12:00").isoformat(), "ends_at": at(day, "23:00").isoformat()},
+        headers=headers,
     )
     assert whole.status_code == 409 and whole.json()["bookings"] == [booking.json()["id"]]
     assert len(await tenantry.sql(f'SELECT id FROM "{schema(config)}".blocked_slots')) == 1
 
     listed = await tenantry.client.get(url, params={"date": day.isoformat()}, headers=headers)
     assert [(b["resource"], b["reason"]) for b in listed.json()] == [("solo", "repairs")]
-    assert (await tenantry.client.delete(f"{url}/{block.json()['id']}", headers=headers)).status_code == 204
-    assert (await tenantry.client.delete(f"{url}/{block.json()['id']}", headers=headers)).status_code == 404
+    assert (
+        await tenantry.client.delete(f"{url}/{block.json()['id']}", headers=headers)
+    ).status_code == 204
+    assert (
+        await tenantry.client.delete(f"{url}/{block.json()['id']}", headers=headers)
+    ).status_code == 404
     assert (await _create(tenantry, at(day, "19:00"), table="solo")).status_code == 201
     bad = await tenantry.client.post(
-        url, json={"starts_at": at(day, "20:00").isoformat(), "ends_at": at(day, "18:00").isoformat()}, headers=headers
+        url,
+        json={"starts_at": at(day, "20:00").isoformat(), "ends_at": at(day, "18:00").isoformat()},
+        headers=headers,
     )
     assert bad.status_code == 400
 
