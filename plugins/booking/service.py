@@ -30,6 +30,7 @@ from plugins.booking.config import BookingSettings
 from plugins.booking.slots import (
     Allocation,
     Span,
+    by_resource,
     day_problem,
     day_window,
     free_allocations,
@@ -333,7 +334,7 @@ async def _free_by_start(
     _, window_end = _held_window(settings, max(starts), plan.duration_minutes)
     async with tenant.db.acquire() as conn:
         ids = await repo.resource_ids(conn)
-        spans = await _holds(conn, window_start, window_end)
+        spans = by_resource(await _holds(conn, window_start, window_end))
     result = {}
     for start in starts:
         held_start, held_end = _held_window(settings, start, plan.duration_minutes)

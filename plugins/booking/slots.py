@@ -18,6 +18,7 @@ from plugins.booking.config import BookingSettings, TableSpec
 __all__ = [
     "Allocation",
     "Span",
+    "by_resource",
     "day_problem",
     "day_window",
     "free_allocations",
@@ -110,11 +111,17 @@ def start_times(
     return result
 
 
-def overlaps(spans: Iterable[Span], resource_id: int, start: datetime, end: datetime) -> bool:
-    """True when any span of ``resource_id`` overlaps ``[start, end)``."""
-    return any(
-        s.resource_id == resource_id and s.starts_at < end and s.ends_at > start for s in spans
-    )
+def overlaps(spans: Iterable[Span], start: datetime, end: datetime) -> bool:
+    """True when any of ``spans`` (one resource's) overlaps ``[start, end)``."""
+    return any(s.starts_at < end and s.ends_at > start for s in spans)
+
+
+def by_resource(spans: Iterable[Span]) -> dict[int, list[Span]]:
+    """Group spans by resource id, so a free check reads only that resource's spans."""
+    grouped: dict[int, list[Span]] = {}
+    for span in spans:
+        grouped.setdefault(span.resource_id, []).append(span)
+    return grouped
 
 
 def table_allocations(tables: Sequence[TableSpec], party_size: int) -> list[Allocation]:
@@ -149,16 +156,23 @@ def largest_party(tables: Sequence[TableSpec]) -> int:
 def free_allocations(
     allocations: Sequence[Allocation],
     ids: Mapping[str, int],
-    spans: Sequence[Span],
+    spans: Mapping[int, Sequence[Span]],
     start: datetime,
     end: datetime,
 ) -> list[Allocation]:
-    """The allocations all of whose resources are free for ``[start, end)`` (buffers included)."""
+    """The allocations all of whose resources are free for ``[start, end)`` (buffers included).
+
+    Args:
+        allocations: candidates, in preference order (kept).
+        ids: resource code -> id; an allocation naming an unknown code is skipped.
+        spans: held spans by resource id (:func:`by_resource`).
+        start / end: the held window of the would-be booking, UTC.
+    """
     free = []
     for allocation in allocations:
         resource_ids = [ids.get(code) for code in allocation.codes]
         if any(rid is None for rid in resource_ids):
             continue
-        if not any(overlaps(spans, rid, start, end) for rid in resource_ids if rid is not None):
+        if not any(overlaps(spans.get(rid, ()), start, end) for rid in resource_ids if rid is not None):
             free.append(allocation)
     return free
