@@ -135,7 +135,7 @@ class CatalogController(Controller):
     """Catalog: read by customers and keys, edited with the API key."""
 
     path = "/"
-    exception_handlers = {OrderError: _order_error}  # noqa: RUF012 -- Litestar reads it as a class attribute
+    exception_handlers = {OrderError: _order_error}
 
     @get(
         "/catalog",
@@ -221,7 +221,7 @@ class OrdersController(Controller):
     """Orders: create (Idempotency-Key), list, read, change status, history."""
 
     path = "/orders"
-    exception_handlers = {OrderError: _order_error}  # noqa: RUF012 -- Litestar reads it as a class attribute
+    exception_handlers = {OrderError: _order_error}
 
     @post(
         "/",
