@@ -11,6 +11,7 @@ import asyncpg
 import pluggy
 import structlog
 from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
@@ -159,9 +160,26 @@ class Runtime:
 
 
 def _transition_error(request: Request[Any, Any, Any], exc: TransitionError) -> Response[Any]:
+    # An unknown status is a malformed request (400); a known one that the
+    # machine does not allow now conflicts with the entity's state (409).
+    status = 400 if exc.unknown_target else 409
     return Response(
-        {"status_code": 409, "detail": exc.reason, "current": exc.current, "allowed": exc.allowed},
-        status_code=409,
+        {"status_code": status, "detail": exc.reason, "current": exc.current, "allowed": exc.allowed},
+        status_code=status,
+    )
+
+
+async def _log_unhandled(exception: BaseException, scope: Any) -> None:
+    """after_exception hook: log server errors with the tenant, since they become bare 500s."""
+    if isinstance(exception, HTTPException) and exception.status_code < 500:
+        return
+    path_params = scope.get("path_params") or {}
+    log.error(
+        "request_failed",
+        tenant=path_params.get("tenant_id"),
+        method=scope.get("method"),
+        path=scope.get("path"),
+        exc_info=exception,
     )
 
 
@@ -194,6 +212,7 @@ def create_app(
         lifespan=[runtime.lifespan],
         middleware=[prometheus.middleware],
         exception_handlers={TransitionError: _transition_error},
+        after_exception=[_log_unhandled],
         openapi_config=OpenAPIConfig(title="Tenantry", version="0.1.0", path="/schema"),
         debug=False,
         # Logging is configured once by core.logging (structlog JSON); Litestar

@@ -10,7 +10,8 @@
 
 Each guard leaves a :class:`Caller` in ``connection.state.caller``; handlers
 receive it through the ``caller`` dependency, and the resolved tenant through
-``tenant``. A key of one tenant never opens another: keys are looked up in
+``tenant`` (annotate them ``tenant: TenantDep``, ``caller: CallerDep``).
+A key of one tenant never opens another: keys are looked up in
 the tenant named by the path only.
 """
 
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
 from aiogram.utils.web_app import safe_parse_webapp_init_data
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 
 from core.tenant import Tenant, TenantState
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Caller",
+    "CallerDep",
+    "TenantDep",
     "ServiceUnavailable",
     "provide_caller",
     "provide_tenant",
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 INIT_DATA_HEADER = "X-Telegram-Init-Data"
+
+TenantDep: TypeAlias = NamedDependency[Tenant]
+"""Annotate a route handler parameter ``tenant: TenantDep`` to receive the resolved tenant."""
 
 
 class ServiceUnavailable(HTTPException):
@@ -67,6 +74,10 @@ class Caller(msgspec.Struct, frozen=True):
     via: str
     user_id: int | None = None
     user: dict[str, Any] = {}
+
+
+CallerDep: TypeAlias = NamedDependency[Caller]
+"""Annotate a route handler parameter ``caller: CallerDep`` to receive the authenticated caller."""
 
 
 def resolve_tenant(

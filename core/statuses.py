@@ -106,13 +106,16 @@ class TransitionError(Exception):
         target: the state asked for.
         allowed: states this role may move to from ``current``.
         reason: plain-words explanation.
+        unknown_target: True when ``target`` is not a state of the machine at
+            all (HTTP answers 400 instead of 409).
     """
 
-    def __init__(self, current: str, target: str, allowed: list[str], reason: str):
+    def __init__(self, current: str, target: str, allowed: list[str], reason: str, *, unknown_target: bool = False):
         self.current = current
         self.target = target
         self.allowed = allowed
         self.reason = reason
+        self.unknown_target = unknown_target
         super().__init__(reason)
 
 
@@ -224,7 +227,7 @@ class StatusMachine:
             reason = f"role {role!r} may not move {current!r} to {target!r}"
         else:
             reason = f"{current!r} -> {target!r} does not apply to this {self.entity.name}"
-        raise TransitionError(current, target, allowed, reason)
+        raise TransitionError(current, target, allowed, reason, unknown_target=target not in self.states)
 
 
 def _conditions_hold(conditions: Mapping[str, Any], entity: Mapping[str, Any]) -> bool:

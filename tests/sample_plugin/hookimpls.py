@@ -17,7 +17,7 @@ from aiogram.types import Message
 from litestar import Controller, get, post
 
 from core import JobSpec, StatusEntity, StatusMachineSpec, Tenant, Transition, hookimpl
-from core.auth import Caller, require_api_key, require_api_key_or_webapp
+from core.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
 
 EVENTS: list[tuple[str, str, dict[str, Any]]] = []
 JOB_RUNS: list[tuple[str, dict[str, Any]]] = []
@@ -118,7 +118,7 @@ class TicketController(Controller):
     path = "/tickets"
 
     @post("/", guards=[require_api_key])
-    async def create(self, data: TicketIn, tenant: Tenant) -> dict[str, Any]:
+    async def create(self, data: TicketIn, tenant: TenantDep) -> dict[str, Any]:
         """Create a ticket in the initial state and publish ``sample.created``."""
         machine = tenant.statuses["tickets"]
         row = await tenant.db.fetchrow(
@@ -131,13 +131,13 @@ class TicketController(Controller):
         return dict(row)
 
     @get("/", guards=[require_api_key_or_webapp])
-    async def list_tickets(self, tenant: Tenant, caller: Caller) -> dict[str, Any]:
+    async def list_tickets(self, tenant: TenantDep, caller: CallerDep) -> dict[str, Any]:
         """List tickets and say who asked."""
         rows = await tenant.db.fetch("SELECT id, title, status FROM tickets ORDER BY id")
         return {"caller": msgspec.to_builtins(caller), "tickets": [dict(r) for r in rows]}
 
     @post("/{ticket_id:int}/status", guards=[require_api_key])
-    async def move(self, ticket_id: int, data: TicketMove, tenant: Tenant) -> dict[str, Any]:
+    async def move(self, ticket_id: int, data: TicketMove, tenant: TenantDep) -> dict[str, Any]:
         """Change a ticket's status through the tenant's machine (409 when illegal)."""
         async with tenant.db.transaction() as conn:
             row = await conn.fetchrow(
