@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Caller",
     "CallerDep",
-    "TenantDep",
     "ServiceUnavailable",
+    "TenantDep",
     "provide_caller",
     "provide_tenant",
     "require_admin_token",
