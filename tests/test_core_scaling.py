@@ -1,0 +1,75 @@
+"""Two runtimes on the same PostgreSQL, Redis and tenants folder, as ops run them to scale out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.app import Runtime
+from core.plugins import build_plugin_manager
+from core.settings import RuntimeSettings
+
+
+def runtime_for(tenantry, sample) -> Runtime:
+    settings = RuntimeSettings(
+        tenants_dir=tenantry.tenants_dir,
+        data_dir=tenantry.data_dir,
+        database_url=tenantry.database_url,
+        redis_url=tenantry.redis_url,
+        bot_api_url=tenantry.bot_api.base_url,
+        public_url="http://127.0.0.1:1",
+        secret_key=tenantry.secret_key,
+        queue_name=f"tenantry-test-{tenantry.run_id}",
+        watch=False,
+        pool_min_size=1,
+        pool_max_size=4,
+    )
+    return Runtime(settings, build_plugin_manager(extra=[("sample", sample)]))
+
+
+async def test_two_runtimes_migrate_once_and_run_a_keyed_job_once(tenantry, sample):
+    config = tenantry.add_tenant("filin", features={"sample": {}})
+    first, second = runtime_for(tenantry, sample), runtime_for(tenantry, sample)
+    try:
+        await asyncio.gather(first.start(), second.start())
+        assert first.registry.get("filin").state == second.registry.get("filin").state == "running"
+        schema = config["storage"]["schema"]
+        applied = await tenantry.sql(f'SELECT plugin, version FROM "{schema}".tenantry_migrations ORDER BY 1, 2')
+        assert applied == [{"plugin": "core", "version": 1}, {"plugin": "sample", "version": 1}]
+
+        results = await asyncio.gather(
+            first.registry.get("filin").enqueue("sample.record", key="nightly", source="first"),
+            second.registry.get("filin").enqueue("sample.record", key="nightly", source="second"),
+        )
+        assert sorted(results) == [False, True]
+        for _ in range(100):
+            if sample.JOB_RUNS:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # give a second worker every chance to run it again
+        assert len(sample.JOB_RUNS) == 1
+    finally:
+        await asyncio.gather(first.stop(), second.stop())
+
+
+async def test_scheduled_job_survives_a_restart(tenantry, sample):
+    from datetime import UTC, datetime, timedelta
+
+    tenantry.add_tenant("filin", features={"sample": {}})
+    before = runtime_for(tenantry, sample)
+    await before.start()
+    try:
+        at = datetime.now(UTC) + timedelta(seconds=2)
+        assert await before.registry.get("filin").enqueue("sample.record", at=at, key="later", n=1)
+    finally:
+        await before.stop()
+    assert sample.JOB_RUNS == []
+    after = runtime_for(tenantry, sample)
+    await after.start()
+    try:
+        for _ in range(100):
+            if sample.JOB_RUNS:
+                break
+            await asyncio.sleep(0.1)
+        assert sample.JOB_RUNS == [("filin", {"n": 1})]
+    finally:
+        await after.stop()
