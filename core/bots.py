@@ -42,6 +42,36 @@ RETRY_MAX_DELAY = 60.0
 POLLING_LOCK_SECONDS = 30
 
 
+_PINNED_RESPONSE_MODELS: list[Any] = []
+
+
+def pin_response_models() -> None:
+    """Keep aiogram's ``Response[T]`` models alive for every Bot API method's result type.
+
+    aiogram validates each Bot API answer with ``Response[method.__returning__]``
+    (``aiogram/client/session/base.py``). pydantic caches parametrised generic
+    models in a ``WeakValueDictionary``, so without a strong reference the model
+    is garbage-collected and rebuilt (pydantic schema generation, milliseconds)
+    on later calls. Holding one reference per result type (about 40, built once
+    per process in roughly 0.1 s) makes every call reuse them.
+    """
+    if _PINNED_RESPONSE_MODELS:
+        return
+    import aiogram.methods
+    from aiogram.methods.base import Response
+
+    result_types = {}
+    for name in aiogram.methods.__all__:
+        returning = getattr(getattr(aiogram.methods, name), "__returning__", None)
+        if returning is not None:
+            result_types[repr(returning)] = returning
+    for result_type in result_types.values():
+        try:
+            _PINNED_RESPONSE_MODELS.append(Response[result_type])
+        except Exception:  # a method whose result type pydantic cannot build on its own
+            continue
+
+
 def webhook_secret(secret_key: str, tenant_id: str) -> str:
     """Derive a tenant's webhook secret from the runtime secret key.
 
@@ -90,6 +120,7 @@ class BotHub:
     """
 
     def __init__(self, redis: Any, bot_api_url: str, public_url: str | None, secret_key: str):
+        pin_response_models()
         self.redis = redis
         self.session = AiohttpSession(api=TelegramAPIServer.from_base(bot_api_url.rstrip("/")))
         self.public_url = public_url.rstrip("/") if public_url else None
