@@ -15,8 +15,14 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.params import Parameter
 
-from core import Tenant
-from core.auth import Caller, require_api_key, require_api_key_or_webapp, require_webapp_user
+from core.auth import (
+    Caller,
+    CallerDep,
+    TenantDep,
+    require_api_key,
+    require_api_key_or_webapp,
+    require_webapp_user,
+)
 from core.idempotency import idempotent
 from plugins.orders import catalog
 from plugins.orders import repository as repo
@@ -143,7 +149,7 @@ class CatalogController(Controller):
         summary="Stores with categories and available items",
     )
     async def read_catalog(
-        self, tenant: Tenant, caller: Caller, store: str | None = None
+        self, tenant: TenantDep, caller: CallerDep, store: str | None = None
     ) -> list[dict[str, Any]]:
         """Every store (or ``?store=``) with categories and orderable items; prices in minor units.
 
@@ -154,7 +160,7 @@ class CatalogController(Controller):
 
     @post("/categories", guards=[require_api_key], summary="Create a category")
     async def create_category(
-        self, tenant: Tenant, caller: Caller, data: CategoryIn
+        self, tenant: TenantDep, caller: CallerDep, data: CategoryIn
     ) -> dict[str, Any]:
         """201 with the category; 400 unknown store or taken id."""
         return await catalog.create_category(
@@ -167,7 +173,7 @@ class CatalogController(Controller):
         summary="Rename or reorder a category",
     )
     async def update_category(
-        self, tenant: Tenant, caller: Caller, category_id: str, data: CategoryPatch
+        self, tenant: TenantDep, caller: CallerDep, category_id: str, data: CategoryPatch
     ) -> dict[str, Any]:
         """200 with the category; 404 unknown."""
         return await catalog.update_category(tenant, category_id, data.name, data.position)
@@ -177,13 +183,17 @@ class CatalogController(Controller):
         guards=[require_api_key],
         summary="Archive a category and its items",
     )
-    async def delete_category(self, tenant: Tenant, caller: Caller, category_id: str) -> None:
+    async def delete_category(self, tenant: TenantDep, caller: CallerDep, category_id: str) -> None:
         """204; 404 unknown."""
         await catalog.archive_category(tenant, category_id)
 
     @get("/items", guards=[require_api_key], summary="Items, including unavailable ones")
     async def list_items(
-        self, tenant: Tenant, caller: Caller, store: str | None = None, category: str | None = None
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        store: str | None = None,
+        category: str | None = None,
     ) -> list[dict[str, Any]]:
         """Live (not archived) items filtered by ``?store=`` and ``?category=``."""
         async with tenant.db.acquire() as conn:
@@ -191,19 +201,21 @@ class CatalogController(Controller):
         return [{**dict(r), "updated_at": r["updated_at"].isoformat()} for r in rows]
 
     @post("/items", guards=[require_api_key], summary="Create an item")
-    async def create_item(self, tenant: Tenant, caller: Caller, data: ItemIn) -> dict[str, Any]:
+    async def create_item(
+        self, tenant: TenantDep, caller: CallerDep, data: ItemIn
+    ) -> dict[str, Any]:
         """201 with the item (``id`` assigned); 400 unknown category or taken sku."""
         return await catalog.create_item(tenant, msgspec.structs.asdict(data))
 
     @patch("/items/{item_id:int}", guards=[require_api_key], summary="Change an item")
     async def update_item(
-        self, tenant: Tenant, caller: Caller, item_id: int, data: ItemPatch
+        self, tenant: TenantDep, caller: CallerDep, item_id: int, data: ItemPatch
     ) -> dict[str, Any]:
         """200 with the item; 404 unknown; 400 category of another store."""
         return await catalog.update_item(tenant, item_id, msgspec.structs.asdict(data))
 
     @delete("/items/{item_id:int}", guards=[require_api_key], summary="Archive an item")
-    async def delete_item(self, tenant: Tenant, caller: Caller, item_id: int) -> None:
+    async def delete_item(self, tenant: TenantDep, caller: CallerDep, item_id: int) -> None:
         """204; 404 unknown. Past orders keep it; seeding does not bring it back."""
         await catalog.archive_item(tenant, item_id)
 
@@ -229,7 +241,7 @@ class OrdersController(Controller):
         summary="Create an order (Idempotency-Key supported)",
     )
     async def create(
-        self, tenant: Tenant, caller: Caller, request: Request[Any, Any, Any], data: OrderIn
+        self, tenant: TenantDep, caller: CallerDep, request: Request[Any, Any, Any], data: OrderIn
     ) -> Response[Any]:
         """Create an order priced from current database prices.
 
@@ -280,8 +292,8 @@ class OrdersController(Controller):
     @get("/", guards=[require_api_key], summary="Orders by store and status, newest first")
     async def search(
         self,
-        tenant: Tenant,
-        caller: Caller,
+        tenant: TenantDep,
+        caller: CallerDep,
         store: str | None = None,
         status: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
@@ -302,7 +314,10 @@ class OrdersController(Controller):
 
     @get("/my", guards=[require_webapp_user], summary="The WebApp user's orders")
     async def mine(
-        self, tenant: Tenant, caller: Caller, limit: Annotated[int, Parameter(ge=1, le=100)] = 20
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
     ) -> list[dict[str, Any]]:
         """The caller's latest orders, newest first."""
         async with tenant.db.acquire() as conn:
@@ -310,7 +325,7 @@ class OrdersController(Controller):
             return await order_views(conn, rows)
 
     @get("/{order_id:int}", guards=[require_api_key_or_webapp], summary="One order")
-    async def read(self, tenant: Tenant, caller: Caller, order_id: int) -> dict[str, Any]:
+    async def read(self, tenant: TenantDep, caller: CallerDep, order_id: int) -> dict[str, Any]:
         """The order with its lines; 404 unknown (or another customer's)."""
         return _owned(await load_order(tenant, order_id), caller)
 
@@ -321,7 +336,7 @@ class OrdersController(Controller):
         summary="Change status",
     )
     async def set_status(
-        self, tenant: Tenant, caller: Caller, order_id: int, data: StatusChangeIn
+        self, tenant: TenantDep, caller: CallerDep, order_id: int, data: StatusChangeIn
     ) -> dict[str, Any]:
         """Apply a transition through the tenant's machine.
 
@@ -360,7 +375,9 @@ class OrdersController(Controller):
         guards=[require_api_key_or_webapp],
         summary="Status history of an order",
     )
-    async def history(self, tenant: Tenant, caller: Caller, order_id: int) -> list[dict[str, Any]]:
+    async def history(
+        self, tenant: TenantDep, caller: CallerDep, order_id: int
+    ) -> list[dict[str, Any]]:
         """``[{from_status, to_status, actor_id, role, reason, at}]``, oldest first; 404 unknown."""
         _owned(await load_order(tenant, order_id), caller)
         async with tenant.db.acquire() as conn:

@@ -154,7 +154,7 @@ async def test_status_changes_by_api_roles_and_machine(market, bot_api):
     # expected_status guards against acting on a stale view.
     response = await market.set_status(oid, {"status": "completed", "expected_status": "preparing"})
     assert response.status_code == 409 and response.json()["current"] == "ready"
-    assert (await market.set_status(oid, {"status": "nonsense"})).status_code == 409
+    assert (await market.set_status(oid, {"status": "nonsense"})).status_code == 400
     assert (await market.set_status(oid, {"status": "ready", "role": "system"})).status_code == 400
     assert (await market.set_status(oid + 1000, {"status": "ready"})).status_code == 404
     # The customer (WebApp) cannot act for the store.
