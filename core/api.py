@@ -12,6 +12,7 @@ from aiogram.types import Update
 from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from pydantic import ValidationError as PydanticValidationError
 
@@ -68,7 +69,7 @@ def _problem(status: int, detail: str) -> Response[Problem]:
     ),
     tags=["telegram"],
 )
-async def webhook(tenant_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
     """Process one Telegram update for ``tenant_id``.
 
     Returns:
@@ -197,7 +198,7 @@ class AdminController(Controller):
         }
 
     @get("/tenants/{tenant_id:str}", summary="One tenant's state")
-    async def get_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def get_tenant(self, tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Return one tenant's state.
 
         Raises:
@@ -246,7 +247,7 @@ class AdminController(Controller):
     @post(
         "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
     )
-    async def reload_tenant(self, tenant_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def reload_tenant(self, tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         """Re-read ``<id>.yaml`` and swap the tenant if it changed.
 
         Returns:

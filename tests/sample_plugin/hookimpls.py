@@ -15,6 +15,7 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 from litestar import Controller, get, post
+from litestar.params import FromPath, JSONBody
 
 from core import JobSpec, StatusEntity, StatusMachineSpec, Tenant, Transition, hookimpl
 from core.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
@@ -118,7 +119,7 @@ class TicketController(Controller):
     path = "/tickets"
 
     @post("/", guards=[require_api_key])
-    async def create(self, data: TicketIn, tenant: TenantDep) -> dict[str, Any]:
+    async def create(self, data: JSONBody[TicketIn], tenant: TenantDep) -> dict[str, Any]:
         """Create a ticket in the initial state and publish ``sample.created``."""
         machine = tenant.statuses["tickets"]
         row = await tenant.db.fetchrow(
@@ -137,7 +138,7 @@ class TicketController(Controller):
         return {"caller": msgspec.to_builtins(caller), "tickets": [dict(r) for r in rows]}
 
     @post("/{ticket_id:int}/status", guards=[require_api_key])
-    async def move(self, ticket_id: int, data: TicketMove, tenant: TenantDep) -> dict[str, Any]:
+    async def move(self, ticket_id: FromPath[int], data: JSONBody[TicketMove], tenant: TenantDep) -> dict[str, Any]:
         """Change a ticket's status through the tenant's machine (409 when illegal)."""
         async with tenant.db.transaction() as conn:
             row = await conn.fetchrow(
