@@ -10,6 +10,8 @@ runtimes never run the same tick twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,9 @@ class JobRunner:
             cron_jobs=[CronJob(self._tick, cron="* * * * *", timeout=55)],
             concurrency=concurrency,
         )
+        # saq's Worker.start() would take over SIGINT/SIGTERM on the event loop;
+        # in a runtime the server (uvicorn) owns signals and stops us in its lifespan.
+        self.worker.SIGNALS = []
 
     async def enqueue(
         self,
@@ -132,11 +137,14 @@ class JobRunner:
     async def start(self) -> None:
         """Connect the queue and start the worker in the background."""
         await self.queue.connect()
-        import asyncio
-
         self._task = asyncio.create_task(self.worker.start(), name="tenantry-jobs")
 
     async def stop(self) -> None:
         """Stop the worker (running jobs get their grace period) and disconnect."""
         await self.worker.stop()
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.queue.disconnect()
