@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
 from core.bots import BotHub
 from core.config import ConfigError, parse_tenant_text
+from core.errors import STORAGE_UNAVAILABLE
 from core.metrics import UPDATE_SECONDS, UPDATES
 from core.plugins import call_plugin, plugin_names
 from core.registry import TenantStartError
@@ -73,11 +74,12 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
     """Process one Telegram update for ``tenant_id``.
 
     Returns:
-        200 ``{"ok": true}`` processed (or a handler failed: logged, not retried),
+        200 ``{"ok": true}`` processed (or a handler bug: logged, not retried),
         200 ``{"ok": true, "duplicate": true}`` seen before,
         400 malformed JSON or not an Update, 401 wrong or missing secret token,
-        404 unknown tenant, 503 tenant not serving or the update is being
-        processed by another delivery (Telegram retries it).
+        404 unknown tenant, 503 tenant not serving, the update is being
+        processed by another delivery, or PostgreSQL/Redis is unavailable
+        (Telegram re-sends it).
     """
     runtime = request.app.state.runtime
     tenant: Tenant | None = runtime.registry.get(tenant_id)
@@ -119,6 +121,16 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
         outcome = "processed"
         try:
             await tenant.dispatcher.feed_update(tenant.bot, update)
+        except STORAGE_UNAVAILABLE as exc:
+            # Not the handler's fault: give the update back to Telegram to re-send.
+            await _release(tenant, seen_key)
+            UPDATES.labels(tenant.id, "storage_unavailable").inc()
+            log.warning(
+                "update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc)
+            )
+            return _problem(
+                503, "storage temporarily unavailable; Telegram will re-send the update"
+            )
         except Exception:
             # A handler bug must not stop the runtime or make Telegram re-send
             # the same crashing update forever: log it and acknowledge.
@@ -128,6 +140,13 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
         UPDATES.labels(tenant.id, outcome).inc()
         UPDATE_SECONDS.labels(tenant.id).observe(time.perf_counter() - started)
     return Response(WebhookAnswer(ok=True))
+
+
+async def _release(tenant: Tenant, seen_key: str) -> None:
+    try:
+        await tenant.redis.delete(seen_key)
+    except STORAGE_UNAVAILABLE:
+        pass  # the claim expires after IN_PROGRESS_TTL_SECONDS
 
 
 class HealthReport(msgspec.Struct):
@@ -198,7 +217,9 @@ class AdminController(Controller):
         }
 
     @get("/tenants/{tenant_id:str}", summary="One tenant's state")
-    async def get_tenant(self, tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def get_tenant(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
         """Return one tenant's state.
 
         Raises:
@@ -247,7 +268,9 @@ class AdminController(Controller):
     @post(
         "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
     )
-    async def reload_tenant(self, tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
+    async def reload_tenant(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         """Re-read ``<id>.yaml`` and swap the tenant if it changed.
 
         Returns:

@@ -20,6 +20,7 @@ from core.api import AdminController, build_plugin_routers, health, webhook
 from core.bots import BotHub
 from core.db import create_pool
 from core.embedded import EmbeddedServers
+from core.errors import STORAGE_UNAVAILABLE
 from core.jobs import JobRunner, JobSpec
 from core.metrics import TENANT_STATE
 from core.plugins import build_plugin_manager, call_plugin, plugin_names
@@ -164,8 +165,24 @@ def _transition_error(request: Request[Any, Any, Any], exc: TransitionError) -> 
     # machine does not allow now conflicts with the entity's state (409).
     status = 400 if exc.unknown_target else 409
     return Response(
-        {"status_code": status, "detail": exc.reason, "current": exc.current, "allowed": exc.allowed},
+        {
+            "status_code": status,
+            "detail": exc.reason,
+            "current": exc.current,
+            "allowed": exc.allowed,
+        },
         status_code=status,
+    )
+
+
+def _storage_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # PostgreSQL or Redis could not be reached or refused a connection: a
+    # transient server-side condition, not a bug; clients should retry.
+    log.warning("storage_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+    return Response(
+        {"status_code": 503, "detail": "storage temporarily unavailable, retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -173,6 +190,8 @@ async def _log_unhandled(exception: BaseException, scope: Any) -> None:
     """after_exception hook: log server errors with the tenant, since they become bare 500s."""
     if isinstance(exception, HTTPException) and exception.status_code < 500:
         return
+    if isinstance(exception, STORAGE_UNAVAILABLE):
+        return  # answered 503 and logged as storage_unavailable
     path_params = scope.get("path_params") or {}
     log.error(
         "request_failed",
@@ -211,7 +230,10 @@ def create_app(
         ],
         lifespan=[runtime.lifespan],
         middleware=[prometheus.middleware],
-        exception_handlers={TransitionError: _transition_error},
+        exception_handlers={
+            TransitionError: _transition_error,
+            **dict.fromkeys(STORAGE_UNAVAILABLE, _storage_unavailable),
+        },
         after_exception=[_log_unhandled],
         openapi_config=OpenAPIConfig(title="Tenantry", version="0.1.0", path="/schema"),
         debug=False,

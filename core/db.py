@@ -17,18 +17,27 @@ import asyncpg
 __all__ = ["TenantDB", "create_pool"]
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, application_name: str = "tenantry"
+) -> asyncpg.Pool:
     """Open the shared pool.
 
     Args:
         dsn: PostgreSQL DSN (``postgresql://user@host:5432/db``).
         min_size: connections opened at start.
         max_size: upper bound for all tenants together.
+        application_name: shown in ``pg_stat_activity`` for these connections.
 
     Raises:
         OSError, asyncpg.PostgresError: the server cannot be reached or refuses us.
     """
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=60,
+        server_settings={"application_name": application_name},
+    )
 
 
 class TenantDB:

@@ -39,6 +39,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``).
         job_concurrency: jobs run at once by this runtime (``TENANTRY_JOB_CONCURRENCY``).
         run_jobs: run the job worker in this process (``TENANTRY_RUN_JOBS``, default on).
+        db_application_name: ``application_name`` of this runtime's PostgreSQL
+            connections (``TENANTRY_DB_APPLICATION_NAME``, default ``tenantry``).
     """
 
     tenants_dir: Path = Path("tenants")
@@ -55,6 +57,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     pool_max_size: int = 20
     job_concurrency: int = 10
     run_jobs: bool = True
+    db_application_name: str = "tenantry"
 
     @classmethod
     def from_env(cls, **overrides: object) -> RuntimeSettings:
@@ -82,6 +85,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "pool_max_size": int(env.get("TENANTRY_DB_POOL_MAX", "20")),
             "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),
             "run_jobs": flag("TENANTRY_RUN_JOBS", True),
+            "db_application_name": env.get("TENANTRY_DB_APPLICATION_NAME") or "tenantry",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

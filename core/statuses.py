@@ -110,7 +110,15 @@ class TransitionError(Exception):
             all (HTTP answers 400 instead of 409).
     """
 
-    def __init__(self, current: str, target: str, allowed: list[str], reason: str, *, unknown_target: bool = False):
+    def __init__(
+        self,
+        current: str,
+        target: str,
+        allowed: list[str],
+        reason: str,
+        *,
+        unknown_target: bool = False,
+    ):
         self.current = current
         self.target = target
         self.allowed = allowed
@@ -227,7 +235,9 @@ class StatusMachine:
             reason = f"role {role!r} may not move {current!r} to {target!r}"
         else:
             reason = f"{current!r} -> {target!r} does not apply to this {self.entity.name}"
-        raise TransitionError(current, target, allowed, reason, unknown_target=target not in self.states)
+        raise TransitionError(
+            current, target, allowed, reason, unknown_target=target not in self.states
+        )
 
 
 def _conditions_hold(conditions: Mapping[str, Any], entity: Mapping[str, Any]) -> bool:

