@@ -17,8 +17,14 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
-from core import Tenant
-from core.auth import Caller, require_api_key, require_api_key_or_webapp, require_webapp_user
+from core.auth import (
+    Caller,
+    CallerDep,
+    TenantDep,
+    require_api_key,
+    require_api_key_or_webapp,
+    require_webapp_user,
+)
 from core.idempotency import idempotent
 from plugins.booking import service
 from plugins.booking.service import AvailabilityResult, BookingProblem, BookingView, NewBooking
@@ -90,8 +96,8 @@ class BookingController(Controller):
     @get("/availability", guards=[require_api_key_or_webapp], summary="Free start times of a date")
     async def get_availability(
         self,
-        tenant: Tenant,
-        caller: Caller,
+        tenant: TenantDep,
+        caller: CallerDep,
         day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
         party_size: int | None = Parameter(query="party_size", default=None, ge=1, le=500),
         service_code: str | None = Parameter(query="service", default=None, max_length=32),
@@ -110,7 +116,7 @@ class BookingController(Controller):
         "/bookings", guards=[require_api_key_or_webapp], summary="Create a booking", status_code=201
     )
     async def create(
-        self, tenant: Tenant, caller: Caller, request: Request[Any, Any, Any]
+        self, tenant: TenantDep, caller: CallerDep, request: Request[Any, Any, Any]
     ) -> Response[Any]:
         """Book, honouring ``Idempotency-Key`` (a retry gets the first answer).
 
@@ -144,7 +150,7 @@ class BookingController(Controller):
     @get("/bookings", guards=[require_api_key], summary="Bookings of a date")
     async def list_bookings(
         self,
-        tenant: Tenant,
+        tenant: TenantDep,
         day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
         status: list[str] | None = Parameter(
             query="status", default=None, description="repeat to filter by several"
@@ -154,7 +160,7 @@ class BookingController(Controller):
         return await service.bookings_on(tenant, day, status)
 
     @get("/bookings/{booking_id:int}", guards=[require_api_key_or_webapp], summary="One booking")
-    async def get_one(self, tenant: Tenant, caller: Caller, booking_id: int) -> BookingView:
+    async def get_one(self, tenant: TenantDep, caller: CallerDep, booking_id: int) -> BookingView:
         """One booking (a WebApp user sees only their own; others are 404)."""
         return await service.get_booking(tenant, booking_id, owner_id=_owner(caller))
 
@@ -165,7 +171,7 @@ class BookingController(Controller):
         status_code=200,
     )
     async def set_status(
-        self, tenant: Tenant, caller: Caller, booking_id: int, request: Request[Any, Any, Any]
+        self, tenant: TenantDep, caller: CallerDep, booking_id: int, request: Request[Any, Any, Any]
     ) -> BookingView:
         """Move a booking through the tenant's machine as the caller's role.
 
@@ -189,14 +195,14 @@ class BookingController(Controller):
     @get(
         "/my-bookings", guards=[require_webapp_user], summary="The WebApp user's upcoming bookings"
     )
-    async def mine(self, tenant: Tenant, caller: Caller) -> list[BookingView]:
+    async def mine(self, tenant: TenantDep, caller: CallerDep) -> list[BookingView]:
         """Upcoming bookings of the WebApp user that still hold their time."""
         return await service.upcoming_for(tenant, caller.user_id or 0)
 
     @get("/stats", guards=[require_api_key], summary="Daily stats")
     async def stats(
         self,
-        tenant: Tenant,
+        tenant: TenantDep,
         day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
     ) -> dict[str, Any]:
         """``{date, bookings, covers, no_shows, per_status}`` of ``date`` (one aggregate query)."""
@@ -213,14 +219,16 @@ class BlockedSlotsController(Controller):
     @get("/", summary="Blocks overlapping a date")
     async def list_blocks(
         self,
-        tenant: Tenant,
+        tenant: TenantDep,
         day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
     ) -> list[dict[str, Any]]:
         """Blocks overlapping ``date``."""
         return await service.list_blocks(tenant, day)
 
     @post("/", summary="Block a time", status_code=201)
-    async def create_block(self, tenant: Tenant, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def create_block(
+        self, tenant: TenantDep, request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
         """Block a time; 409 with ``bookings`` when bookings already hold it."""
         block = _decode(await request.body(), NewBlock)
         return await service.create_block(
@@ -228,6 +236,6 @@ class BlockedSlotsController(Controller):
         )
 
     @delete("/{block_id:int}", summary="Remove a block", status_code=204)
-    async def remove_block(self, tenant: Tenant, block_id: int) -> None:
+    async def remove_block(self, tenant: TenantDep, block_id: int) -> None:
         """Remove a block and free its time; 404 when there is none."""
         await service.delete_block(tenant, block_id)
