@@ -11,11 +11,11 @@ with a 4xx status; illegal status moves are the core's 409 ``{"detail",
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from core.auth import (
     Caller,
@@ -30,6 +30,9 @@ from plugins.booking import service
 from plugins.booking.service import AvailabilityResult, BookingProblem, BookingView, NewBooking
 
 __all__ = ["BlockedSlotsController", "BookingController", "NewBlock", "StatusChange"]
+
+_Day = Annotated[date, QueryParameter(name="date", description="local date, YYYY-MM-DD")]
+"""The ``?date=`` query parameter (a local date) of the date-based routes."""
 
 
 class StatusChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -98,10 +101,10 @@ class BookingController(Controller):
         self,
         tenant: TenantDep,
         caller: CallerDep,
-        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
-        party_size: int | None = Parameter(query="party_size", default=None, ge=1, le=500),
-        service_code: str | None = Parameter(query="service", default=None, max_length=32),
-        staff: str | None = Parameter(query="staff", default=None, max_length=32),
+        day: _Day,
+        party_size: Annotated[int | None, QueryParameter(ge=1, le=500)] = None,
+        service_code: Annotated[str | None, QueryParameter(name="service", max_length=32)] = None,
+        staff: Annotated[str | None, QueryParameter(max_length=32)] = None,
     ) -> AvailabilityResult:
         """Free starts of ``date`` for ``party_size`` (tables) or ``service`` [+ ``staff``] (services).
 
@@ -151,16 +154,18 @@ class BookingController(Controller):
     async def list_bookings(
         self,
         tenant: TenantDep,
-        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
-        status: list[str] | None = Parameter(
-            query="status", default=None, description="repeat to filter by several"
-        ),
+        day: _Day,
+        status: Annotated[
+            list[str] | None, QueryParameter(description="repeat to filter by several")
+        ] = None,
     ) -> list[BookingView]:
         """Bookings starting on ``date``, optionally only in ``status`` (repeatable)."""
         return await service.bookings_on(tenant, day, status)
 
     @get("/bookings/{booking_id:int}", guards=[require_api_key_or_webapp], summary="One booking")
-    async def get_one(self, tenant: TenantDep, caller: CallerDep, booking_id: int) -> BookingView:
+    async def get_one(
+        self, tenant: TenantDep, caller: CallerDep, booking_id: FromPath[int]
+    ) -> BookingView:
         """One booking (a WebApp user sees only their own; others are 404)."""
         return await service.get_booking(tenant, booking_id, owner_id=_owner(caller))
 
@@ -171,7 +176,11 @@ class BookingController(Controller):
         status_code=200,
     )
     async def set_status(
-        self, tenant: TenantDep, caller: CallerDep, booking_id: int, request: Request[Any, Any, Any]
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        booking_id: FromPath[int],
+        request: Request[Any, Any, Any],
     ) -> BookingView:
         """Move a booking through the tenant's machine as the caller's role.
 
@@ -203,7 +212,7 @@ class BookingController(Controller):
     async def stats(
         self,
         tenant: TenantDep,
-        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+        day: _Day,
     ) -> dict[str, Any]:
         """``{date, bookings, covers, no_shows, per_status}`` of ``date`` (one aggregate query)."""
         return await service.daily_stats(tenant, day)
@@ -220,7 +229,7 @@ class BlockedSlotsController(Controller):
     async def list_blocks(
         self,
         tenant: TenantDep,
-        day: date = Parameter(query="date", description="local date, YYYY-MM-DD"),
+        day: _Day,
     ) -> list[dict[str, Any]]:
         """Blocks overlapping ``date``."""
         return await service.list_blocks(tenant, day)
@@ -236,6 +245,6 @@ class BlockedSlotsController(Controller):
         )
 
     @delete("/{block_id:int}", summary="Remove a block", status_code=204)
-    async def remove_block(self, tenant: TenantDep, block_id: int) -> None:
+    async def remove_block(self, tenant: TenantDep, block_id: FromPath[int]) -> None:
         """Remove a block and free its time; 404 when there is none."""
         await service.delete_block(tenant, block_id)

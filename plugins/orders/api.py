@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from core.auth import (
     Caller,
@@ -149,7 +149,7 @@ class CatalogController(Controller):
         summary="Stores with categories and available items",
     )
     async def read_catalog(
-        self, tenant: TenantDep, caller: CallerDep, store: str | None = None
+        self, tenant: TenantDep, caller: CallerDep, store: FromQuery[str | None] = None
     ) -> list[dict[str, Any]]:
         """Every store (or ``?store=``) with categories and orderable items; prices in minor units.
 
@@ -160,7 +160,7 @@ class CatalogController(Controller):
 
     @post("/categories", guards=[require_api_key], summary="Create a category")
     async def create_category(
-        self, tenant: TenantDep, caller: CallerDep, data: CategoryIn
+        self, tenant: TenantDep, caller: CallerDep, data: JSONBody[CategoryIn]
     ) -> dict[str, Any]:
         """201 with the category; 400 unknown store or taken id."""
         return await catalog.create_category(
@@ -173,7 +173,11 @@ class CatalogController(Controller):
         summary="Rename or reorder a category",
     )
     async def update_category(
-        self, tenant: TenantDep, caller: CallerDep, category_id: str, data: CategoryPatch
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        category_id: FromPath[str],
+        data: JSONBody[CategoryPatch],
     ) -> dict[str, Any]:
         """200 with the category; 404 unknown."""
         return await catalog.update_category(tenant, category_id, data.name, data.position)
@@ -183,7 +187,9 @@ class CatalogController(Controller):
         guards=[require_api_key],
         summary="Archive a category and its items",
     )
-    async def delete_category(self, tenant: TenantDep, caller: CallerDep, category_id: str) -> None:
+    async def delete_category(
+        self, tenant: TenantDep, caller: CallerDep, category_id: FromPath[str]
+    ) -> None:
         """204; 404 unknown."""
         await catalog.archive_category(tenant, category_id)
 
@@ -192,8 +198,8 @@ class CatalogController(Controller):
         self,
         tenant: TenantDep,
         caller: CallerDep,
-        store: str | None = None,
-        category: str | None = None,
+        store: FromQuery[str | None] = None,
+        category: FromQuery[str | None] = None,
     ) -> list[dict[str, Any]]:
         """Live (not archived) items filtered by ``?store=`` and ``?category=``."""
         async with tenant.db.acquire() as conn:
@@ -202,20 +208,26 @@ class CatalogController(Controller):
 
     @post("/items", guards=[require_api_key], summary="Create an item")
     async def create_item(
-        self, tenant: TenantDep, caller: CallerDep, data: ItemIn
+        self, tenant: TenantDep, caller: CallerDep, data: JSONBody[ItemIn]
     ) -> dict[str, Any]:
         """201 with the item (``id`` assigned); 400 unknown category or taken sku."""
         return await catalog.create_item(tenant, msgspec.structs.asdict(data))
 
     @patch("/items/{item_id:int}", guards=[require_api_key], summary="Change an item")
     async def update_item(
-        self, tenant: TenantDep, caller: CallerDep, item_id: int, data: ItemPatch
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        item_id: FromPath[int],
+        data: JSONBody[ItemPatch],
     ) -> dict[str, Any]:
         """200 with the item; 404 unknown; 400 category of another store."""
         return await catalog.update_item(tenant, item_id, msgspec.structs.asdict(data))
 
     @delete("/items/{item_id:int}", guards=[require_api_key], summary="Archive an item")
-    async def delete_item(self, tenant: TenantDep, caller: CallerDep, item_id: int) -> None:
+    async def delete_item(
+        self, tenant: TenantDep, caller: CallerDep, item_id: FromPath[int]
+    ) -> None:
         """204; 404 unknown. Past orders keep it; seeding does not bring it back."""
         await catalog.archive_item(tenant, item_id)
 
@@ -241,7 +253,11 @@ class OrdersController(Controller):
         summary="Create an order (Idempotency-Key supported)",
     )
     async def create(
-        self, tenant: TenantDep, caller: CallerDep, request: Request[Any, Any, Any], data: OrderIn
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        request: Request[Any, Any, Any],
+        data: JSONBody[OrderIn],
     ) -> Response[Any]:
         """Create an order priced from current database prices.
 
@@ -294,10 +310,10 @@ class OrdersController(Controller):
         self,
         tenant: TenantDep,
         caller: CallerDep,
-        store: str | None = None,
-        status: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        before: int | None = None,
+        store: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        before: FromQuery[int | None] = None,
     ) -> list[dict[str, Any]]:
         """Orders filtered by ``?store=`` and ``?status=``; page with ``?before=<last id>``.
 
@@ -317,7 +333,7 @@ class OrdersController(Controller):
         self,
         tenant: TenantDep,
         caller: CallerDep,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> list[dict[str, Any]]:
         """The caller's latest orders, newest first."""
         async with tenant.db.acquire() as conn:
@@ -325,7 +341,9 @@ class OrdersController(Controller):
             return await order_views(conn, rows)
 
     @get("/{order_id:int}", guards=[require_api_key_or_webapp], summary="One order")
-    async def read(self, tenant: TenantDep, caller: CallerDep, order_id: int) -> dict[str, Any]:
+    async def read(
+        self, tenant: TenantDep, caller: CallerDep, order_id: FromPath[int]
+    ) -> dict[str, Any]:
         """The order with its lines; 404 unknown (or another customer's)."""
         return _owned(await load_order(tenant, order_id), caller)
 
@@ -336,7 +354,11 @@ class OrdersController(Controller):
         summary="Change status",
     )
     async def set_status(
-        self, tenant: TenantDep, caller: CallerDep, order_id: int, data: StatusChangeIn
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        order_id: FromPath[int],
+        data: JSONBody[StatusChangeIn],
     ) -> dict[str, Any]:
         """Apply a transition through the tenant's machine.
 
@@ -376,7 +398,7 @@ class OrdersController(Controller):
         summary="Status history of an order",
     )
     async def history(
-        self, tenant: TenantDep, caller: CallerDep, order_id: int
+        self, tenant: TenantDep, caller: CallerDep, order_id: FromPath[int]
     ) -> list[dict[str, Any]]:
         """``[{from_status, to_status, actor_id, role, reason, at}]``, oldest first; 404 unknown."""
         _owned(await load_order(tenant, order_id), caller)
