@@ -305,7 +305,7 @@ class AdminController(Controller):
         status_code=200,
     )
     async def remove_tenant(
-        self, tenant_id: str, request: Request[Any, Any, Any]
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any]
     ) -> dict[str, Any]:
         """Stop the tenant's bot, delete its file; its schema and Redis keys stay.
 

@@ -32,20 +32,30 @@ async def test_migrate_applies_schema_without_serving(tmp_path, tenantry_databas
             storage: {{schema: {schema}, redis_prefix: "{schema}:"}}
             """)
     )
+    result = run_cli(
+        "migrate",
+        "--tenants",
+        str(tmp_path),
+        env={"TENANTRY_DATABASE_URL": tenantry_database_url},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"shop ({schema}): core/0001_users.sql" in result.stdout
+    again = run_cli(
+        "migrate",
+        "--tenants",
+        str(tmp_path),
+        env={"TENANTRY_DATABASE_URL": tenantry_database_url},
+    )
+    assert f"shop ({schema}): up to date" in again.stdout
+    conn = await asyncpg.connect(tenantry_database_url)
     try:
-        result = run_cli("migrate", "--tenants", str(tmp_path), env={"TENANTRY_DATABASE_URL": tenantry_database_url})
-        assert result.returncode == 0, result.stderr
-        assert f"shop ({schema}): core/0001_users.sql" in result.stdout
-        again = run_cli("migrate", "--tenants", str(tmp_path), env={"TENANTRY_DATABASE_URL": tenantry_database_url})
-        assert f"shop ({schema}): up to date" in again.stdout
-        conn = await asyncpg.connect(tenantry_database_url)
-        try:
-            assert await conn.fetchval("SELECT to_regclass($1)::text", f"{schema}.users") == f"{schema}.users"
-        finally:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+        assert (
+            await conn.fetchval("SELECT to_regclass($1)::text", f"{schema}.users")
+            == f"{schema}.users"
+        )
     finally:
-        pass
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
 
 
 def test_plugins_lists_builtins_with_hooks():
@@ -74,7 +84,9 @@ def test_third_party_plugin_is_found_through_entry_points(tmp_path):
     )
     dist = tmp_path / "tenantry_loyalty-1.2.3.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tenantry-loyalty\nVersion: 1.2.3\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tenantry-loyalty\nVersion: 1.2.3\n"
+    )
     (dist / "entry_points.txt").write_text("[tenantry.plugins]\nloyalty = tenantry_loyalty\n")
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     listed = run_cli("plugins", "--json", env=env)
@@ -85,7 +97,11 @@ def test_third_party_plugin_is_found_through_entry_points(tmp_path):
 
     tenants = tmp_path / "tenants"
     tenants.mkdir()
-    (tenants / "cafe.yaml").write_text('id: cafe\nbot: {token: "6:x"}\nfeatures:\n  loyalty: {points_per_100: "many"}\n')
+    (tenants / "cafe.yaml").write_text(
+        'id: cafe\nbot: {token: "6:x"}\nfeatures:\n  loyalty: {points_per_100: "many"}\n'
+    )
     checked = run_cli("check", "--tenants", str(tenants), env=env)
     assert checked.returncode == 1
-    assert 'cafe.yaml:4: features.loyalty.points_per_100: expected int, got "many"' in checked.stderr
+    assert (
+        'cafe.yaml:4: features.loyalty.points_per_100: expected int, got "many"' in checked.stderr
+    )

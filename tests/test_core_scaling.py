@@ -33,7 +33,9 @@ async def test_two_runtimes_migrate_once_and_run_a_keyed_job_once(tenantry, samp
         await asyncio.gather(first.start(), second.start())
         assert first.registry.get("filin").state == second.registry.get("filin").state == "running"
         schema = config["storage"]["schema"]
-        applied = await tenantry.sql(f'SELECT plugin, version FROM "{schema}".tenantry_migrations ORDER BY 1, 2')
+        applied = await tenantry.sql(
+            f'SELECT plugin, version FROM "{schema}".tenantry_migrations ORDER BY 1, 2'
+        )
         assert applied == [{"plugin": "core", "version": 1}, {"plugin": "sample", "version": 1}]
 
         results = await asyncio.gather(
