@@ -135,6 +135,9 @@ class TenantRegistry:
             kept = [
                 t for t in self.tenants.values() if str(self._sources.get(t.id)) in rejected_paths
             ]
+            # Running tenants come first, so a clash is blamed on the newcomer
+            # and never stops a tenant that was serving.
+            specs.sort(key=lambda spec: (spec.config.id not in self.tenants, spec.source))
             clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
             clashing = {c.file for c in clashes}
             for clash in clashes:

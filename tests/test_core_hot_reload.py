@@ -191,3 +191,27 @@ async def test_swap_lets_in_flight_updates_finish_on_the_old_config(
             break
         await asyncio.sleep(0.05)
     assert old.state == "stopped"
+
+
+async def test_a_new_file_clashing_with_a_running_tenant_is_rejected_and_the_running_one_keeps_serving(
+    tenantry, updates, bot_api
+):
+    zeta = tenantry.add_tenant("zeta", texts={"welcome": "zeta"})
+    await tenantry.start(watch=True)
+    # "alpha" sorts before "zeta" and claims zeta's schema.
+    alpha = tenantry.tenant_config("alpha")
+    alpha["storage"]["schema"] = zeta["storage"]["schema"]
+    tenantry.write_tenant("alpha", yaml.safe_dump(alpha))
+    deadline = asyncio.get_running_loop().time() + RELOAD_DEADLINE
+    while True:
+        rejected = (await tenantry.client.get("/health")).json()["rejected"]
+        if any(path.endswith("alpha.yaml") for path in rejected):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the clash was not reported"
+        await asyncio.sleep(0.1)
+    [errors] = [errs for path, errs in rejected.items() if path.endswith("alpha.yaml")]
+    assert "storage.schema: schema" in errors[0]
+    assert not any(path.endswith("zeta.yaml") for path in rejected)
+    assert await answers(tenantry, bot_api, "zeta", zeta, updates) == "zeta"
+    state = await tenantry.wait_state("zeta", "running")
+    assert state["uptime_seconds"] is not None
