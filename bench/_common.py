@@ -1,0 +1,341 @@
+"""Helpers shared by the benchmarks: child processes, HTTP load, cleanup, tables.
+
+Everything here talks to servers on 127.0.0.1 only. Child processes are
+started by :class:`Child`, which remembers when it was spawned (for start-up
+timings), keeps its output in a log file and stops exactly the process it
+started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import aiohttp
+
+__all__ = [
+    "Child",
+    "LoadResult",
+    "Profile",
+    "child_env",
+    "cpu_seconds",
+    "delete_redis_keys",
+    "drop_schemas",
+    "format_table",
+    "free_port",
+    "median",
+    "post_all",
+    "rss_mb",
+    "wait_http",
+]
+
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB, from ``VmRSS`` in ``/proc/<pid>/status``.
+
+    Raises:
+        ProcessLookupError: the process is gone.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024  # the kernel reports kB
+    raise ProcessLookupError(pid)
+
+
+class Child:
+    """A child process with its output in ``log_path``.
+
+    Args:
+        name: shown in messages.
+        argv: the command.
+        env: the full environment of the child.
+        log_path: stdout and stderr go here.
+
+    Attributes:
+        spawned_at: ``time.monotonic()`` just before the process was created.
+    """
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path):
+        self.name = name
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.spawned_at = time.monotonic()
+        self.process = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    async def stop(
+        self,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        probe_url: str | None = None,
+    ) -> float | None:
+        """Ask the process to stop with SIGINT (a graceful shutdown); SIGKILL it if it does not.
+
+        Args:
+            timeout: seconds to wait for the exit.
+            session / probe_url: when given and ``probe_url`` still answers 3 s
+                after the signal, the process ignored it (it still serves): kill
+                it at once instead of waiting out ``timeout``.
+
+        Returns:
+            Seconds until it exited, or None when it had to be killed.
+        """
+        started = time.monotonic()
+        graceful: float | None = 0.0
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            graceful = None
+            probed = False
+            while time.monotonic() - started < timeout:
+                if not self.alive():
+                    graceful = time.monotonic() - started
+                    break
+                if session and probe_url and not probed and time.monotonic() - started > 3:
+                    probed = True
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with session.get(probe_url, timeout=aiohttp.ClientTimeout(total=2)):
+                            break  # still serving: the signal was swallowed
+                await asyncio.sleep(0.1)
+            if graceful is None:
+                self.process.kill()
+            self.process.wait()
+        self._log.close()
+        return graceful
+
+    def log_lines(self, *needles: str) -> list[str]:
+        """Lines of the child's log that contain any of ``needles`` (case-insensitive)."""
+        wanted = [n.lower() for n in needles]
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if any(n in line.lower() for n in wanted)]
+
+
+async def wait_http(
+    session: aiohttp.ClientSession, url: str, child: Child, timeout: float, interval: float = 0.05
+) -> tuple[int, bytes]:
+    """GET ``url`` until it answers (any status); return that status and body.
+
+    Raises:
+        RuntimeError: ``child`` exited, or nothing answered within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(
+                f"{child.name} exited with {child.process.returncode}; see {child.log_path}"
+            )
+        with contextlib.suppress(aiohttp.ClientConnectionError, TimeoutError):
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                return response.status, await response.read()
+        await asyncio.sleep(interval)
+    raise RuntimeError(
+        f"{child.name} did not answer {url} within {timeout:.0f} s; see {child.log_path}"
+    )
+
+
+class LoadResult:
+    """Outcome of one load run.
+
+    Attributes:
+        sent: requests posted.
+        seconds: wall time from the first request to the last answer.
+        errors: answers that were not HTTP 200, or failed connections, by reason.
+    """
+
+    def __init__(self, sent: int, seconds: float, errors: dict[str, int]):
+        self.sent = sent
+        self.seconds = seconds
+        self.errors = errors
+
+    @property
+    def per_second(self) -> float:
+        """Requests answered per second, errors included."""
+        return self.sent / self.seconds if self.seconds else 0.0
+
+
+async def post_all(
+    session: aiohttp.ClientSession,
+    requests: Sequence[tuple[str, bytes, dict[str, str]]],
+    concurrency: int,
+) -> LoadResult:
+    """POST every ``(url, body, headers)`` with ``concurrency`` workers; wait for each answer.
+
+    Each worker takes the next request as soon as its previous one was answered
+    (closed loop), so the rate measured is what the server sustains at that
+    many requests in flight.
+    """
+    pending = iter(requests)
+    errors: dict[str, int] = {}
+
+    async def worker() -> None:
+        for url, body, headers in pending:
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        reason = f"HTTP {response.status}"
+                        errors[reason] = errors.get(reason, 0) + 1
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = type(exc).__name__
+                errors[reason] = errors.get(reason, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(len(requests), time.perf_counter() - started, errors)
+
+
+async def drop_schemas(database_url: str, schemas: Iterable[str], batch: int = 50) -> int:
+    """``DROP SCHEMA ... CASCADE`` for every schema, ``batch`` per statement; return how many."""
+    import asyncpg
+
+    names = sorted(set(schemas))
+    conn = await asyncpg.connect(database_url)
+    try:
+        for start in range(0, len(names), batch):
+            quoted = ", ".join(f'"{name}"' for name in names[start : start + batch])
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+    finally:
+        await conn.close()
+    return len(names)
+
+
+async def delete_redis_keys(redis_url: str, patterns: Iterable[str]) -> int:
+    """Delete every key matching any of the glob ``patterns``; return how many."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    deleted = 0
+    try:
+        for pattern in patterns:
+            keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(keys), 1000):
+                deleted += await redis.delete(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
+    return deleted
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time ``pid`` has used so far, in seconds (``/proc/<pid>/stat``).
+
+    Raises:
+        ProcessLookupError: the process is gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Profile:
+    """A py-spy ``raw`` profile (collapsed stacks, one ``frame;frame;... count`` per line).
+
+    Attributes:
+        samples: total samples.
+        self_by_package: samples whose innermost Python frame is in each top-level
+            package (``litestar``, ``aiogram``, ``asyncio``...); time in C code is
+            counted for the Python frame that called it.
+        self_by_frame: samples by innermost Python frame.
+    """
+
+    def __init__(self, text: str):
+        self.samples = 0
+        self.self_by_package: dict[str, int] = {}
+        self.self_by_frame: dict[str, int] = {}
+        for line in text.splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            self.samples += count
+            package = _package_of(frames[-1])
+            self.self_by_package[package] = self.self_by_package.get(package, 0) + count
+            self.self_by_frame[frames[-1]] = self.self_by_frame.get(frames[-1], 0) + count
+
+    def share(self, samples: int) -> float:
+        """``samples`` as a percentage of all samples."""
+        return 100.0 * samples / self.samples if self.samples else 0.0
+
+
+def _package_of(frame: str) -> str:
+    """``"handle (aiogram/webhook/aiohttp_server.py)"`` -> ``"aiogram"``."""
+    where = frame[frame.rfind("(") + 1 : frame.rfind(")")]
+    head = where.replace("\\", "/").split("/", 1)[0]
+    return head.removesuffix(".py") or frame
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of ``values`` (the mean of the middle two for an even count)."""
+    return statistics.median(list(values))
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Render rows as a plain-text table: the first column left-aligned, the others right."""
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        parts = [
+            row[0].ljust(widths[0]),
+            *(v.rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)),
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """This process's environment with ``values`` added and stray ``TENANTRY_*`` removed.
+
+    Unset ``TENANTRY_*`` variables of the calling shell would otherwise leak
+    into the runtime under test and change what is measured.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
+    env.update(values)
+    return env
