@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
 from core.bots import BotHub
 from core.config import ConfigError, parse_tenant_text
+from core.dedupe import Claim
 from core.errors import STORAGE_UNAVAILABLE
 from core.metrics import UPDATE_SECONDS, UPDATES
 from core.plugins import call_plugin, plugin_names
@@ -30,10 +31,6 @@ __all__ = ["AdminController", "build_plugin_routers", "health", "webhook"]
 log = structlog.get_logger("tenantry.api")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-# Telegram re-sends an update until it gets a 2xx; a day covers its retry window.
-DEDUPE_TTL_SECONDS = 24 * 3600
-# While the first delivery of an update runs, a second one waits for this long.
-IN_PROGRESS_TTL_SECONDS = 120
 
 
 class WebhookAnswer(msgspec.Struct):
@@ -107,15 +104,14 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
             if where
             else f"not a Telegram Update: {reason}",
         )
+    ledger = runtime.ledger
     async with tenant.track():
-        seen_key = tenant.key("updates", tenant.config.bot.bot_id, update.update_id)
-        claimed = await tenant.redis.set(
-            seen_key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS
-        )
-        if not claimed:
-            if await tenant.redis.get(seen_key) == "done":
-                UPDATES.labels(tenant.id, "duplicate").inc()
-                return Response(WebhookAnswer(ok=True, duplicate=True))
+        seen_key = ledger.key(tenant, update.update_id)
+        claim = await ledger.claim(seen_key)
+        if claim is Claim.DONE:
+            UPDATES.labels(tenant.id, "duplicate").inc()
+            return Response(WebhookAnswer(ok=True, duplicate=True))
+        if claim is Claim.IN_PROGRESS:
             UPDATES.labels(tenant.id, "in_progress").inc()
             return _problem(503, f"update {update.update_id} is being processed; retry later")
         outcome = "processed"
@@ -123,7 +119,7 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
             await tenant.dispatcher.feed_update(tenant.bot, update)
         except STORAGE_UNAVAILABLE as exc:
             # Not the handler's fault: give the update back to Telegram to re-send.
-            await _release(tenant, seen_key)
+            await ledger.release(seen_key)
             UPDATES.labels(tenant.id, "storage_unavailable").inc()
             log.warning(
                 "update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc)
@@ -136,17 +132,10 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
             # the same crashing update forever: log it and acknowledge.
             outcome = "handler_error"
             log.exception("update_failed", tenant=tenant.id, update_id=update.update_id)
-        await tenant.redis.set(seen_key, "done", ex=DEDUPE_TTL_SECONDS)
+        ledger.done(seen_key)
         UPDATES.labels(tenant.id, outcome).inc()
         UPDATE_SECONDS.labels(tenant.id).observe(time.perf_counter() - started)
     return Response(WebhookAnswer(ok=True))
-
-
-async def _release(tenant: Tenant, seen_key: str) -> None:
-    try:
-        await tenant.redis.delete(seen_key)
-    except STORAGE_UNAVAILABLE:
-        pass  # the claim expires after IN_PROGRESS_TTL_SECONDS
 
 
 class HealthReport(msgspec.Struct):

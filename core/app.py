@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from core.api import AdminController, build_plugin_routers, health, webhook
 from core.bots import BotHub
 from core.db import create_pool
+from core.dedupe import UpdateLedger
 from core.embedded import EmbeddedServers
 from core.errors import STORAGE_UNAVAILABLE
 from core.jobs import JobRunner, JobSpec
@@ -42,7 +43,7 @@ class Runtime:
     Attributes:
         settings: the RuntimeSettings.
         pm: the plugin manager.
-        pool / redis / bots / jobs / registry: set by :meth:`start`.
+        pool / redis / ledger / bots / jobs / registry: set by :meth:`start`.
     """
 
     def __init__(self, settings: RuntimeSettings, pm: pluggy.PluginManager | None = None):
@@ -53,6 +54,7 @@ class Runtime:
         self.redis: Redis = None  # type: ignore[assignment]
         self.bots: BotHub = None  # type: ignore[assignment]
         self.jobs: JobRunner | None = None
+        self.ledger: UpdateLedger | None = None
         self.registry: TenantRegistry = None  # type: ignore[assignment]
         self._background: list[asyncio.Task[Any]] = []
 
@@ -74,6 +76,8 @@ class Runtime:
         )
         self.redis = Redis.from_url(redis_url, decode_responses=True)
         await self.redis.ping()
+        self.ledger = UpdateLedger(self.redis)
+        self.ledger.start()
         self.bots = BotHub(
             self.redis, settings.bot_api_url, settings.public_url, settings.resolved_secret_key()
         )
@@ -119,6 +123,8 @@ class Runtime:
                     await self.jobs.stop()
                 else:
                     await self.jobs.queue.disconnect()
+        if self.ledger is not None:
+            await self.ledger.stop()
         if self.bots is not None:
             await self.bots.close()
         if self.redis is not None:
@@ -218,7 +224,8 @@ def create_app(
         prefix="tenantry_http",
         group_path=True,
         labels={"tenant": lambda request: request.path_params.get("tenant_id", "")},
-        exclude=["/metrics", "/health"],
+        # The webhook has its own per-tenant metrics (core.metrics), cheaper on the hot path.
+        exclude=["/metrics", "/health", "^/webhook/"],
     )
     app = Litestar(
         route_handlers=[

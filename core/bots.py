@@ -128,8 +128,12 @@ class BotHub:
         self._tasks: dict[int, list[asyncio.Task[None]]] = {}
 
     def secret_for(self, tenant: Tenant) -> str:
-        """The tenant's webhook secret: ``bot.webhook_secret`` or the derived one."""
-        return tenant.config.bot.webhook_secret or webhook_secret(self.secret_key, tenant.id)
+        """The tenant's webhook secret: ``bot.webhook_secret`` or the derived one (cached)."""
+        if tenant.webhook_secret is None:
+            tenant.webhook_secret = tenant.config.bot.webhook_secret or webhook_secret(
+                self.secret_key, tenant.id
+            )
+        return tenant.webhook_secret
 
     def build(self, tenant: Tenant, routers: list[Router]) -> None:
         """Give ``tenant`` its Bot and a Dispatcher holding ``routers``."""

@@ -34,6 +34,7 @@ TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # PostgreSQL identifiers are at most 63 bytes; we keep schemas plain lowercase
 # so they never need quoting in SQL or in a search_path.
 SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
@@ -181,8 +182,10 @@ class YamlDocument:
     def __init__(self, filename: str, text: str):
         self.filename = filename
         try:
-            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data = yaml.safe_load(text)
+            # One pass: compose keeps line numbers, then build Python objects
+            # from the same nodes (libyaml's parser when available).
+            self.root = yaml.compose(text, Loader=_Loader)
+            self.data = _Loader("").construct_document(self.root) if self.root is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark else None

@@ -85,6 +85,7 @@ class Tenant:
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]
         self.spec: Any = None  # the TenantSpec it was built from (core.loader)
         self.commands: list[tuple[str, str]] = []  # (command, description) of enabled plugins
+        self.webhook_secret: str | None = None  # filled in by core.bots.BotHub.secret_for
         self.state = TenantState.LOADING
         self.detail = ""
         self.started_at: float | None = None
