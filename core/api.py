@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from pydantic import ValidationError as PydanticValidationError
 
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
-from core.bots import BotHub
+from core.bots import PREFETCHED_STATE, BotHub, fsm_state_key
 from core.config import ConfigError, parse_tenant_text
 from core.dedupe import Claim
 from core.errors import STORAGE_UNAVAILABLE
@@ -107,7 +107,8 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
     ledger = runtime.ledger
     async with tenant.track():
         seen_key = ledger.key(tenant, update.update_id)
-        claim = await ledger.claim(seen_key)
+        state_key = fsm_state_key(tenant, update)
+        claim, state = await ledger.claim(seen_key, prefetch=state_key)
         if claim is Claim.DONE:
             UPDATES.labels(tenant.id, "duplicate").inc()
             return Response(WebhookAnswer(ok=True, duplicate=True))
@@ -115,6 +116,8 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
             UPDATES.labels(tenant.id, "in_progress").inc()
             return _problem(503, f"update {update.update_id} is being processed; retry later")
         outcome = "processed"
+        if state_key is not None:
+            PREFETCHED_STATE.set((state_key, state))
         try:
             await tenant.dispatcher.feed_update(tenant.bot, update)
         except STORAGE_UNAVAILABLE as exc:

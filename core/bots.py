@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,9 @@ import structlog
 from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand, TelegramObject, Update
 from redis.exceptions import LockError
@@ -83,11 +86,52 @@ def webhook_secret(secret_key: str, tenant_id: str) -> str:
     ).hexdigest()
 
 
+PREFETCHED_STATE: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "tenantry_prefetched_state", default=None
+)
+"""``(redis key, value)`` of the FSM state the webhook read with its dedupe claim."""
+
+
 class _TenantStorage(RedisStorage):
-    """RedisStorage on the runtime's shared client, which the Dispatcher must not close."""
+    """RedisStorage on the runtime's shared client, which the Dispatcher must not close.
+
+    ``get_state`` first takes the value the webhook prefetched for this update
+    in the same Redis round trip as its dedupe claim (see
+    :func:`fsm_state_key`); the Dispatcher runs without event isolation, so
+    reading the state a moment earlier changes nothing.
+    """
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        """The FSM state of ``key``: the prefetched value when it is for this key."""
+        prefetched = PREFETCHED_STATE.get()
+        if prefetched is not None:
+            PREFETCHED_STATE.set(None)
+            if prefetched[0] == self.key_builder.build(key, "state"):
+                return prefetched[1]
+        return await super().get_state(key)
 
     async def close(self) -> None:
         """Keep the shared client open: the runtime closes it at shutdown."""
+
+
+def fsm_state_key(tenant: Tenant, update: Update) -> str | None:
+    """The Redis key aiogram's FSM will read for ``update``, or None when it reads none.
+
+    Resolved exactly as the Dispatcher does: ``UserContextMiddleware`` finds
+    the chat, user, thread and business connection, the FSM middleware applies
+    its strategy, and the storage's key builder names the ``state`` key.
+    """
+    context = UserContextMiddleware.resolve_event_context(update)
+    fsm = tenant.dispatcher.fsm.resolve_context(
+        tenant.bot,
+        chat_id=context.chat_id,
+        user_id=context.user_id,
+        thread_id=context.thread_id,
+        business_connection_id=context.business_connection_id,
+    )
+    if fsm is None:
+        return None
+    return tenant.dispatcher.fsm.storage.key_builder.build(fsm.key, "state")
 
 
 class _TenantContextMiddleware(BaseMiddleware):

@@ -63,17 +63,34 @@ class UpdateLedger:
         """The Redis key of ``update_id`` for the tenant's current bot."""
         return tenant.key("updates", tenant.config.bot.bot_id, update_id)
 
-    async def claim(self, key: str) -> Claim:
-        """Try to take ``key`` for processing.
+    async def claim(self, key: str, *, prefetch: str | None = None) -> tuple[Claim, str | None]:
+        """Try to take ``key`` for processing, reading ``prefetch`` in the same round trip.
+
+        Args:
+            key: from :meth:`key`.
+            prefetch: another Redis key to read along (the update's FSM state
+                key), so processing does not need a round trip of its own.
+
+        Returns:
+            The claim outcome and the value of ``prefetch`` (None when not asked
+            or not set).
 
         Raises:
             redis.exceptions.ConnectionError: Redis is unreachable.
         """
-        if await self.redis.set(key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS):
-            return Claim.CLAIMED
+        if prefetch is None:
+            claimed = await self.redis.set(key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
+            value = None
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
+                pipe.get(prefetch)
+                claimed, value = await pipe.execute()
+        if claimed:
+            return Claim.CLAIMED, value
         if key in self._pending or await self.redis.get(key) == "done":
-            return Claim.DONE
-        return Claim.IN_PROGRESS
+            return Claim.DONE, None
+        return Claim.IN_PROGRESS, None
 
     def done(self, key: str) -> None:
         """Record that ``key`` was processed; written with the next batch."""
