@@ -101,7 +101,9 @@ async def bench(
     """Run both measurements and print the report."""
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as folder:
         async with BotAPIStandIn() as bot_api:
-            harness = TenantryHarness(Path(folder), database_url, redis_url, bot_api)
+            harness = TenantryHarness(
+                Path(folder), database_url, redis_url, bot_api, settle_events=False
+            )
             config = harness.add_tenant(
                 "benchfilin", timezone="Europe/Moscow", features={"booking": SETTINGS}
             )

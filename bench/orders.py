@@ -62,7 +62,9 @@ async def _run_concurrently(count: int, concurrency: int, one: object) -> float:
 async def bench(database_url: str, redis_url: str, count: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as folder:
         async with BotAPIStandIn() as bot_api:
-            harness = TenantryHarness(Path(folder), database_url, redis_url, bot_api)
+            harness = TenantryHarness(
+                Path(folder), database_url, redis_url, bot_api, settle_events=False
+            )
             config = harness.add_tenant("benchshop", features={"orders": SETTINGS})
             schema = config["storage"]["schema"]
             try:

@@ -848,8 +848,9 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
     from redis.asyncio import Redis
 
     from core import builtin
-    from core.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS
+    from core.bots import pin_response_models
     from core.db import TenantDB, create_pool
+    from core.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS
     from core.loader import load_tenant_file
     from core.migrations import apply_migrations, load_migrations
     from core.plugins import CORE_PLUGIN, build_plugin_manager
@@ -858,8 +859,6 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
 
     # Give the baseline the same fix for aiogram's Response[T] model churn that the
     # runtime applies, so the comparison measures the frameworks, not that fix.
-    from core.bots import pin_response_models
-
     pin_response_models()
     settings = RuntimeSettings.from_env()
     pm = build_plugin_manager()

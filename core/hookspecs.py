@@ -172,9 +172,10 @@ def register_route_handlers() -> Sequence[Any] | None:
 def on_event(tenant: Tenant, event: DomainEvent) -> Awaitable[None] | None:
     """React to a domain event published by any plugin of the same tenant.
 
-    Called after the publishing transaction committed, for every enabled plugin
-    of that tenant (the publisher included). An exception is logged with the
-    tenant and event name and does not reach the publisher or other plugins.
+    Called for every enabled plugin of that tenant (the publisher included),
+    in the background after ``tenant.publish`` returned, one event at a time in
+    publication order. An exception is logged with the tenant and event name
+    and does not reach the publisher or other plugins.
 
     Args:
         tenant: the tenant the event belongs to.

@@ -291,6 +291,7 @@ class TenantRegistry:
             return tenant.detail
         tenant.state = TenantState.RUNNING
         tenant.started_at = time.monotonic()
+        tenant.start_events()
         self.tenants[config.id] = tenant
         self._sources[config.id] = source
         self.bots.start(tenant, commands)
@@ -334,6 +335,7 @@ class TenantRegistry:
         await self._finish(tenant)
 
     async def _finish(self, tenant: Tenant) -> None:
+        await tenant.stop_events()
         if tenant.state != TenantState.FAILED:
             for result in tenant.hook.on_tenant_stopped(tenant=tenant):
                 try:

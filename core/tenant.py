@@ -93,6 +93,8 @@ class Tenant:
         self._texts = texts
         disabled = [p for name, p in pm.list_name_plugin() if name not in features]
         self.hook = _SubsetHooks(pm, disabled)
+        self._events: asyncio.Queue[DomainEvent] | None = None
+        self._event_task: asyncio.Task[None] | None = None
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -158,23 +160,66 @@ class Tenant:
     # ------------------------------------------------------------ events and jobs
 
     async def publish(self, name: str, payload: dict[str, Any]) -> None:
-        """Deliver a domain event to every enabled plugin's ``on_event``.
+        """Publish a domain event to every enabled plugin's ``on_event``.
 
-        Call it after the transaction that made the change committed. A
-        subscriber's exception is logged and does not reach the caller.
+        Call it after the transaction that made the change committed. Once the
+        tenant runs, delivery happens in the background, one event at a time in
+        publication order, so subscribers (notifications through the Bot API,
+        pushes to dashboards) never add to the latency of the request or update
+        that published; a subscriber's exception is logged and goes no further.
+        Stopping or swapping the tenant waits for queued events to be
+        delivered. Delivery is in memory: an event published just before the
+        process dies may be lost, so subscribers that must not miss anything
+        should queue a job (:meth:`enqueue`).
 
         Args:
             name: ``<plugin>.<what>`` (``booking.created``).
             payload: JSON-ready dict.
         """
         event = DomainEvent(name=name, payload=payload, tenant_id=self.id)
+        if self._events is None:
+            await self._deliver(event)
+            return
+        self._events.put_nowait(event)
+
+    async def _deliver(self, event: DomainEvent) -> None:
         for impl in reversed(self.hook.on_event.get_hookimpls()):
             try:
                 await resolve(impl.function(tenant=self, event=event))
             except Exception:
                 self.log.exception(
-                    "event_subscriber_failed", event_name=name, plugin=impl.plugin_name
+                    "event_subscriber_failed", event_name=event.name, plugin=impl.plugin_name
                 )
+
+    def start_events(self) -> None:
+        """Start background event delivery (the registry calls it once the tenant runs)."""
+        self._events = asyncio.Queue()
+        self._event_task = asyncio.create_task(self._deliver_events(), name=f"events:{self.id}")
+
+    async def stop_events(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued (up to ``timeout`` seconds), then stop the delivery task."""
+        if self._events is None or self._event_task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), timeout)
+        self._event_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._event_task
+        self._event_task = None
+
+    async def events_delivered(self) -> None:
+        """Wait until every event published so far has reached its subscribers (tests, drains)."""
+        if self._events is not None:
+            await self._events.join()
+
+    async def _deliver_events(self) -> None:
+        assert self._events is not None
+        while True:
+            event = await self._events.get()
+            try:
+                await self._deliver(event)
+            finally:
+                self._events.task_done()
 
     async def enqueue(
         self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any

@@ -196,8 +196,46 @@ async def test_events_reach_the_tenants_plugins_only(tenantry, sample):
         headers=tenantry.api_headers("filin"),
     )
     assert response.status_code == 201
-    assert sample.EVENTS == [("filin", "sample.created", {"id": response.json()["id"]})]
+    assert sample.EVENTS == [
+        ("filin", "sample.created", {"id": response.json()["id"], "title": "x"})
+    ]
     assert sorted(sample.STARTED) == ["filin", "glow"]
+
+
+async def test_slow_subscribers_do_not_delay_the_publisher_and_keep_order(tenantry, sample):
+    import httpx
+
+    tenantry.add_tenant("filin", features={"sample": {}})
+    await tenantry.start(watch=False, plugins=[("sample", sample)])
+    url = f"{tenantry.url}/api/tenants/filin/sample/tickets/"
+    async with httpx.AsyncClient(
+        headers=tenantry.api_headers("filin")
+    ) as plain:  # no settling hook
+        started = time.monotonic()
+        first = await plain.post(url, json={"title": "slow"})
+        second = await plain.post(url, json={"title": "quick"})
+        elapsed = time.monotonic() - started
+    assert first.status_code == second.status_code == 201
+    assert elapsed < 0.8, "the API waited for the 1 s subscriber"
+    assert sample.EVENTS == []
+    await tenantry.events_delivered("filin")
+    assert [payload["title"] for _, _, payload in sample.EVENTS] == ["slow", "quick"]
+
+
+async def test_removing_a_tenant_delivers_its_queued_events_first(tenantry, sample):
+    import httpx
+
+    tenantry.add_tenant("filin", features={"sample": {}})
+    await tenantry.start(watch=False, plugins=[("sample", sample)])
+    async with httpx.AsyncClient(headers=tenantry.api_headers("filin")) as plain:
+        created = await plain.post(
+            f"{tenantry.url}/api/tenants/filin/sample/tickets/", json={"title": "slow"}
+        )
+    assert created.status_code == 201
+    removed = await tenantry.client.delete("/admin/tenants/filin", headers=tenantry.admin_headers())
+    assert removed.status_code == 200
+    assert [payload["title"] for _, _, payload in sample.EVENTS] == ["slow"]
+    assert sample.STOPPED == ["filin"]
 
 
 async def test_jobs_run_once_per_key_and_survive_in_redis(tenantry, sample):

@@ -104,11 +104,21 @@ class TenantryHarness:
         bot_api: the Bot API stand-in the runtime talks to.
         admin_token: the runtime's ``TENANTRY_ADMIN_TOKEN``.
         url: base URL of the running runtime (after :meth:`start`).
-        client: an httpx.AsyncClient on ``url`` (after :meth:`start`).
+        client: an httpx.AsyncClient on ``url`` (after :meth:`start`); unless
+            ``settle_events=False``, each webhook or tenant API call returns
+            once the domain events it published were delivered.
         runtime: the :class:`core.app.Runtime` (after :meth:`start`).
     """
 
-    def __init__(self, tmp_path: Path, database_url: str, redis_url: str, bot_api: BotAPIStandIn):
+    def __init__(
+        self,
+        tmp_path: Path,
+        database_url: str,
+        redis_url: str,
+        bot_api: BotAPIStandIn,
+        *,
+        settle_events: bool = True,
+    ):
         self.tenants_dir = tmp_path / "tenants"
         self.tenants_dir.mkdir()
         self.data_dir = tmp_path / "data"
@@ -118,6 +128,7 @@ class TenantryHarness:
         self.run_id = secrets.token_hex(3)
         self.admin_token = "admin-" + secrets.token_hex(8)
         self.secret_key = "secret-" + secrets.token_hex(8)
+        self.settle_events = settle_events
         self.url = ""
         self.client: httpx.AsyncClient = None  # type: ignore[assignment]
         self.runtime: Any = None
@@ -242,7 +253,8 @@ class TenantryHarness:
                 error = self._serve_task.exception()
                 raise RuntimeError("the runtime did not start") from error
             await asyncio.sleep(0.02)
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        hooks = {"response": [self._settle_events]} if self.settle_events else {}
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=hooks)
 
     async def stop(self) -> None:
         """Stop the runtime (lifespan shutdown) and close the client."""
@@ -286,6 +298,32 @@ class TenantryHarness:
     def api_headers(self, tenant_id: str) -> dict[str, str]:
         """Headers carrying ``tenant_id``'s API key."""
         return {"X-API-Key": self.api_key(tenant_id)}
+
+    async def _settle_events(self, response: httpx.Response) -> None:
+        """After a webhook or tenant API call, wait for the events it published.
+
+        Subscribers run in the background once the request returned; waiting
+        here makes what they did (Bot API calls, rows) visible to the next
+        assertion, as it is to a user a moment later.
+        """
+        parts = response.request.url.path.strip("/").split("/")
+        tenant_id = None
+        if len(parts) >= 2 and parts[0] == "webhook":
+            tenant_id = parts[1]
+        elif len(parts) >= 3 and parts[:2] == ["api", "tenants"]:
+            tenant_id = parts[2]
+        tenant = self.runtime.registry.get(tenant_id) if tenant_id and self.runtime else None
+        if tenant is not None:
+            await tenant.events_delivered()
+
+    async def events_delivered(self, tenant_id: str) -> None:
+        """Wait until every domain event ``tenant_id`` published so far reached its subscribers.
+
+        Events are delivered in the background after the publishing request or
+        update returns; call this before asserting on what subscribers did
+        (notifications at the Bot API stand-in, for example).
+        """
+        await self.runtime.registry.get(tenant_id).events_delivered()
 
     async def wait_state(
         self, tenant_id: str, state: str | None, timeout: float = 10.0

@@ -22,9 +22,11 @@ async def test_expiry_job_cancels_stale_pending_orders(market, bot_api):
         f"UPDATE \"{market.schema}\".orders SET created_at = now() - interval '20 minutes' WHERE id = ANY($1::bigint[])",
         [stale["id"], accepted["id"]],
     )
+    await market.h.events_delivered(market.tenant.id)
     bot_api.clear()
 
     assert await expire_pending(market.tenant) == [stale["id"]]
+    await market.h.events_delivered(market.tenant.id)
     statuses = {o["id"]: o["status"] for o in await market.table("orders")}
     assert statuses == {
         stale["id"]: "cancelled",

@@ -7,6 +7,7 @@ and runs a job, so core tests can drive every hook through the runtime.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,7 +129,7 @@ class TicketController(Controller):
             data.kind,
             machine.initial,
         )
-        await tenant.publish("sample.created", {"id": row["id"]})
+        await tenant.publish("sample.created", {"id": row["id"], "title": data.title})
         return dict(row)
 
     @get("/", guards=[require_api_key_or_webapp])
@@ -138,7 +139,9 @@ class TicketController(Controller):
         return {"caller": msgspec.to_builtins(caller), "tickets": [dict(r) for r in rows]}
 
     @post("/{ticket_id:int}/status", guards=[require_api_key])
-    async def move(self, ticket_id: FromPath[int], data: JSONBody[TicketMove], tenant: TenantDep) -> dict[str, Any]:
+    async def move(
+        self, ticket_id: FromPath[int], data: JSONBody[TicketMove], tenant: TenantDep
+    ) -> dict[str, Any]:
         """Change a ticket's status through the tenant's machine (409 when illegal)."""
         async with tenant.db.transaction() as conn:
             row = await conn.fetchrow(
@@ -177,8 +180,10 @@ def register_jobs() -> list[JobSpec]:
 
 
 @hookimpl
-def on_event(tenant: Tenant, event: Any) -> None:
-    """Record every event this tenant's plugins publish."""
+async def on_event(tenant: Tenant, event: Any) -> None:
+    """Record every event this tenant's plugins publish; a ticket titled "slow" takes 1 s."""
+    if event.payload.get("title") == "slow":
+        await asyncio.sleep(1)
     EVENTS.append((tenant.id, event.name, event.payload))
 
 
