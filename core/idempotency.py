@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException
 
 from core.tenant import Tenant
 
-__all__ = ["IDEMPOTENCY_TTL_SECONDS", "idempotent"]
+__all__ = ["IDEMPOTENCY_TTL_SECONDS", "idempotent", "idempotent_response"]
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 _PENDING = b"pending"
@@ -83,3 +84,30 @@ async def idempotent(
         record = {"status": status, "body": msgspec.to_builtins(result), "fingerprint": fingerprint}
         await tenant.redis.set(redis_key, msgspec.json.encode(record), ex=IDEMPOTENCY_TTL_SECONDS)
     return status, result, False
+
+
+async def idempotent_response(
+    request: Request[Any, Any, Any],
+    tenant: Tenant,
+    scope: str,
+    run: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Response[Any]:
+    """:func:`idempotent` for a route handler: reads ``Idempotency-Key`` and the body.
+
+    Args:
+        request: the current request (its ``Idempotency-Key`` header and raw body).
+        tenant: the tenant.
+        scope: the operation and caller, e.g. ``orders.create:<customer id>``.
+        run: returns ``(status_code, json-ready body)``.
+
+    Returns:
+        The response; a replayed one carries ``Idempotent-Replayed: true``.
+
+    Raises:
+        ClientException, HTTPException: see :func:`idempotent`.
+    """
+    status, result, replayed = await idempotent(
+        tenant, scope, request.headers.get("Idempotency-Key"), await request.body(), run
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(result, status_code=status, headers=headers)

@@ -25,7 +25,7 @@ from core.auth import (
     require_api_key_or_webapp,
     require_webapp_user,
 )
-from core.idempotency import idempotent
+from core.idempotency import idempotent_response
 from plugins.booking import service
 from plugins.booking.service import AvailabilityResult, BookingProblem, BookingView, NewBooking
 
@@ -143,12 +143,9 @@ class BookingController(Controller):
                 return problem.status, _problem_body(problem)
             return 201, msgspec.to_builtins(view)
 
-        scope = f"booking.create:{caller.user_id or 'api'}"
-        status, result, replayed = await idempotent(
-            tenant, scope, request.headers.get("Idempotency-Key"), body, run
+        return await idempotent_response(
+            request, tenant, f"booking.create:{caller.user_id or 'api'}", run
         )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(result, status_code=status, headers=headers)
 
     @get("/bookings", guards=[require_api_key], summary="Bookings of a date")
     async def list_bookings(

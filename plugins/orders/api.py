@@ -23,7 +23,7 @@ from core.auth import (
     require_api_key_or_webapp,
     require_webapp_user,
 )
-from core.idempotency import idempotent
+from core.idempotency import idempotent_response
 from plugins.orders import catalog
 from plugins.orders import repository as repo
 from plugins.orders.errors import OrderError
@@ -298,12 +298,7 @@ class OrdersController(Controller):
             )  # type: ignore[arg-type]
             return 201, order
 
-        scope = f"orders.create:{customer_id}"
-        status, body, replayed = await idempotent(
-            tenant, scope, request.headers.get("Idempotency-Key"), await request.body(), run
-        )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(body, status_code=status, headers=headers)
+        return await idempotent_response(request, tenant, f"orders.create:{customer_id}", run)
 
     @get("/", guards=[require_api_key], summary="Orders by store and status, newest first")
     async def search(
