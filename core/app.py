@@ -100,7 +100,7 @@ class Runtime:
             await self.jobs.start()
         else:
             await self.jobs.queue.connect()
-        await self.registry.load_all()
+        await self.registry.sync()
         if settings.watch:
             self._background.append(
                 asyncio.create_task(self.registry.watch(), name="tenantry-watch")

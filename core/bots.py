@@ -32,7 +32,6 @@ from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand, TelegramObject, Update
 from redis.exceptions import LockError
 
-from core.plugins import resolve
 from core.tenant import Tenant, TenantState
 
 __all__ = ["BotHub", "webhook_secret"]
@@ -273,8 +272,3 @@ class BotHub:
                         await polling
                 with contextlib.suppress(LockError, OSError):
                     await lock.release()
-
-
-async def run_hook_list(results: list[Any]) -> list[Any]:
-    """Await each awaitable in a pluggy result list, keeping order."""
-    return [await resolve(r) for r in results]

@@ -99,19 +99,16 @@ class TenantRegistry:
             if p.suffix in TENANT_FILE_SUFFIXES and not p.name.startswith((".", "#", "~"))
         )
 
-    async def load_all(self) -> list[ConfigIssue]:
-        """Start every valid tenant in the folder; return the problems of the others.
-
-        Tenants start concurrently, a few at a time, so one slow schema does not
-        hold back the rest.
-        """
-        return await self.sync()
-
     async def sync(self) -> list[ConfigIssue]:
         """Bring the running set in line with the folder: add new, reload changed, stop removed.
 
-        A file that fails validation is recorded in :attr:`rejected`; if its
-        tenant was running, it keeps its last good config.
+        Used at start-up and by the watcher. Tenants start concurrently, eight
+        at a time, so one slow schema does not hold back the rest. A file that
+        fails validation is recorded in :attr:`rejected`; if its tenant was
+        running, it keeps its last good config.
+
+        Returns:
+            The problems of the rejected files.
         """
         async with self._lock:
             files = self.tenant_files()
