@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import structlog
 from aiogram.types import Update
-from litestar import Controller, Request, Response, Router, delete, get, post
+from litestar import Controller, MediaType, Request, Response, Router, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath
@@ -43,6 +43,11 @@ class WebhookAnswer(msgspec.Struct):
 
     ok: bool
     duplicate: bool = False
+
+
+# Encoded once: the webhook answers these on every update.
+_OK_BODY = msgspec.json.encode(WebhookAnswer(ok=True))
+_DUPLICATE_BODY = msgspec.json.encode(WebhookAnswer(ok=True, duplicate=True))
 
 
 class Problem(msgspec.Struct):
@@ -111,7 +116,7 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
         claim, state = await ledger.claim(seen_key, prefetch=state_key)
         if claim is Claim.DONE:
             UPDATES.labels(tenant.id, "duplicate").inc()
-            return Response(WebhookAnswer(ok=True, duplicate=True))
+            return Response(_DUPLICATE_BODY, media_type=MediaType.JSON)
         if claim is Claim.IN_PROGRESS:
             UPDATES.labels(tenant.id, "in_progress").inc()
             return _problem(503, f"update {update.update_id} is being processed; retry later")
@@ -138,7 +143,7 @@ async def webhook(tenant_id: FromPath[str], request: Request[Any, Any, Any]) -> 
         ledger.done(seen_key)
         UPDATES.labels(tenant.id, outcome).inc()
         UPDATE_SECONDS.labels(tenant.id).observe(time.perf_counter() - started)
-    return Response(WebhookAnswer(ok=True))
+    return Response(_OK_BODY, media_type=MediaType.JSON)
 
 
 class HealthReport(msgspec.Struct):
