@@ -29,10 +29,10 @@ from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
-from aiogram.types import BotCommand, TelegramObject, Update
+from aiogram.types import BotCommand, BotCommandScopeChat, TelegramObject, Update
 from redis.exceptions import LockError
 
-from core.tenant import Tenant, TenantState
+from core.tenant import CommandSpec, Tenant, TenantState
 
 __all__ = ["BotHub", "webhook_secret"]
 
@@ -190,7 +190,7 @@ class BotHub:
         dispatcher.include_routers(*routers)
         tenant.dispatcher = dispatcher
 
-    def start(self, tenant: Tenant, commands: list[tuple[str, str]]) -> None:
+    def start(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
         """Start background registration (webhook) or polling for ``tenant``."""
         tasks = [
             asyncio.create_task(self._register(tenant, commands), name=f"register:{tenant.id}")
@@ -210,7 +210,7 @@ class BotHub:
         """Close the shared HTTP session."""
         await self.session.close()
 
-    async def _register(self, tenant: Tenant, commands: list[tuple[str, str]]) -> None:
+    async def _register(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
         delay = RETRY_FIRST_DELAY
         attempt = 0
         while True:
@@ -228,10 +228,7 @@ class BotHub:
                         tenant.detail = ""
                 else:
                     await tenant.bot.delete_webhook()
-                if commands:
-                    await tenant.bot.set_my_commands(
-                        [BotCommand(command=c, description=d) for c, d in commands]
-                    )
+                await self._set_commands(tenant, commands)
                 if tenant.state == TenantState.RETRYING:
                     tenant.state = TenantState.RUNNING
                 tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
@@ -245,6 +242,21 @@ class BotHub:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _set_commands(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        """Bot API setMyCommands: public commands for everyone, all of them in each admin's chat."""
+
+        def menu(specs: list[CommandSpec]) -> list[BotCommand]:
+            return [BotCommand(command=c.command, description=c.description) for c in specs]
+
+        public = [c for c in commands if not c.admin_only]
+        if public:
+            await tenant.bot.set_my_commands(menu(public))
+        if len(public) != len(commands):
+            for admin in tenant.config.bot.admins:
+                await tenant.bot.set_my_commands(
+                    menu(commands), scope=BotCommandScopeChat(chat_id=admin)
+                )
 
     async def _poll(self, tenant: Tenant) -> None:
         # Telegram allows one getUpdates consumer per bot, so among runtimes

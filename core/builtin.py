@@ -70,8 +70,9 @@ async def start(message: Message, tenant: Tenant) -> None:
 
 
 async def help_command(message: Message, tenant: Tenant) -> None:
-    """``/help``: list the commands of the tenant's enabled plugins."""
-    lines = [f"/{command} — {description}" for command, description in tenant.commands]
+    """``/help``: list the commands of the tenant's enabled plugins this user may use."""
+    user_id = message.from_user.id if message.from_user else None
+    lines = [f"/{c.command} — {c.description}" for c in tenant.commands_for(user_id)]
     if not lines:
         await message.answer(tenant.text("help.empty"))
         return

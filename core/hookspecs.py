@@ -120,15 +120,21 @@ def register_routers(tenant: Tenant) -> Router | Sequence[Router] | None:
 
 
 @hookspec
-def register_commands(tenant: Tenant) -> Sequence[tuple[str, str]] | None:
+def register_commands(tenant: Tenant) -> Sequence[tuple[str, str] | tuple[str, str, str]] | None:
     """List the bot commands this plugin adds, for ``/help`` and setMyCommands.
 
+    Admin-only commands (third element ``"admin"``) are shown only to
+    ``bot.admins``: in ``/help`` and in the command menu of their chats
+    (setMyCommands with BotCommandScopeChat); everyone else's menu holds the
+    public ones. Handlers must still check ``tenant.is_admin``.
+
     Args:
-        tenant: the tenant being started; use ``tenant.locale`` to translate.
+        tenant: the tenant being started; use ``tenant.text`` to translate.
 
     Returns:
-        ``(command, description)`` pairs, command without the slash
-        (Bot API BotCommand: 1-32 chars a-z0-9_, description 1-256 chars).
+        ``(command, description)`` or ``(command, description, "admin")``
+        tuples, command without the slash (Bot API BotCommand: 1-32 chars
+        a-z0-9_, description 1-256 chars).
     """
 
 

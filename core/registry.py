@@ -27,7 +27,7 @@ from core.loader import TenantSpec, check_tenant_set, load_tenant_file, load_ten
 from core.migrations import MigrationError, apply_migrations, load_migrations
 from core.plugins import call_plugin, resolve
 from core.statuses import sync_status_constraints
-from core.tenant import Tenant, TenantState
+from core.tenant import CommandSpec, Tenant, TenantState
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -263,9 +263,9 @@ class TenantRegistry:
                 if r is not None
             ]
             commands = [
-                (str(command), str(description))
+                CommandSpec(str(entry[0]), str(entry[1]), len(entry) > 2 and entry[2] == "admin")
                 for group in tenant.hook.register_commands(tenant=tenant)
-                for command, description in (await resolve(group)) or ()
+                for entry in (await resolve(group)) or ()
             ]
             tenant.commands = commands
             self.bots.build(tenant, routers)

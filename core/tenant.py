@@ -26,7 +26,26 @@ if TYPE_CHECKING:
     from core.jobs import JobRunner
     from core.statuses import StatusMachine
 
-__all__ = ["Tenant", "TenantState"]
+__all__ = ["CommandSpec", "Tenant", "TenantState"]
+
+
+class CommandSpec(msgspec.Struct, frozen=True):
+    """A bot command of an enabled plugin.
+
+    Attributes:
+        command: without the slash (Bot API BotCommand.command: 1-32 chars ``a-z0-9_``).
+        description: shown in the menu and ``/help`` (1-256 chars).
+        admin_only: offered only to ``bot.admins`` (their chat's command menu
+            and ``/help``); the handler must still check ``tenant.is_admin``.
+    """
+
+    command: str
+    description: str
+    admin_only: bool = False
+
+    def visible_to(self, tenant: Tenant, user_id: int | None) -> bool:
+        """True when ``user_id`` should see this command."""
+        return not self.admin_only or tenant.is_admin(user_id)
 
 
 class TenantState:
@@ -84,7 +103,7 @@ class Tenant:
         self.bot: Bot = None  # type: ignore[assignment]  # set by core.bots before start
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]
         self.spec: Any = None  # the TenantSpec it was built from (core.loader)
-        self.commands: list[tuple[str, str]] = []  # (command, description) of enabled plugins
+        self.commands: list[CommandSpec] = []  # commands of the enabled plugins, core's last
         self.webhook_secret: str | None = None  # filled in by core.bots.BotHub.secret_for
         self.state = TenantState.LOADING
         self.detail = ""
@@ -114,6 +133,10 @@ class Tenant:
     def key(self, *parts: object) -> str:
         """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``."""
         return self.config.redis_prefix + ":".join(str(p) for p in parts)
+
+    def commands_for(self, user_id: int | None) -> list[CommandSpec]:
+        """The commands ``user_id`` may see: everyone's, plus admin-only ones for admins."""
+        return [c for c in self.commands if c.visible_to(self, user_id)]
 
     def is_admin(self, user_id: int | None) -> bool:
         """True when ``user_id`` is listed in ``bot.admins``."""

@@ -146,6 +146,16 @@ async def test_help_lists_enabled_plugin_commands_only(tenantry, updates, bot_ap
     assert "/ping" in with_help.params["text"]
     assert "/ping" not in without_help.params["text"]
     assert "/start" in without_help.params["text"]
+    assert "/purge" not in with_help.params["text"]
+    # An admin (bot.admins) also sees the admin-only commands.
+    await tenantry.post_update("filin", updates.command("help", user_id=900000001))
+    admin_help = bot_api.calls("sendMessage", bot_id=bot_id(with_sample), chat_id=900000001)[-1]
+    assert "/purge — delete every ticket" in admin_help.params["text"]
+    # The command menus: public commands for everyone, all of them in the admin's chat.
+    menus = await bot_api.wait_for("setMyCommands", bot_id=bot_id(with_sample), count=2)
+    by_scope = {c.params.get("scope", {}).get("chat_id"): c.params["commands"] for c in menus}
+    assert [c["command"] for c in by_scope[None]] == ["ping", "start", "help"]
+    assert [c["command"] for c in by_scope[900000001]] == ["ping", "purge", "start", "help"]
     # The disabled plugin's handler does not answer either.
     await tenantry.post_update("glow", updates.command("ping", user_id=1))
     assert len(bot_api.calls("sendMessage", bot_id=bot_id(without))) == 1

@@ -72,12 +72,13 @@ def register_routers(tenant: Tenant) -> Router:
 
 
 @hookimpl
-def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
-    """``/book`` and ``/mybookings`` (and the admins' commands, listed for everyone)."""
-    return [
-        (command, tenant.text(f"booking.command.{command}"))
-        for command in ("book", "mybookings", "today", "bookings", "block")
+def register_commands(tenant: Tenant) -> list[tuple[str, ...]]:
+    """``/book`` and ``/mybookings`` for everyone; ``/today``, ``/bookings``, ``/block`` for admins."""
+    public = [(c, tenant.text(f"booking.command.{c}")) for c in ("book", "mybookings")]
+    admin = [
+        (c, tenant.text(f"booking.command.{c}"), "admin") for c in ("today", "bookings", "block")
     ]
+    return [*public, *admin]
 
 
 @hookimpl

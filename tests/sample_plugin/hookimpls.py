@@ -80,9 +80,9 @@ def register_texts() -> dict[str, dict[str, str]]:
 
 
 @hookimpl
-def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
-    """``/ping``."""
-    return [("ping", tenant.text("sample.ping"))]
+def register_commands(tenant: Tenant) -> list[tuple[str, ...]]:
+    """``/ping`` for everyone, ``/purge`` for admins."""
+    return [("ping", tenant.text("sample.ping")), ("purge", "delete every ticket", "admin")]
 
 
 @hookimpl
