@@ -229,6 +229,8 @@ class Tenant:
         with contextlib.suppress(asyncio.CancelledError):
             await self._event_task
         self._event_task = None
+        # A request still holding this (replaced) tenant delivers in line from now on.
+        self._events = None
 
     async def events_delivered(self) -> None:
         """Wait until every event published so far has reached its subscribers (tests, drains)."""
