@@ -105,3 +105,77 @@ def test_third_party_plugin_is_found_through_entry_points(tmp_path):
     assert (
         'cafe.yaml:4: features.loyalty.points_per_100: expected int, got "many"' in checked.stderr
     )
+
+
+async def test_run_serves_updates_and_stops_on_sigterm(
+    tmp_path, tenantry_database_url, tenantry_redis_url, bot_api, updates
+):
+    """``tenantry run`` as ops start it: serves the folder's tenants, exits cleanly on SIGTERM."""
+    import asyncio
+    import signal
+
+    import httpx
+
+    from core.testing.plugin import free_port
+
+    schema = f"cli_{secrets.token_hex(4)}"
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    (tenants / "shop.yaml").write_text(
+        textwrap.dedent(f"""\
+            id: shop
+            texts: {{welcome: "hi from the CLI"}}
+            bot: {{token: "7:abc", webhook_secret: cli-secret}}
+            storage: {{schema: {schema}, redis_prefix: "{schema}:"}}
+            """)
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "TENANTRY_DATABASE_URL": tenantry_database_url,
+        "TENANTRY_REDIS_URL": tenantry_redis_url,
+        "TENANTRY_BOT_API_URL": bot_api.base_url,
+        "TENANTRY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "TENANTRY_DATA_DIR": str(tmp_path / "data"),
+        "TENANTRY_QUEUE": f"cli-{schema}",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "run", "--tenants", str(tenants), "--port", str(port),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    health = (await client.get("/health")).json()
+                    if [t["state"] for t in health["tenants"]] == ["running"]:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("tenantry run did not start the tenant")
+            response = await client.post(
+                "/webhook/shop",
+                json=updates.command("start", user_id=77),
+                headers={"X-Telegram-Bot-Api-Secret-Token": "cli-secret"},
+            )
+            assert response.status_code == 200
+        [reply] = await bot_api.wait_for("sendMessage", bot_id=7, chat_id=77)
+        assert reply.params["text"] == "hi from the CLI"
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 15)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert process.returncode in (0, -signal.SIGTERM)
+        log = (await process.stderr.read()).decode()
+        assert "Application shutdown complete" in log
+        assert "Traceback" not in log
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        conn = await asyncpg.connect(tenantry_database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
