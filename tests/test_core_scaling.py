@@ -75,3 +75,22 @@ async def test_scheduled_job_survives_a_restart(tenantry, sample):
         assert sample.JOB_RUNS == [("filin", {"n": 1})]
     finally:
         await after.stop()
+
+
+async def test_two_runtimes_poll_a_bot_through_one_of_them(tenantry, sample, updates):
+    """Telegram allows one getUpdates consumer per bot: the Redis lock picks one runtime."""
+    config = tenantry.add_tenant("filin", bot={"mode": "polling"}, texts={"welcome": "polled"})
+    bot_id = int(config["bot"]["token"].split(":")[0])
+    first, second = runtime_for(tenantry, sample), runtime_for(tenantry, sample)
+    try:
+        await asyncio.gather(first.start(), second.start())
+        for user_id in (301, 302, 303):
+            tenantry.bot_api.enqueue_update(bot_id, updates.command("start", user_id=user_id))
+        replies = await tenantry.bot_api.wait_for("sendMessage", bot_id=bot_id, count=3, timeout=15)
+        await asyncio.sleep(1.0)  # a second poller would deliver duplicates by now
+        replies = tenantry.bot_api.calls("sendMessage", bot_id=bot_id)
+        assert sorted(c.params["chat_id"] for c in replies) == [301, 302, 303]
+        conflicts = [c for c in tenantry.bot_api.calls("getUpdates", bot_id=bot_id) if c.error_code]
+        assert conflicts == [], "two runtimes polled the bot at once"
+    finally:
+        await asyncio.gather(first.stop(), second.stop())

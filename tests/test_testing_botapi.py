@@ -196,6 +196,16 @@ async def test_get_updates_long_polling_and_offset(bot: Bot, botapi: BotAPIStand
 
 
 @pytest.mark.asyncio
+async def test_a_second_get_updates_terminates_the_first_with_409(bot: Bot) -> None:
+    """Bot API: one getUpdates consumer per bot; a newer request ends a pending one."""
+    first = asyncio.create_task(bot.get_updates(timeout=5))
+    await asyncio.sleep(0.2)
+    second = asyncio.create_task(bot.get_updates(timeout=0))
+    with pytest.raises(TelegramConflictError, match="terminated by other getUpdates request"):
+        await first
+    assert await second == []
+
+
 async def test_dispatcher_answer_is_recorded(bot: Bot, botapi: BotAPIStandIn) -> None:
     dispatcher = Dispatcher()
 

@@ -140,6 +140,7 @@ class BotAPIStandIn:
         self._failures: defaultdict[str, list[_TelegramError]] = defaultdict(list)
         self._unavailable: Literal["disconnect", "bad_gateway"] | None = None
         self._updates: defaultdict[int, list[dict[str, Any]]] = defaultdict(list)
+        self._poll_generation: defaultdict[int, int] = defaultdict(int)
         self._webhooks: dict[int, dict[str, Any]] = {}
         self._commands: dict[tuple[int, str, str], list[Any]] = {}
         self._last_message_id: defaultdict[tuple[int, int], int] = defaultdict(int)
@@ -487,7 +488,17 @@ class BotAPIStandIn:
             queue[:] = [update for update in queue if update["update_id"] >= offset]
         limit = min(max(int(params.get("limit") or GET_UPDATES_LIMIT), 1), GET_UPDATES_LIMIT)
         timeout = max(float(params.get("timeout") or 0), 0.0)
-        await self._wait_until(lambda: bool(queue) or self._closing, timeout)
+        # Telegram serves one getUpdates consumer per bot: a newer request ends
+        # a pending one with 409 "Conflict: terminated by other getUpdates request".
+        self._poll_generation[bot_id] += 1
+        generation = self._poll_generation[bot_id]
+        self._notify()
+        await self._wait_until(
+            lambda: bool(queue) or self._closing or self._poll_generation[bot_id] != generation,
+            timeout,
+        )
+        if self._poll_generation[bot_id] != generation:
+            raise _TelegramError(409, "Conflict: terminated by other getUpdates request")
         return queue[:limit]
 
     def _api_setmycommands(self, bot_id: int, params: dict[str, Any]) -> bool:
