@@ -179,3 +179,13 @@ async def test_run_serves_updates_and_stops_on_sigterm(
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(tenantry_redis_url)
+        try:
+            for pattern in (f"{schema}:*", f"saq:*cli-{schema}*"):
+                keys = [k async for k in redis.scan_iter(match=pattern)]
+                if keys:
+                    await redis.delete(*keys)
+        finally:
+            await redis.aclose()
