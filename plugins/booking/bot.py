@@ -420,16 +420,9 @@ async def _admin_list(message: Message, tenant: Tenant, day: date) -> None:
         await message.answer(tenant.text("booking.admin_none", date=f"{day:%d.%m.%Y}"))
         return
     for view in views:
-        text = tenant.text(
-            "booking.admin_item",
-            id=view.id,
-            when=notify.when(tenant, view),
-            what=notify.describe(tenant, view),
-            name=view.customer_name,
-            phone=view.phone,
-            status=notify.status_label(tenant, view.status),
+        await message.answer(
+            notify.admin_item(tenant, view), reply_markup=notify.admin_keyboard(tenant, view)
         )
-        await message.answer(text, reply_markup=notify.admin_keyboard(tenant, view))
 
 
 async def today(message: Message, tenant: Tenant) -> None:
@@ -519,16 +512,9 @@ async def status_pressed(
         )
         return
     await callback.answer(notify.status_label(tenant, view.status))
-    text = tenant.text(
-        "booking.admin_item",
-        id=view.id,
-        when=notify.when(tenant, view),
-        what=notify.describe(tenant, view),
-        name=view.customer_name,
-        phone=view.phone,
-        status=notify.status_label(tenant, view.status),
+    await callback.message.answer(
+        notify.admin_item(tenant, view), reply_markup=notify.admin_keyboard(tenant, view)
     )
-    await callback.message.answer(text, reply_markup=notify.admin_keyboard(tenant, view))
 
 
 # ---------------------------------------------------------------- wiring

@@ -68,6 +68,19 @@ def describe(tenant: Tenant, view: BookingView) -> str:
     )
 
 
+def admin_item(tenant: Tenant, view: BookingView) -> str:
+    """One booking as an admin list line: id, local time, what, who, phone, status."""
+    return tenant.text(
+        "booking.admin_item",
+        id=view.id,
+        when=when(tenant, view),
+        what=describe(tenant, view),
+        name=view.customer_name,
+        phone=view.phone,
+        status=status_label(tenant, view.status),
+    )
+
+
 def admin_keyboard(tenant: Tenant, view: BookingView) -> InlineKeyboardMarkup | None:
     """Buttons for the statuses an admin may move this booking to (the tenant's machine)."""
     settings = service.settings_of(tenant)
