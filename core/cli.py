@@ -36,28 +36,39 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return asyncio.run(_migrate(settings, args.tenant))
 
 
-async def _migrate(settings: object, only: str | None) -> int:
+def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
+    """Validate tenant files and their clashes, printing problems; return the valid specs and
+    whether everything was valid."""
     from core.config import ConfigError
-    from core.db import TenantDB, create_pool
-    from core.embedded import EmbeddedServers
     from core.loader import check_tenant_set, load_tenant_file
-    from core.migrations import apply_migrations, load_migrations
-    from core.plugins import build_plugin_manager, call_plugin
-    from core.registry import TENANT_FILE_SUFFIXES
-    from core.statuses import sync_status_constraints
 
-    pm = build_plugin_manager()
-    files = sorted(p for p in settings.tenants_dir.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
-    specs, failed = [], False
-    for path in files:
+    specs, ok = [], True
+    for path in paths:
         try:
             specs.append(load_tenant_file(path, pm))
         except ConfigError as exc:
             print(exc, file=sys.stderr)
-            failed = True
+            ok = False
     for issue in check_tenant_set(specs):
         print(issue, file=sys.stderr)
-        failed = True
+        ok = False
+    return specs, ok
+
+
+def _tenant_files(folder: Path) -> list[Path]:
+    from core.registry import TENANT_FILE_SUFFIXES
+
+    return sorted(p for p in folder.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
+
+
+async def _migrate(settings: object, only: str | None) -> int:
+    from core.db import create_pool
+    from core.embedded import EmbeddedServers
+    from core.migrations import prepare_tenant_schema
+    from core.plugins import build_plugin_manager
+
+    pm = build_plugin_manager()
+    specs, ok = _load_folder(_tenant_files(settings.tenants_dir), pm)
     if only:
         specs = [s for s in specs if s.config.id == only]
         if not specs:
@@ -68,47 +79,26 @@ async def _migrate(settings: object, only: str | None) -> int:
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         for spec in specs:
-            migrations = []
-            for feature in spec.features:
-                source = call_plugin(pm, feature, "register_migrations")
-                if source is not None:
-                    migrations.extend(load_migrations(feature, source))
-            async with pool.acquire() as conn:
-                applied = await apply_migrations(conn, spec.config.schema, migrations)
-            if spec.machines:
-                async with TenantDB(pool, spec.config.schema).transaction() as tx:
-                    await sync_status_constraints(tx, list(spec.machines.values()))
+            applied = await prepare_tenant_schema(
+                pool, pm, spec.config.schema, spec.features, list(spec.machines.values())
+            )
             print(
                 f"{spec.config.id} ({spec.config.schema}): " + (", ".join(applied) or "up to date")
             )
     finally:
         await pool.close()
         embedded.close()
-    return 1 if failed else 0
+    return 0 if ok else 1
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from core.config import ConfigError
-    from core.loader import check_tenant_set, load_tenant_file
     from core.plugins import build_plugin_manager
-    from core.registry import TENANT_FILE_SUFFIXES
 
-    pm = build_plugin_manager()
-    paths = [Path(p) for p in args.files] or sorted(
-        p for p in Path(args.tenants).iterdir() if p.suffix in TENANT_FILE_SUFFIXES
-    )
-    specs, status = [], 0
-    for path in paths:
-        try:
-            specs.append(load_tenant_file(path, pm))
-            print(f"{path}: ok")
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            status = 1
-    for issue in check_tenant_set(specs):
-        print(issue, file=sys.stderr)
-        status = 1
-    return status
+    paths = [Path(p) for p in args.files] or _tenant_files(Path(args.tenants))
+    specs, ok = _load_folder(paths, build_plugin_manager())
+    for spec in specs:
+        print(f"{spec.source}: ok")
+    return 0 if ok else 1
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -13,11 +13,23 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
 
-__all__ = ["Migration", "MigrationError", "apply_migrations", "load_migrations"]
+if TYPE_CHECKING:
+    import pluggy
+
+    from core.statuses import StatusMachine
+
+__all__ = [
+    "Migration",
+    "MigrationError",
+    "apply_migrations",
+    "load_migrations",
+    "prepare_tenant_schema",
+]
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -137,3 +149,45 @@ async def apply_migrations(
             )
             applied_now.append(f"{migration.plugin}/{migration.name}")
     return applied_now
+
+
+async def prepare_tenant_schema(
+    pool: asyncpg.Pool,
+    pm: pluggy.PluginManager,
+    schema: str,
+    features: Sequence[str],
+    machines: Sequence[StatusMachine],
+) -> list[str]:
+    """Bring a tenant's schema up to date: the enabled plugins' migrations, then status CHECKs.
+
+    Used by the runtime when a tenant starts and by ``tenantry migrate``.
+
+    Args:
+        pool: the asyncpg pool.
+        pm: the plugin manager.
+        schema: the tenant schema.
+        features: enabled plugins in order (``core`` first).
+        machines: the tenant's status machines (constraints and renames).
+
+    Returns:
+        Names of the migrations applied now.
+
+    Raises:
+        MigrationError: see :func:`apply_migrations`.
+        asyncpg.CheckViolationError: rows hold states the machines no longer have.
+    """
+    from core.db import TenantDB
+    from core.plugins import call_plugin
+    from core.statuses import sync_status_constraints
+
+    migrations: list[Migration] = []
+    for feature in features:
+        source = call_plugin(pm, feature, "register_migrations")
+        if source is not None:
+            migrations.extend(load_migrations(feature, source))
+    async with pool.acquire() as conn:
+        applied = await apply_migrations(conn, schema, migrations)
+    if machines:
+        async with TenantDB(pool, schema).transaction() as tx:
+            await sync_status_constraints(tx, list(machines))
+    return applied

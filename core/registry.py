@@ -24,9 +24,8 @@ from core.bots import BotHub
 from core.config import ConfigError, ConfigIssue
 from core.db import TenantDB
 from core.loader import TenantSpec, check_tenant_set, load_tenant_file, load_tenant_text
-from core.migrations import MigrationError, apply_migrations, load_migrations
-from core.plugins import call_plugin, resolve
-from core.statuses import sync_status_constraints
+from core.migrations import MigrationError, prepare_tenant_schema
+from core.plugins import resolve
 from core.tenant import CommandSpec, Tenant, TenantState
 
 if TYPE_CHECKING:
@@ -304,18 +303,15 @@ class TenantRegistry:
         return None
 
     async def _migrate(self, tenant: Tenant) -> None:
-        migrations = []
-        for feature in tenant.features:
-            source = call_plugin(self.pm, feature, "register_migrations")
-            if source is not None:
-                migrations.extend(load_migrations(feature, source))
-        async with self.pool.acquire() as conn:
-            applied = await apply_migrations(conn, tenant.config.schema, migrations)
-            if applied:
-                tenant.log.info("migrations_applied", migrations=applied)
-            if tenant.statuses:
-                async with tenant.db.transaction() as tx:
-                    await sync_status_constraints(tx, list(tenant.statuses.values()))
+        applied = await prepare_tenant_schema(
+            self.pool,
+            self.pm,
+            tenant.config.schema,
+            tenant.features,
+            list(tenant.statuses.values()),
+        )
+        if applied:
+            tenant.log.info("migrations_applied", migrations=applied)
 
     async def _retire(self, tenant: Tenant) -> None:
         await self.bots.stop(tenant)
