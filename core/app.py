@@ -24,12 +24,11 @@ from core.dedupe import UpdateLedger
 from core.embedded import EmbeddedServers
 from core.errors import STORAGE_UNAVAILABLE
 from core.jobs import JobRunner, JobSpec
-from core.metrics import TENANT_STATE
+from core.metrics import export_tenant_states
 from core.plugins import build_plugin_manager, call_plugin, plugin_names
 from core.registry import TenantRegistry
 from core.settings import RuntimeSettings
 from core.statuses import TransitionError
-from core.tenant import TenantState
 
 __all__ = ["Runtime", "create_app"]
 
@@ -105,7 +104,7 @@ class Runtime:
             self._background.append(
                 asyncio.create_task(self.registry.watch(), name="tenantry-watch")
             )
-        self._background.append(asyncio.create_task(self._export_states(), name="tenantry-states"))
+        export_tenant_states(self.registry)
         log.info(
             "runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url
         )
@@ -143,28 +142,6 @@ class Runtime:
             yield
         finally:
             await self.stop()
-
-    async def _export_states(self) -> None:
-        states = (
-            TenantState.LOADING,
-            TenantState.MIGRATING,
-            TenantState.RUNNING,
-            TenantState.RETRYING,
-            TenantState.FAILED,
-            TenantState.STOPPED,
-        )
-        known: set[str] = set()
-        while True:
-            current = dict(self.registry.tenants)
-            for gone in known - set(current):
-                for state in states:
-                    with contextlib.suppress(KeyError):
-                        TENANT_STATE.remove(gone, state)
-            for tenant_id, tenant in current.items():
-                for state in states:
-                    TENANT_STATE.labels(tenant_id, state).set(1 if tenant.state == state else 0)
-            known = set(current)
-            await asyncio.sleep(5)
 
 
 def connect_redis(url: str) -> Redis:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import weakref
+from typing import Any
 
-__all__ = ["TENANT_STATE", "UPDATES", "UPDATE_SECONDS"]
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+__all__ = ["UPDATES", "UPDATE_SECONDS", "export_tenant_states"]
 
 UPDATES = Counter(
     "tenantry_updates_total",
@@ -18,8 +22,37 @@ UPDATE_SECONDS = Histogram(
     ["tenant"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-TENANT_STATE = Gauge(
-    "tenantry_tenant_state",
-    "1 for the state each tenant is in (loading, migrating, running, retrying, failed, stopped).",
-    ["tenant", "state"],
-)
+_STATES = ("loading", "migrating", "running", "retrying", "failed", "stopped")
+_REGISTRIES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class _TenantStateCollector:
+    """``tenantry_tenant_state{tenant, state}``, read from the live registries at scrape time."""
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        for registry in list(_REGISTRIES):
+            for tenant_id, tenant in list(registry.tenants.items()):
+                for state in _STATES:
+                    family.add_metric([tenant_id, state], 1.0 if tenant.state == state else 0.0)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "tenantry_tenant_state",
+            "1 for the state each tenant is in (loading, migrating, running, retrying, failed, stopped).",
+            labels=["tenant", "state"],
+        )
+
+
+REGISTRY.register(_TenantStateCollector())
+
+
+def export_tenant_states(registry: Any) -> None:
+    """Report the tenants of ``registry`` (a :class:`core.registry.TenantRegistry`) in
+    ``tenantry_tenant_state`` for as long as it lives."""
+    _REGISTRIES.add(registry)

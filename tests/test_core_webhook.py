@@ -205,6 +205,8 @@ async def test_metrics_are_labelled_by_tenant(tenantry, updates):
     text = (await tenantry.client.get("/metrics")).text
     assert 'tenantry_updates_total{outcome="processed",tenant="filin"}' in text
     assert 'tenantry_updates_total{outcome="unauthorized",tenant="filin"}' in text
+    assert 'tenantry_tenant_state{state="running",tenant="filin"} 1.0' in text
+    assert 'tenantry_tenant_state{state="failed",tenant="filin"} 0.0' in text
 
 
 def start_redis(port: int) -> subprocess.Popen:
