@@ -23,6 +23,7 @@ from core.db import create_pool
 from core.dedupe import UpdateLedger
 from core.embedded import EmbeddedServers
 from core.errors import STORAGE_UNAVAILABLE
+from core.heap import HeapPolicy
 from core.jobs import JobRunner, JobSpec
 from core.metrics import export_tenant_states
 from core.plugins import build_plugin_manager, call_plugin, plugin_names
@@ -44,6 +45,7 @@ class Runtime:
         settings: the RuntimeSettings.
         pm: the plugin manager.
         pool / redis / ledger / bots / jobs / registry: set by :meth:`start`.
+        heap: the process's garbage-collector policy (:mod:`core.heap`).
     """
 
     def __init__(self, settings: RuntimeSettings, pm: pluggy.PluginManager | None = None):
@@ -56,6 +58,7 @@ class Runtime:
         self.jobs: JobRunner | None = None
         self.ledger: UpdateLedger | None = None
         self.registry: TenantRegistry = None  # type: ignore[assignment]
+        self.heap = HeapPolicy(settings.gc_freeze, settings.gc_gen0_threshold)
         self._background: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -93,7 +96,13 @@ class Runtime:
             concurrency=settings.job_concurrency,
         )
         self.registry = TenantRegistry(
-            self.pm, self.pool, self.redis, self.bots, self.jobs, settings.tenants_dir
+            self.pm,
+            self.pool,
+            self.redis,
+            self.bots,
+            self.jobs,
+            settings.tenants_dir,
+            on_retired=self.heap.tenant_retired,
         )
         if settings.run_jobs:
             await self.jobs.start()
@@ -105,6 +114,7 @@ class Runtime:
                 asyncio.create_task(self.registry.watch(), name="tenantry-watch")
             )
         export_tenant_states(self.registry)
+        self.heap.apply()
         log.info(
             "runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url
         )
@@ -117,6 +127,7 @@ class Runtime:
                 await task
         if self.registry is not None:
             await self.registry.stop_all()
+        self.heap.restore()
         if self.jobs is not None:
             with contextlib.suppress(Exception):
                 if self.settings.run_jobs:

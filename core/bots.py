@@ -146,10 +146,13 @@ class _TenantContextMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         update_id = event.update_id if isinstance(event, Update) else None
-        with structlog.contextvars.bound_contextvars(tenant=self.tenant.id, update_id=update_id):
+        tokens = structlog.contextvars.bind_contextvars(tenant=self.tenant.id, update_id=update_id)
+        try:
             data["tenant"] = self.tenant
             data["db"] = self.tenant.db
             return await handler(event, data)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BotHub:

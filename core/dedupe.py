@@ -1,12 +1,24 @@
 """Webhook update dedupe: each update_id is processed once per bot, across runtimes.
 
-A delivery claims ``<prefix>updates:<bot id>:<update_id>`` with ``SET NX`` as
-``processing`` for :data:`IN_PROGRESS_TTL_SECONDS`. After processing, the key
-becomes ``done`` for :data:`DEDUPE_TTL_SECONDS`. The ``done`` writes are
-batched into one pipeline every few milliseconds (they are off the request's
-critical path; until one lands, a re-delivery to another runtime sees
-``processing`` and gets 503, so Telegram tries again). If a runtime dies while
+A delivery claims ``<prefix>updates:<bot id>:<update_id>`` as ``processing``
+for :data:`IN_PROGRESS_TTL_SECONDS` (``SET NX``). After processing, the key
+becomes ``done`` for :data:`DEDUPE_TTL_SECONDS`. If a runtime dies while
 processing, the claim expires and Telegram's re-delivery is processed.
+
+Both steps are one Redis round trip per update together, through two Lua
+scripts (``EVALSHA``; Redis runs a script atomically):
+
+* the claim script takes the update's key, the FSM state key aiogram is about
+  to read (returned in the same reply, so the Dispatcher needs no round trip
+  of its own) and the keys of updates this runtime finished since its last
+  call, which it marks ``done`` first;
+* ``done`` marks that no claim carried within :attr:`UpdateLedger.flush_interval`
+  seconds (a quiet runtime) are written by a background task with the second
+  script.
+
+Until its mark lands, a re-delivery of a finished update to another runtime
+sees ``processing`` and gets 503, so Telegram tries again; to this runtime it
+is a duplicate at once.
 """
 
 from __future__ import annotations
@@ -33,6 +45,33 @@ log = structlog.get_logger("tenantry.dedupe")
 DEDUPE_TTL_SECONDS = 24 * 3600
 # A claim of a runtime that died mid-update expires after this long.
 IN_PROGRESS_TTL_SECONDS = 120
+# At most this many done marks ride along with one claim.
+MAX_MARKS_PER_CALL = 256
+
+# KEYS[1] the update's key; KEYS[2] the FSM state key to read (ARGV[3] == "1") or
+# a placeholder; KEYS[3..] finished updates to mark done.
+# ARGV[1] in-progress TTL, ARGV[2] done TTL, ARGV[3] "1" when KEYS[2] is to be read.
+# Returns {1, state} when claimed, {0, current value of KEYS[1]} otherwise.
+_CLAIM_SCRIPT = """
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], 'done', 'EX', ARGV[2])
+end
+if redis.call('SET', KEYS[1], 'processing', 'NX', 'EX', ARGV[1]) then
+  if ARGV[3] == '1' then
+    return {1, redis.call('GET', KEYS[2])}
+  end
+  return {1, false}
+end
+return {0, redis.call('GET', KEYS[1])}
+"""
+
+# KEYS: finished updates; ARGV[1] done TTL. Returns how many were marked.
+_MARK_SCRIPT = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], 'done', 'EX', ARGV[1])
+end
+return #KEYS
+"""
 
 
 class Claim(Enum):
@@ -47,8 +86,9 @@ class UpdateLedger:
     """Claims and completes update ids in Redis for all tenants of a runtime.
 
     Args:
-        redis: the shared Redis client.
-        flush_interval: seconds between batched ``done`` writes.
+        redis: the shared Redis client (``decode_responses=True``).
+        flush_interval: seconds a ``done`` mark may wait for a claim to carry
+            it before the background task writes it.
     """
 
     def __init__(self, redis: Redis, flush_interval: float = 0.01):
@@ -57,6 +97,13 @@ class UpdateLedger:
         self._pending: set[str] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self._mark = redis.register_script(_MARK_SCRIPT)
+
+    @property
+    def pending(self) -> int:
+        """How many ``done`` marks are not written to Redis yet."""
+        return len(self._pending)
 
     @staticmethod
     def key(tenant: Tenant, update_id: int) -> str:
@@ -66,34 +113,42 @@ class UpdateLedger:
     async def claim(self, key: str, *, prefetch: str | None = None) -> tuple[Claim, str | None]:
         """Try to take ``key`` for processing, reading ``prefetch`` in the same round trip.
 
+        Pending ``done`` marks of this runtime are written by the same call.
+
         Args:
             key: from :meth:`key`.
             prefetch: another Redis key to read along (the update's FSM state
                 key), so processing does not need a round trip of its own.
 
         Returns:
-            The claim outcome and the value of ``prefetch`` (None when not asked
-            or not set).
+            The claim outcome and the value of ``prefetch`` (None when not asked,
+            not set, or not claimed).
 
         Raises:
-            redis.exceptions.ConnectionError: Redis is unreachable.
+            redis.exceptions.ConnectionError, TimeoutError: Redis is unreachable
+                (the carried marks stay pending).
         """
-        if prefetch is None:
-            claimed = await self.redis.set(key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
-            value = None
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, "processing", nx=True, ex=IN_PROGRESS_TTL_SECONDS)
-                pipe.get(prefetch)
-                claimed, value = await pipe.execute()
+        marks = self._take_pending()
+        try:
+            claimed, value = await self._claim(
+                keys=[key, prefetch if prefetch is not None else key, *marks],
+                args=[
+                    IN_PROGRESS_TTL_SECONDS,
+                    DEDUPE_TTL_SECONDS,
+                    "0" if prefetch is None else "1",
+                ],
+            )
+        except BaseException:
+            self._pending.update(marks)
+            raise
         if claimed:
             return Claim.CLAIMED, value
-        if key in self._pending or await self.redis.get(key) == "done":
+        if value == "done" or key in self._pending:
             return Claim.DONE, None
         return Claim.IN_PROGRESS, None
 
     def done(self, key: str) -> None:
-        """Record that ``key`` was processed; written with the next batch."""
+        """Record that ``key`` was processed; written by the next claim or flush."""
         self._pending.add(key)
         self._wakeup.set()
 
@@ -113,26 +168,37 @@ class UpdateLedger:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._flush()
+        while self._pending:
+            if not await self._flush():
+                break
+
+    def _take_pending(self) -> list[str]:
+        if not self._pending:
+            return []
+        if len(self._pending) <= MAX_MARKS_PER_CALL:
+            marks = list(self._pending)
+            self._pending.clear()
+        else:
+            marks = [self._pending.pop() for _ in range(MAX_MARKS_PER_CALL)]
+        return marks
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             await asyncio.sleep(self.flush_interval)
-            await self._flush()
+            self._wakeup.clear()
+            while self._pending and await self._flush():
+                pass
 
-    async def _flush(self) -> None:
-        self._wakeup.clear()
-        if not self._pending:
-            return
-        batch = list(self._pending)
+    async def _flush(self) -> bool:
+        """Write pending marks; False when Redis failed (they are dropped, see below)."""
+        marks = self._take_pending()
+        if not marks:
+            return True
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in batch:
-                    pipe.set(key, "done", ex=DEDUPE_TTL_SECONDS)
-                await pipe.execute()
+            await self._mark(keys=marks, args=[DEDUPE_TTL_SECONDS])
         except STORAGE_UNAVAILABLE as exc:
             # The claims expire on their own; a re-delivery is then processed again.
-            log.warning("dedupe_flush_failed", keys=len(batch), error=str(exc))
-        finally:
-            self._pending.difference_update(batch)
+            log.warning("dedupe_flush_failed", keys=len(marks), error=str(exc))
+            return False
+        return True

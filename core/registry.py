@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,8 @@ class TenantRegistry:
         bots: the BotHub.
         jobs: the job runner, or None.
         tenants_dir: folder of tenant files.
+        on_retired: called after a swapped-out or removed tenant has stopped
+            (the runtime's :meth:`core.heap.HeapPolicy.tenant_retired`).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class TenantRegistry:
         bots: BotHub,
         jobs: JobRunner | None,
         tenants_dir: Path,
+        on_retired: Callable[[], None] | None = None,
     ):
         self.pm = pm
         self.pool = pool
@@ -81,6 +84,7 @@ class TenantRegistry:
         self._sources: dict[str, Path] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._on_retired = on_retired
 
     def get(self, tenant_id: str) -> Tenant | None:
         """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
@@ -337,6 +341,8 @@ class TenantRegistry:
                     tenant.log.exception("tenant_stop_hook_failed")
         tenant.state = TenantState.STOPPED
         tenant.log.info("tenant_stopped")
+        if self._on_retired is not None:
+            self._on_retired()
 
     # ------------------------------------------------------------ watching
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from core.heap import DEFAULT_GEN0_THRESHOLD
+
 __all__ = ["RuntimeSettings"]
 
 TELEGRAM_BOT_API_URL = "https://api.telegram.org"
@@ -41,6 +43,12 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         run_jobs: run the job worker in this process (``TENANTRY_RUN_JOBS``, default on).
         db_application_name: ``application_name`` of this runtime's PostgreSQL
             connections (``TENANTRY_DB_APPLICATION_NAME``, default ``tenantry``).
+        gc_freeze: apply :class:`core.heap.HeapPolicy` (freeze the heap after
+            start, raise the generation-0 threshold) in this process
+            (``TENANTRY_GC_FREEZE``; on by default in ``from_env``, so for
+            ``tenantry run``; off for runtimes built directly, such as the test fixture's).
+        gc_gen0_threshold: net allocations between generation-0 collections
+            under that policy (``TENANTRY_GC_GEN0_THRESHOLD``, default 10000).
     """
 
     tenants_dir: Path = Path("tenants")
@@ -58,6 +66,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     job_concurrency: int = 10
     run_jobs: bool = True
     db_application_name: str = "tenantry"
+    gc_freeze: bool = False
+    gc_gen0_threshold: int = DEFAULT_GEN0_THRESHOLD
 
     @classmethod
     def from_env(cls, **overrides: object) -> RuntimeSettings:
@@ -86,6 +96,10 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),
             "run_jobs": flag("TENANTRY_RUN_JOBS", True),
             "db_application_name": env.get("TENANTRY_DB_APPLICATION_NAME") or "tenantry",
+            "gc_freeze": flag("TENANTRY_GC_FREEZE", True),
+            "gc_gen0_threshold": int(
+                env.get("TENANTRY_GC_GEN0_THRESHOLD") or DEFAULT_GEN0_THRESHOLD
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

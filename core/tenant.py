@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -271,17 +271,13 @@ class Tenant:
 
     # ------------------------------------------------------------ in-flight tracking
 
-    @contextlib.asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        """Count an update or request in flight, so :meth:`drain` can wait for it."""
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
+    def track(self) -> _InFlight:
+        """``with tenant.track(): ...`` counts an update in flight, so :meth:`drain` can wait for it.
+
+        A plain class rather than a generator-based context manager: it runs
+        for every webhook update.
+        """
+        return _InFlight(self)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait (up to ``timeout`` seconds) until nothing of this tenant is in flight."""
@@ -320,3 +316,21 @@ class _SubsetHooks:
             caller = self._pm.subset_hook_caller(name, remove_plugins=self._disabled)
             self._cache[name] = caller
         return caller
+
+
+class _InFlight:
+    """Context manager of :meth:`Tenant.track`."""
+
+    __slots__ = ("tenant",)
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+
+    def __enter__(self) -> None:
+        self.tenant._inflight += 1
+        self.tenant._idle.clear()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.tenant._inflight -= 1
+        if self.tenant._inflight == 0:
+            self.tenant._idle.set()
