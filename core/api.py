@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -154,7 +155,15 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
         if state_key is not None:
             PREFETCHED_STATE.set((state_key, state))
         try:
-            await tenant.dispatcher.feed_update(tenant.bot, update)
+            # The Dispatcher runs as a task of its own, as aiogram's feed_webhook_update
+            # does: every I/O wait inside a handler resumes the whole chain of
+            # coroutine frames above it, and a task keeps uvicorn's and
+            # Litestar's frames out of that chain (docs/benchmarks.md#webhook).
+            # Awaiting it passes its exceptions on and a cancellation down.
+            structlog.contextvars.bind_contextvars(tenant=tenant.id, update_id=update.update_id)
+            await asyncio.get_running_loop().create_task(
+                tenant.dispatcher.feed_update(tenant.bot, update)
+            )
         except STORAGE_UNAVAILABLE as exc:
             # Not the handler's fault: give the update back to Telegram to re-send.
             await ledger.release(seen_key)

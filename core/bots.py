@@ -4,8 +4,10 @@
   with :meth:`TelegramAPIServer.from_base`.
 * FSM state lives in aiogram's ``RedisStorage`` with
   ``DefaultKeyBuilder(prefix=<tenant prefix>fsm, with_bot_id=True)``.
-* An outer middleware hands each handler ``tenant``, ``db`` and binds the
-  ``tenant`` and ``update_id`` log context.
+* Every handler and filter gets ``tenant`` and ``db`` as aiogram workflow data
+  (``Dispatcher(**kwargs)``). Log lines carry ``tenant`` and ``update_id``: the
+  webhook binds them before dispatching; polling tenants get an outer
+  middleware that does.
 * Webhook tenants register with setWebhook in the background, retrying with
   exponential backoff while the Bot API is unreachable; polling tenants are
   polled by the one runtime holding the tenant's Redis polling lock.
@@ -133,8 +135,9 @@ def fsm_state_key(tenant: Tenant, update: Update) -> str | None:
     return tenant.dispatcher.fsm.storage.key_builder.build(fsm.key, "state")
 
 
-class _TenantContextMiddleware(BaseMiddleware):
-    """Outer update middleware: binds log context and injects ``tenant`` and ``db``."""
+class _PollingLogContext(BaseMiddleware):
+    """Outer update middleware of polling tenants: binds the ``tenant`` and
+    ``update_id`` log context (the webhook binds it before dispatching)."""
 
     def __init__(self, tenant: Tenant):
         self.tenant = tenant
@@ -148,8 +151,6 @@ class _TenantContextMiddleware(BaseMiddleware):
         update_id = event.update_id if isinstance(event, Update) else None
         tokens = structlog.contextvars.bind_contextvars(tenant=self.tenant.id, update_id=update_id)
         try:
-            data["tenant"] = self.tenant
-            data["db"] = self.tenant.db
             return await handler(event, data)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
@@ -188,8 +189,12 @@ class BotHub:
             self.redis,
             key_builder=DefaultKeyBuilder(prefix=f"{tenant.redis_prefix}fsm", with_bot_id=True),
         )
-        dispatcher = Dispatcher(storage=storage, name=f"tenant:{tenant.id}")
-        dispatcher.update.outer_middleware(_TenantContextMiddleware(tenant))
+        # ``tenant`` and ``db`` reach every handler and filter as aiogram workflow data.
+        dispatcher = Dispatcher(
+            storage=storage, name=f"tenant:{tenant.id}", tenant=tenant, db=tenant.db
+        )
+        if tenant.config.bot.mode == "polling":
+            dispatcher.update.outer_middleware(_PollingLogContext(tenant))
         dispatcher.include_routers(*routers)
         tenant.dispatcher = dispatcher
 
