@@ -24,7 +24,7 @@ from core.bots import PREFETCHED_STATE, BotHub, fsm_state_key
 from core.config import ConfigError, parse_tenant_text
 from core.dedupe import Claim
 from core.errors import STORAGE_UNAVAILABLE
-from core.metrics import UPDATE_SECONDS, UPDATES
+from core.metrics import update_counter, update_seconds
 from core.plugins import call_plugin, plugin_names
 from core.registry import TenantStartError
 from core.tenant import Tenant, TenantState
@@ -34,6 +34,7 @@ __all__ = ["AdminController", "build_plugin_routers", "health", "webhook"]
 log = structlog.get_logger("tenantry.api")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_SECRET_HEADER_RAW = SECRET_HEADER.lower().encode()  # ASGI header names are lowercase bytes
 
 
 class WebhookAnswer(msgspec.Struct):
@@ -66,6 +67,14 @@ def _problem(status: int, detail: str) -> ASGIResponse:
         status_code=status,
         media_type=MediaType.JSON,
     )
+
+
+def _secret_token(scope: Any) -> str:
+    """The X-Telegram-Bot-Api-Secret-Token header, read straight from the ASGI scope."""
+    for name, value in scope["headers"]:
+        if name == _SECRET_HEADER_RAW:
+            return value.decode("latin-1")
+    return ""
 
 
 def _answer(body: bytes) -> ASGIResponse:
@@ -119,9 +128,9 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     if tenant is None:
         return _problem(404, f"unknown tenant {tenant_id!r}")
     bots: BotHub = runtime.bots
-    presented = request.headers.get(SECRET_HEADER, "")
+    presented = _secret_token(request.scope)
     if not hmac.compare_digest(presented.encode(), bots.secret_for(tenant).encode()):
-        UPDATES.labels(tenant.id, "unauthorized").inc()
+        update_counter(tenant.id, "unauthorized").inc()
         return _problem(401, f"wrong or missing {SECRET_HEADER}")
     if tenant.state not in (TenantState.RUNNING, TenantState.RETRYING):
         return _problem(503, f"tenant {tenant.id!r} is {tenant.state}")
@@ -130,7 +139,7 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     try:
         update = Update.model_validate_json(body, context={"bot": tenant.bot})
     except PydanticValidationError as exc:
-        UPDATES.labels(tenant.id, "malformed").inc()
+        update_counter(tenant.id, "malformed").inc()
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         reason = first.get("msg", "invalid")
@@ -146,10 +155,10 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
         state_key = fsm_state_key(tenant, update)
         claim, state = await ledger.claim(seen_key, prefetch=state_key)
         if claim is Claim.DONE:
-            UPDATES.labels(tenant.id, "duplicate").inc()
+            update_counter(tenant.id, "duplicate").inc()
             return _answer(_DUPLICATE_BODY)
         if claim is Claim.IN_PROGRESS:
-            UPDATES.labels(tenant.id, "in_progress").inc()
+            update_counter(tenant.id, "in_progress").inc()
             return _problem(503, f"update {update.update_id} is being processed; retry later")
         outcome = "processed"
         if state_key is not None:
@@ -167,7 +176,7 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
         except STORAGE_UNAVAILABLE as exc:
             # Not the handler's fault: give the update back to Telegram to re-send.
             await ledger.release(seen_key)
-            UPDATES.labels(tenant.id, "storage_unavailable").inc()
+            update_counter(tenant.id, "storage_unavailable").inc()
             log.warning(
                 "update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc)
             )
@@ -180,8 +189,8 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
             outcome = "handler_error"
             log.exception("update_failed", tenant=tenant.id, update_id=update.update_id)
         ledger.done(seen_key)
-        UPDATES.labels(tenant.id, outcome).inc()
-        UPDATE_SECONDS.labels(tenant.id).observe(time.perf_counter() - started)
+        update_counter(tenant.id, outcome).inc()
+        update_seconds(tenant.id).observe(time.perf_counter() - started)
     return _answer(_OK_BODY)
 
 

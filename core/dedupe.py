@@ -12,9 +12,9 @@ scripts (``EVALSHA``; Redis runs a script atomically):
   to read (returned in the same reply, so the Dispatcher needs no round trip
   of its own) and the keys of updates this runtime finished since its last
   call, which it marks ``done`` first;
-* ``done`` marks that no claim carried within :attr:`UpdateLedger.flush_interval`
-  seconds (a quiet runtime) are written by a background task with the second
-  script.
+* ``done`` marks of a quiet runtime (no claim for
+  :attr:`UpdateLedger.flush_interval` seconds) are written by a background
+  task with the second script.
 
 Until its mark lands, a re-delivery of a finished update to another runtime
 sees ``processing`` and gets 503, so Telegram tries again; to this runtime it
@@ -95,6 +95,7 @@ class UpdateLedger:
         self.redis = redis
         self.flush_interval = flush_interval
         self._pending: set[str] = set()
+        self._claims = 0  # claims made so far (the writer watches for quiet intervals)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._claim = redis.register_script(_CLAIM_SCRIPT)
@@ -128,6 +129,7 @@ class UpdateLedger:
             redis.exceptions.ConnectionError, TimeoutError: Redis is unreachable
                 (the carried marks stay pending).
         """
+        self._claims += 1
         marks = self._take_pending()
         try:
             claimed, value = await self._claim(
@@ -185,7 +187,13 @@ class UpdateLedger:
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            await asyncio.sleep(self.flush_interval)
+            # Under load every claim carries the marks: write them here only once
+            # a whole interval passed without a claim (a quiet runtime).
+            while True:
+                claims = self._claims
+                await asyncio.sleep(self.flush_interval)
+                if self._claims == claims:
+                    break
             self._wakeup.clear()
             while self._pending and await self._flush():
                 pass

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["UPDATES", "UPDATE_SECONDS", "export_tenant_states"]
+__all__ = [
+    "UPDATES",
+    "UPDATE_SECONDS",
+    "export_tenant_states",
+    "update_counter",
+    "update_seconds",
+]
 
 UPDATES = Counter(
     "tenantry_updates_total",
@@ -22,6 +29,20 @@ UPDATE_SECONDS = Histogram(
     ["tenant"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+@functools.cache
+def update_counter(tenant_id: str, outcome: str) -> Any:
+    """The ``tenantry_updates_total`` child of ``tenant_id`` and ``outcome`` (looked up once)."""
+    return UPDATES.labels(tenant_id, outcome)
+
+
+@functools.cache
+def update_seconds(tenant_id: str) -> Any:
+    """The ``tenantry_update_seconds`` child of ``tenant_id`` (looked up once)."""
+    return UPDATE_SECONDS.labels(tenant_id)
+
+
 _STATES = ("loading", "migrating", "running", "retrying", "failed", "stopped")
 _REGISTRIES: weakref.WeakSet[Any] = weakref.WeakSet()
 
