@@ -10,13 +10,23 @@ from typing import Any
 import msgspec
 import structlog
 from aiogram.types import Update
-from litestar import Controller, MediaType, Request, Response, Router, delete, get, post
+from litestar import Controller, Litestar, Request, Response, Router, asgi, delete, get, post
 from litestar.di import Provide
+from litestar.enums import ParamType
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    PathItem,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath
-from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.types import Receive, Scope, Send
 from pydantic import ValidationError as PydanticValidationError
 
 from core.auth import feature_guard, provide_caller, provide_tenant, require_admin_token
@@ -29,7 +39,14 @@ from core.plugins import call_plugin, plugin_names
 from core.registry import TenantStartError
 from core.tenant import Tenant, TenantState
 
-__all__ = ["AdminController", "build_plugin_routers", "health", "webhook"]
+__all__ = [
+    "AdminController",
+    "build_plugin_routers",
+    "document_webhook",
+    "health",
+    "process_update",
+    "webhook",
+]
 
 log = structlog.get_logger("tenantry.api")
 
@@ -61,15 +78,16 @@ class Problem(msgspec.Struct):
     detail: str
 
 
-def _problem(status: int, detail: str) -> ASGIResponse:
-    return ASGIResponse(
-        body=msgspec.json.encode(Problem(status_code=status, detail=detail)),
-        status_code=status,
-        media_type=MediaType.JSON,
-    )
+MAX_UPDATE_BYTES = 1024 * 1024
+"""Largest webhook body accepted (413 beyond). Updates are JSON objects of a few
+kilobytes: message texts are at most 4096 characters (Bot API, sendMessage)."""
 
 
-def _secret_token(scope: Any) -> str:
+def _problem(status: int, detail: str) -> tuple[int, bytes]:
+    return status, msgspec.json.encode(Problem(status_code=status, detail=detail))
+
+
+def _secret_token(scope: Scope) -> str:
     """The X-Telegram-Bot-Api-Secret-Token header, read straight from the ASGI scope."""
     for name, value in scope["headers"]:
         if name == _SECRET_HEADER_RAW:
@@ -77,65 +95,177 @@ def _secret_token(scope: Any) -> str:
     return ""
 
 
-def _answer(body: bytes) -> ASGIResponse:
-    return ASGIResponse(body=body, media_type=MediaType.JSON)
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None when it exceeds :data:`MAX_UPDATE_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_UPDATE_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _spec(description: str, body: type[msgspec.Struct] = Problem) -> ResponseSpec:
-    return ResponseSpec(body, description=description)
+@asgi("/webhook", is_mount=True, copy_scope=False)
+async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /webhook/{tenant_id}``: Telegram delivers one update of a tenant's bot.
+
+    A Litestar ASGI mount rather than a ``@post`` route: it runs for every
+    update, and skipping Litestar's request, parameter and response objects
+    saves about a third of the HTTP layer's CPU (``docs/benchmarks.md#webhook``).
+    Litestar still routes it, runs the app middleware and turns an unexpected
+    exception into a logged 500. See :func:`process_update` for the answers;
+    also 404 for a path without a single tenant id, 405 for another method and
+    413 for a body over :data:`MAX_UPDATE_BYTES`.
+    """
+    tenant_id = scope["path"].strip("/")
+    headers = [(b"content-type", b"application/json")]
+    if not tenant_id or "/" in tenant_id:
+        status, body = _problem(404, "not found; webhooks are POST /webhook/{tenant_id}")
+    elif scope["method"] != "POST":
+        status, body = _problem(405, "webhooks accept POST only")
+        headers.append((b"allow", b"POST"))
+    else:
+        update_body = await _read_body(receive)
+        if update_body is None:
+            status, body = _problem(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
+        else:
+            status, body = await process_update(
+                scope["app"].state.runtime, tenant_id, _secret_token(scope), update_body
+            )
+    if status == 503:  # as every 503 of the runtime: a retry in a second may succeed
+        headers.append((b"retry-after", b"1"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-@post(
-    "/webhook/{tenant_id:str}",
-    status_code=HTTP_200_OK,
-    summary="Telegram webhook of one tenant",
-    description=(
-        "Receives a Bot API Update (the JSON object Telegram POSTs to a webhook). The "
-        "X-Telegram-Bot-Api-Secret-Token header must equal the tenant's webhook secret "
-        "(401 otherwise). The update is processed before 200 is returned; an update_id "
-        "already processed for this bot is acknowledged and skipped."
-    ),
-    responses={
-        200: _spec("processed, or seen before (`duplicate: true`)", WebhookAnswer),
-        400: _spec("malformed JSON, or not a Telegram Update"),
-        401: _spec("wrong or missing X-Telegram-Bot-Api-Secret-Token"),
-        404: _spec("unknown tenant"),
-        503: _spec(
-            "tenant not serving, update being processed by another delivery, or storage "
-            "unavailable: Telegram re-sends it"
-        ),
+def _deferred(tenant: Tenant, update: Update, exc: BaseException) -> tuple[int, bytes]:
+    """503 for an update that met a PostgreSQL/Redis outage: Telegram re-sends it."""
+    log.warning("update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc))
+    return _problem(503, "storage temporarily unavailable; Telegram will re-send the update")
+
+
+def document_webhook(app: Litestar) -> None:
+    """Add ``POST /webhook/{tenant_id}`` to the app's OpenAPI document.
+
+    Litestar leaves ASGI mounts out of the schema it generates; the document
+    is generated once and cached, so the operation is added to it here.
+    """
+
+    def problem(description: str) -> OpenAPIResponse:
+        return _json_response(description, _PROBLEM_SCHEMA)
+
+    app.openapi_schema.paths["/webhook/{tenant_id}"] = PathItem(
+        post=Operation(
+            tags=["telegram"],
+            summary="Telegram webhook of one tenant",
+            description=(
+                "Receives a Bot API Update (the JSON object Telegram POSTs to a webhook). "
+                "The X-Telegram-Bot-Api-Secret-Token header must equal the tenant's webhook "
+                "secret. The update is processed before 200 is returned; an update_id already "
+                "processed for this bot is acknowledged and skipped."
+            ),
+            operation_id="TelegramWebhook",
+            parameters=[
+                Parameter(
+                    name="tenant_id",
+                    param_in=ParamType.PATH,
+                    required=True,
+                    schema=Schema(type=OpenAPIType.STRING),
+                ),
+                Parameter(
+                    name=SECRET_HEADER,
+                    param_in=ParamType.HEADER,
+                    required=True,
+                    schema=Schema(type=OpenAPIType.STRING),
+                ),
+            ],
+            request_body=RequestBody(
+                content={
+                    "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT))
+                },
+                description="A Bot API Update (https://core.telegram.org/bots/api#update).",
+                required=True,
+            ),
+            responses={
+                "200": _json_response(
+                    "processed, or seen before (duplicate: true)", _ANSWER_SCHEMA
+                ),
+                "400": problem("malformed JSON, or not a Telegram Update"),
+                "401": problem("wrong or missing X-Telegram-Bot-Api-Secret-Token"),
+                "404": problem("unknown tenant"),
+                "405": problem("not a POST"),
+                "413": problem(f"body over {MAX_UPDATE_BYTES} bytes"),
+                "503": problem(
+                    "tenant not serving, update being processed by another delivery, or "
+                    "storage unavailable: Telegram re-sends it"
+                ),
+            },
+        )
+    )
+
+
+def _json_response(description: str, schema: Schema) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description=description, content={"application/json": OpenAPIMediaType(schema=schema)}
+    )
+
+
+_ANSWER_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    properties={
+        "ok": Schema(type=OpenAPIType.BOOLEAN),
+        "duplicate": Schema(type=OpenAPIType.BOOLEAN),
     },
-    tags=["telegram"],
-)
-async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
-    """Process one Telegram update for the path's ``tenant_id``.
+    required=["ok"],
+)  # WebhookAnswer
+_PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    properties={
+        "status_code": Schema(type=OpenAPIType.INTEGER),
+        "detail": Schema(type=OpenAPIType.STRING),
+    },
+    required=["status_code", "detail"],
+)  # Problem
 
-    The handler takes the raw request and answers pre-encoded bodies: it runs
-    for every update, so it skips Litestar's parameter model and response
-    conversion (see ``docs/benchmarks.md#webhook``).
+
+async def process_update(
+    runtime: Any, tenant_id: str, secret_token: str, body: bytes
+) -> tuple[int, bytes]:
+    """Process one Telegram update delivered to ``tenant_id``'s webhook.
+
+    Args:
+        runtime: the :class:`core.app.Runtime`.
+        tenant_id: from the path.
+        secret_token: the X-Telegram-Bot-Api-Secret-Token header ("" if absent);
+            it must equal the tenant's webhook secret (Bot API, setWebhook.secret_token).
+        body: the request body, a Bot API Update as JSON.
 
     Returns:
-        200 ``{"ok": true}`` processed (or a handler bug: logged, not retried),
-        200 ``{"ok": true, "duplicate": true}`` seen before,
-        400 malformed JSON or not an Update, 401 wrong or missing secret token,
-        404 unknown tenant, 503 tenant not serving, the update is being
-        processed by another delivery, or PostgreSQL/Redis is unavailable
-        (Telegram re-sends it).
+        ``(HTTP status, JSON body)``: 200 ``{"ok": true}`` processed (or a
+        handler bug: logged, not retried); 200 ``{"ok": true, "duplicate": true}``
+        seen before; 400 malformed JSON or not an Update; 401 wrong or missing
+        secret token; 404 unknown tenant; 503 tenant not serving, the update is
+        being processed by another delivery, or PostgreSQL/Redis is unavailable
+        (Telegram re-sends it). Errors are ``{"status_code": ..., "detail": ...}``.
     """
-    runtime = request.app.state.runtime
-    tenant_id = request.path_params["tenant_id"]
     tenant: Tenant | None = runtime.registry.get(tenant_id)
     if tenant is None:
         return _problem(404, f"unknown tenant {tenant_id!r}")
     bots: BotHub = runtime.bots
-    presented = _secret_token(request.scope)
-    if not hmac.compare_digest(presented.encode(), bots.secret_for(tenant).encode()):
+    if not hmac.compare_digest(secret_token.encode(), bots.secret_for(tenant).encode()):
         update_counter(tenant.id, "unauthorized").inc()
         return _problem(401, f"wrong or missing {SECRET_HEADER}")
     if tenant.state not in (TenantState.RUNNING, TenantState.RETRYING):
         return _problem(503, f"tenant {tenant.id!r} is {tenant.state}")
     started = time.perf_counter()
-    body = await request.body()
     try:
         update = Update.model_validate_json(body, context={"bot": tenant.bot})
     except PydanticValidationError as exc:
@@ -153,23 +283,28 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     with tenant.track():
         seen_key = ledger.key(tenant, update.update_id)
         state_key = fsm_state_key(tenant, update)
-        claim, state = await ledger.claim(seen_key, prefetch=state_key)
+        try:
+            claim, state = await ledger.claim(seen_key, prefetch=state_key)
+        except STORAGE_UNAVAILABLE as exc:
+            update_counter(tenant.id, "storage_unavailable").inc()
+            return _deferred(tenant, update, exc)
         if claim is Claim.DONE:
             update_counter(tenant.id, "duplicate").inc()
-            return _answer(_DUPLICATE_BODY)
+            return 200, _DUPLICATE_BODY
         if claim is Claim.IN_PROGRESS:
             update_counter(tenant.id, "in_progress").inc()
             return _problem(503, f"update {update.update_id} is being processed; retry later")
         outcome = "processed"
         if state_key is not None:
             PREFETCHED_STATE.set((state_key, state))
+        # Log lines of this request and of its handlers name the tenant and update.
+        structlog.contextvars.bind_contextvars(tenant=tenant.id, update_id=update.update_id)
         try:
             # The Dispatcher runs as a task of its own, as aiogram's feed_webhook_update
             # does: every I/O wait inside a handler resumes the whole chain of
             # coroutine frames above it, and a task keeps uvicorn's and
             # Litestar's frames out of that chain (docs/benchmarks.md#webhook).
             # Awaiting it passes its exceptions on and a cancellation down.
-            structlog.contextvars.bind_contextvars(tenant=tenant.id, update_id=update.update_id)
             await asyncio.get_running_loop().create_task(
                 tenant.dispatcher.feed_update(tenant.bot, update)
             )
@@ -177,12 +312,7 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
             # Not the handler's fault: give the update back to Telegram to re-send.
             await ledger.release(seen_key)
             update_counter(tenant.id, "storage_unavailable").inc()
-            log.warning(
-                "update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc)
-            )
-            return _problem(
-                503, "storage temporarily unavailable; Telegram will re-send the update"
-            )
+            return _deferred(tenant, update, exc)
         except Exception:
             # A handler bug must not stop the runtime or make Telegram re-send
             # the same crashing update forever: log it and acknowledge.
@@ -191,7 +321,7 @@ async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
         ledger.done(seen_key)
         update_counter(tenant.id, outcome).inc()
         update_seconds(tenant.id).observe(time.perf_counter() - started)
-    return _answer(_OK_BODY)
+    return 200, _OK_BODY
 
 
 class HealthReport(msgspec.Struct):

@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
 
-from core.api import AdminController, build_plugin_routers, health, webhook
+from core.api import AdminController, build_plugin_routers, document_webhook, health, webhook
 from core.bots import BotHub
 from core.db import create_pool
 from core.dedupe import UpdateLedger
@@ -258,4 +258,5 @@ def create_app(
         logging_config=None,
     )
     app.state.runtime = runtime
+    document_webhook(app)
     return app

@@ -271,3 +271,22 @@ async def test_update_during_a_redis_outage_is_not_acknowledged_and_is_processed
         redis_server.terminate()
         redis_server.wait()
         tenantry.redis_url = shared_redis_url  # the throwaway server's keys went with it
+
+
+async def test_webhook_paths_methods_and_sizes_outside_the_protocol(tenantry, updates, bot_api):
+    filin = tenantry.add_tenant("filin")
+    await tenantry.start()
+    headers = {"X-Telegram-Bot-Api-Secret-Token": tenantry.secret("filin")}
+    wrong_method = await tenantry.client.get("/webhook/filin", headers=headers)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    for path in ("/webhook/", "/webhook/filin/extra"):
+        assert (await tenantry.client.post(path, json={}, headers=headers)).status_code == 404
+    too_big = dict(updates.command("start", user_id=8), padding="x" * (1024 * 1024))
+    oversized = await tenantry.post_update("filin", too_big)
+    assert oversized.status_code == 413
+    assert "bytes" in oversized.json()["detail"]
+    assert bot_api.calls("sendMessage", bot_id=bot_id(filin)) == []
+
+    openapi = (await tenantry.client.get("/schema/openapi.json")).json()
+    operation = openapi["paths"]["/webhook/{tenant_id}"]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "401", "404", "503"}
