@@ -74,6 +74,12 @@ return #KEYS
 """
 
 
+# Script arguments, encoded once (redis-py passes bytes through as they are).
+_CLAIM_ARGS = (b"%d" % IN_PROGRESS_TTL_SECONDS, b"%d" % DEDUPE_TTL_SECONDS, b"0")
+_CLAIM_AND_READ_ARGS = (*_CLAIM_ARGS[:2], b"1")
+_MARK_ARGS = (b"%d" % DEDUPE_TTL_SECONDS,)
+
+
 class Claim(Enum):
     """Outcome of :meth:`UpdateLedger.claim`."""
 
@@ -134,11 +140,7 @@ class UpdateLedger:
         try:
             claimed, value = await self._claim(
                 keys=[key, prefetch if prefetch is not None else key, *marks],
-                args=[
-                    IN_PROGRESS_TTL_SECONDS,
-                    DEDUPE_TTL_SECONDS,
-                    "0" if prefetch is None else "1",
-                ],
+                args=_CLAIM_ARGS if prefetch is None else _CLAIM_AND_READ_ARGS,
             )
         except BaseException:
             self._pending.update(marks)
@@ -204,7 +206,7 @@ class UpdateLedger:
         if not marks:
             return True
         try:
-            await self._mark(keys=marks, args=[DEDUPE_TTL_SECONDS])
+            await self._mark(keys=marks, args=_MARK_ARGS)
         except STORAGE_UNAVAILABLE as exc:
             # The claims expire on their own; a re-delivery is then processed again.
             log.warning("dedupe_flush_failed", keys=len(marks), error=str(exc))
