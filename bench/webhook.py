@@ -95,7 +95,7 @@ PROFILE_RATE = 1000  # py-spy samples per second
 LOG_PROBLEMS = ('"level": "error"', '"level": "warning"', "traceback")
 TENANTRY = "Tenantry POST /webhook/{id}"
 AIOGRAM = "aiogram SimpleRequestHandler"
-AIOGRAM_DEDUPE = "aiogram + Tenantry's Redis dedupe"
+AIOGRAM_DEDUPE = "aiogram + plain Redis dedupe"
 # Both servers get the runtime's default pool size, so neither waits for connections more.
 POOL_MIN, POOL_MAX = 2, 20
 
@@ -626,7 +626,7 @@ def throughput_report(args: argparse.Namespace, targets: list[Target], users: in
         ),
         f"ratio tenantry/aiogram: {ours / plain:.2f}x (goal >= 1.0x); "
         f"server CPU per update {ours_cpu / plain_cpu:.2f}x aiogram's",
-        f"ratio tenantry/(aiogram + same dedupe): {ours / dedupe:.2f}x; "
+        f"ratio tenantry/(aiogram + plain dedupe): {ours / dedupe:.2f}x; "
         f"server CPU per update {ours_cpu / dedupe_cpu:.2f}x",
         "latency ms: in flight / rate (Little's law); CPU ms/update: user+system time of the "
         "server process alone (the client, stand-in, PostgreSQL and Redis share the 2 cores)",
