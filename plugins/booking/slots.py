@@ -173,6 +173,8 @@ def free_allocations(
         resource_ids = [ids.get(code) for code in allocation.codes]
         if any(rid is None for rid in resource_ids):
             continue
-        if not any(overlaps(spans.get(rid, ()), start, end) for rid in resource_ids if rid is not None):
+        if not any(
+            overlaps(spans.get(rid, ()), start, end) for rid in resource_ids if rid is not None
+        ):
             free.append(allocation)
     return free
