@@ -944,8 +944,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=5,
-        help="measured runs per server, in rotating order (default 5; 0 skips part 1)",
+        default=9,
+        help="measured runs per server, in rotating order (default 9; 0 skips part 1)",
     )
     parser.add_argument(
         "--tenants-scale",
