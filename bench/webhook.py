@@ -254,9 +254,16 @@ async def clear_bot_api(ctx: BenchContext, session: aiohttp.ClientSession) -> No
         await response.read()
 
 
-def start_runtime(ctx: BenchContext, tenants_dir: Path, name: str) -> tuple[Child, str]:
-    """Spawn ``python -m core.cli run`` for ``tenants_dir``; return it and its base URL."""
+def start_runtime(
+    ctx: BenchContext, tenants_dir: Path, name: str, extra_env: dict[str, str] | None = None
+) -> tuple[Child, str]:
+    """Spawn ``python -m core.cli run`` for ``tenants_dir``; return it and its base URL.
+
+    ``extra_env`` is added to the runtime's environment (``TENANTRY_*`` included).
+    """
     port = free_port()
+    env = ctx.runtime_env(tenants_dir, port, f"tenantry-bench-{ctx.tag}-{name}")
+    env.update(extra_env or {})
     child = Child(
         name,
         [
@@ -271,7 +278,7 @@ def start_runtime(ctx: BenchContext, tenants_dir: Path, name: str) -> tuple[Chil
             "--log-level",
             "WARNING",
         ],
-        ctx.runtime_env(tenants_dir, port, f"tenantry-bench-{ctx.tag}-{name}"),
+        env,
         ctx.work_dir / f"{name}.log",
     )
     return child, f"http://127.0.0.1:{port}"
