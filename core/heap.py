@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import structlog
 
@@ -105,8 +106,14 @@ class HeapPolicy:
 
     def _freeze(self) -> None:
         self._refreeze = None
+        started = time.perf_counter()
         gc.unfreeze()
         collected = gc.collect()
         gc.freeze()
         self._settled.set()
-        log.info("heap_frozen", collected=collected, frozen=gc.get_freeze_count())
+        log.info(
+            "heap_frozen",
+            collected=collected,
+            frozen=gc.get_freeze_count(),
+            pause_seconds=round(time.perf_counter() - started, 3),
+        )
