@@ -156,13 +156,24 @@ def document_webhook(app: Litestar) -> None:
     """Add ``POST /webhook/{tenant_id}`` to the app's OpenAPI document.
 
     Litestar leaves ASGI mounts out of the schema it generates; the document
-    is generated once and cached, so the operation is added to it here.
+    is generated once and cached, so the operation is added to it here. The
+    body schemas come from the msgspec Structs (``msgspec.json.schema_components``).
     """
+    document = app.openapi_schema
+    (answer, problem_ref), schemas = msgspec.json.schema_components(
+        [WebhookAnswer, Problem], ref_template="#/components/schemas/{name}"
+    )
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    document.components.schemas.update(schemas)
 
-    def problem(description: str) -> OpenAPIResponse:
-        return _json_response(description, _PROBLEM_SCHEMA)
+    def response(description: str, schema: dict[str, Any] = problem_ref) -> OpenAPIResponse:
+        return OpenAPIResponse(
+            description=description,
+            content={"application/json": OpenAPIMediaType(schema=schema)},  # type: ignore[arg-type]
+        )
 
-    app.openapi_schema.paths["/webhook/{tenant_id}"] = PathItem(
+    document.paths["/webhook/{tenant_id}"] = PathItem(
         post=Operation(
             tags=["telegram"],
             summary="Telegram webhook of one tenant",
@@ -195,45 +206,19 @@ def document_webhook(app: Litestar) -> None:
                 required=True,
             ),
             responses={
-                "200": _json_response(
-                    "processed, or seen before (duplicate: true)", _ANSWER_SCHEMA
-                ),
-                "400": problem("malformed JSON, or not a Telegram Update"),
-                "401": problem("wrong or missing X-Telegram-Bot-Api-Secret-Token"),
-                "404": problem("unknown tenant"),
-                "405": problem("not a POST"),
-                "413": problem(f"body over {MAX_UPDATE_BYTES} bytes"),
-                "503": problem(
+                "200": response("processed, or seen before (duplicate: true)", answer),
+                "400": response("malformed JSON, or not a Telegram Update"),
+                "401": response("wrong or missing X-Telegram-Bot-Api-Secret-Token"),
+                "404": response("unknown tenant"),
+                "405": response("not a POST"),
+                "413": response(f"body over {MAX_UPDATE_BYTES} bytes"),
+                "503": response(
                     "tenant not serving, update being processed by another delivery, or "
                     "storage unavailable: Telegram re-sends it"
                 ),
             },
         )
     )
-
-
-def _json_response(description: str, schema: Schema) -> OpenAPIResponse:
-    return OpenAPIResponse(
-        description=description, content={"application/json": OpenAPIMediaType(schema=schema)}
-    )
-
-
-_ANSWER_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    properties={
-        "ok": Schema(type=OpenAPIType.BOOLEAN),
-        "duplicate": Schema(type=OpenAPIType.BOOLEAN),
-    },
-    required=["ok"],
-)  # WebhookAnswer
-_PROBLEM_SCHEMA = Schema(
-    type=OpenAPIType.OBJECT,
-    properties={
-        "status_code": Schema(type=OpenAPIType.INTEGER),
-        "detail": Schema(type=OpenAPIType.STRING),
-    },
-    required=["status_code", "detail"],
-)  # Problem
 
 
 async def process_update(

@@ -290,3 +290,5 @@ async def test_webhook_paths_methods_and_sizes_outside_the_protocol(tenantry, up
     openapi = (await tenantry.client.get("/schema/openapi.json")).json()
     operation = openapi["paths"]["/webhook/{tenant_id}"]["post"]
     assert set(operation["responses"]) >= {"200", "400", "401", "404", "503"}
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert openapi["components"]["schemas"][answer.rsplit("/", 1)[1]]["required"] == ["ok"]
