@@ -3,14 +3,26 @@
 Plugin authors import from here::
 
     from core import hookimpl, Tenant, StatusEntity, StatusMachineSpec, JobSpec
+
+Only the hook markers are imported with the package; every other name is
+imported on first use (:func:`__getattr__`), so the config-phase commands
+(``tenantry check``, ``schema``, ``plugins``) do not pay for saq, asyncpg or
+structlog when a plugin module does ``from core import hookimpl``.
 """
 
-from core.events import DomainEvent
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from core.hookspecs import hookimpl, hookspec
-from core.jobs import JobSpec
-from core.migrations import Migration
-from core.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
-from core.tenant import Tenant, TenantState
+
+if TYPE_CHECKING:
+    from core.events import DomainEvent
+    from core.jobs import JobSpec
+    from core.migrations import Migration
+    from core.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
+    from core.tenant import Tenant, TenantState
 
 __all__ = [
     "DomainEvent",
@@ -25,3 +37,33 @@ __all__ = [
     "hookimpl",
     "hookspec",
 ]
+
+_LAZY_EXPORTS = {
+    "DomainEvent": "core.events",
+    "JobSpec": "core.jobs",
+    "Migration": "core.migrations",
+    "StatusEntity": "core.statuses",
+    "StatusMachineSpec": "core.statuses",
+    "Transition": "core.statuses",
+    "TransitionError": "core.statuses",
+    "Tenant": "core.tenant",
+    "TenantState": "core.tenant",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name of :data:`__all__` from its module on first access (PEP 562).
+
+    Raises:
+        AttributeError: ``name`` is not a public name of the package.
+    """
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

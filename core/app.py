@@ -9,24 +9,43 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pluggy
 import structlog
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import OpenAPIMediaType, Reference
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
 
+from core.admin_tokens import AdminTokens
 from core.api import AdminController, build_plugin_routers, document_webhook, health, webhook
+from core.audit import AuditLog
 from core.bots import BotHub
+from core.config import ConfigError
+from core.control import ClaimStore, prepare_control_schema
 from core.db import create_pool
 from core.dedupe import UpdateLedger
 from core.embedded import EmbeddedServers
-from core.errors import STORAGE_UNAVAILABLE
+from core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    STORAGE_UNAVAILABLE,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Problem,
+    ServiceUnavailable,
+    internal_error,
+    problem_from_http_exception,
+)
 from core.heap import HeapPolicy
+from core.http_assets import openapi_assets_router, openapi_render_plugins
 from core.jobs import JobRunner, JobSpec
 from core.metrics import export_tenant_states
 from core.plugins import build_plugin_manager, call_plugin, plugin_names
+from core.redaction import forget_secrets, register_secrets, runtime_secrets
 from core.registry import TenantRegistry
 from core.settings import RuntimeSettings
 from core.statuses import TransitionError
@@ -45,6 +64,10 @@ class Runtime:
         settings: the RuntimeSettings.
         pm: the plugin manager.
         pool / redis / ledger / bots / jobs / registry: set by :meth:`start`.
+        admin_tokens: the tokens ``/admin`` accepts (:mod:`core.admin_tokens`),
+            read by :meth:`start`.
+        claims / audit: storage claims and the audit log in the control
+            schema (:mod:`core.control`, :mod:`core.audit`), set by :meth:`start`.
         heap: the process's garbage-collector policy (:mod:`core.heap`).
     """
 
@@ -58,6 +81,9 @@ class Runtime:
         self.jobs: JobRunner | None = None
         self.ledger: UpdateLedger | None = None
         self.registry: TenantRegistry = None  # type: ignore[assignment]
+        self.admin_tokens = AdminTokens(None)
+        self.claims: ClaimStore = None  # type: ignore[assignment]
+        self.audit: AuditLog = None  # type: ignore[assignment]
         self.heap = HeapPolicy(settings.gc_freeze, settings.gc_gen0_threshold)
         self._background: list[asyncio.Task[Any]] = []
 
@@ -65,18 +91,34 @@ class Runtime:
         """Connect (or start the embedded servers), then start every valid tenant.
 
         Raises:
+            ConfigError: the admin tokens file is invalid (file, line and field named).
             OSError, asyncpg.PostgresError, redis.RedisError: a server cannot be reached.
+            MigrationError: the control schema cannot be migrated.
         """
         settings = self.settings
+        try:
+            self.admin_tokens = AdminTokens.from_settings(
+                settings.admin_token, settings.admin_tokens, settings.admin_tokens_file
+            )
+        except ConfigError as exc:
+            log.error("admin_tokens_rejected", errors=[str(i) for i in exc.issues])
+            raise
         database_url = settings.database_url or await asyncio.to_thread(
             self.embedded.start_postgres, settings.data_dir / "pg"
         )
         redis_url = settings.redis_url or await asyncio.to_thread(
             self.embedded.start_redis, settings.data_dir / "redis.db"
         )
+        # Before the first connection, whose errors may quote the DSN.
+        register_secrets(self, runtime_secrets(settings, database_url, redis_url))
         self.pool = await create_pool(
             database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
+        applied = await prepare_control_schema(self.pool, settings.control_schema)
+        if applied:
+            log.info("migrations_applied", schema=settings.control_schema, migrations=applied)
+        self.claims = ClaimStore(self.pool, settings.control_schema)
+        self.audit = AuditLog(self.pool, settings.control_schema, settings.resolved_secret_key())
         self.redis = connect_redis(redis_url)
         await self.redis.ping()
         self.ledger = UpdateLedger(self.redis)
@@ -103,6 +145,10 @@ class Runtime:
             self.jobs,
             settings.tenants_dir,
             on_retired=self.heap.tenant_retired,
+            claims=self.claims,
+            on_change=self.audit.tenant_changed,
+            tenant_env_allow=settings.tenant_env_allow,
+            listen_host=settings.listen_host,
         )
         if settings.run_jobs:
             await self.jobs.start()
@@ -143,6 +189,7 @@ class Runtime:
         if self.pool is not None:
             await self.pool.close()
         await asyncio.to_thread(self.embedded.close)
+        forget_secrets(self)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
@@ -175,46 +222,110 @@ def connect_redis(url: str) -> Redis:
     return Redis.from_url(url, **options)
 
 
-def _transition_error(request: Request[Any, Any, Any], exc: TransitionError) -> Response[Any]:
-    # An unknown status is a malformed request (400); a known one that the
-    # machine does not allow now conflicts with the entity's state (409).
-    status = 400 if exc.unknown_target else 409
-    return Response(
-        {
-            "status_code": status,
-            "detail": exc.reason,
-            "current": exc.current,
-            "allowed": exc.allowed,
-        },
-        status_code=status,
+def _transition_error(exc: TransitionError) -> ApiError:
+    """The problem answer of a refused status change, with ``current``, ``target`` and ``allowed``.
+
+    An unknown status is a malformed request (400 ``status.unknown``); a known
+    one that the machine does not allow now conflicts with the entity's
+    state (409 ``status.not_allowed``).
+    """
+    error_class = BadRequest if exc.unknown_target else Conflict
+    return error_class(
+        "status.unknown" if exc.unknown_target else "status.not_allowed",
+        exc.reason,
+        current=exc.current,
+        target=exc.target,
+        allowed=exc.allowed,
     )
 
 
-def _storage_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def _storage_unavailable(exc: Exception) -> ApiError:
     # PostgreSQL or Redis could not be reached or refused a connection: a
     # transient server-side condition, not a bug; clients should retry.
-    log.warning("storage_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-    return Response(
-        {"status_code": 503, "detail": "storage temporarily unavailable, retry shortly"},
-        status_code=503,
-        headers={"Retry-After": "1"},
+    return ServiceUnavailable(
+        "storage.unavailable", "storage temporarily unavailable, retry shortly", retry_after=1
     )
+
+
+def _refusal_status(exception: BaseException) -> int | None:
+    """The status a deliberate refusal is answered with; None for a crash (a bug)."""
+    if isinstance(exception, ApiError):
+        return exception.status_code
+    if isinstance(exception, HTTPException):
+        # Litestar's own InternalServerException and the like are crashes.
+        status = exception.status_code
+        return status if status < 500 or status == 503 else None
+    if isinstance(exception, TransitionError):
+        return 400 if exception.unknown_target else 409
+    return None
 
 
 async def _log_unhandled(exception: BaseException, scope: Any) -> None:
-    """after_exception hook: log server errors with the tenant, since they become bare 500s."""
-    if isinstance(exception, HTTPException) and exception.status_code < 500:
-        return
-    if isinstance(exception, STORAGE_UNAVAILABLE):
-        return  # answered 503 and logged as storage_unavailable
+    """after_exception hook: log each error answer once, with the tenant.
+
+    A refusal (a 4xx, or a deliberate 503) is logged at info, at warning for
+    401 and 403 (someone presents wrong credentials) and for 503, without a
+    traceback: it is the client's problem or a known condition, not a crash.
+    PostgreSQL/Redis outages are ``storage_unavailable`` warnings. Anything
+    else is a bug: ``request_failed`` at error, with the traceback.
+    """
     path_params = scope.get("path_params") or {}
-    log.error(
-        "request_failed",
-        tenant=path_params.get("tenant_id"),
-        method=scope.get("method"),
-        path=scope.get("path"),
-        exc_info=exception,
+    where = {
+        "tenant": path_params.get("tenant_id"),
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+    }
+    if isinstance(exception, STORAGE_UNAVAILABLE):
+        log.warning(
+            "storage_unavailable", error=f"{type(exception).__name__}: {exception}", **where
+        )
+        return
+    status = _refusal_status(exception)
+    if status is None:
+        log.error("request_failed", exc_info=exception, **where)
+        return
+    if isinstance(exception, TransitionError):
+        refusal = _transition_error(exception)
+    elif isinstance(exception, ApiError):
+        refusal = exception
+    else:  # Litestar's own (validation, 404, 405): logged with the code it is answered with
+        refusal = problem_from_http_exception(exception)  # type: ignore[arg-type]
+    code, detail = refusal.code, refusal.detail
+    level = log.warning if status in (401, 403) or status >= 500 else log.info
+    level("request_refused", status=status, code=code, detail=detail, **where)
+
+
+def _is_problem(schema: Any) -> bool:
+    ref = schema.get("$ref") if isinstance(schema, dict) else getattr(schema, "ref", None)
+    return ref == "#/components/schemas/Problem"
+
+
+def _document_problems(app: Litestar) -> None:
+    """Give every 4xx and 5xx answer of the OpenAPI document the :class:`~core.errors.Problem` body.
+
+    Litestar documents the errors it knows of (validation 400, ``raises=``)
+    with its default ``{status_code, detail, extra}`` shape; the runtime
+    answers them as ``application/problem+json``, so the document says so.
+    """
+    document = app.openapi_schema
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    (problem_ref,), schemas = msgspec.json.schema_components(
+        [Problem], ref_template="#/components/schemas/{name}"
     )
+    document.components.schemas.update(schemas)
+    media = OpenAPIMediaType(schema=Reference(ref=problem_ref["$ref"]))
+    for path_item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            if operation is None or not operation.responses:
+                continue
+            for status, response in operation.responses.items():
+                if str(status)[:1] not in ("4", "5") or isinstance(response, Reference):
+                    continue
+                if any(_is_problem(m.schema) for m in (response.content or {}).values()):
+                    continue  # documented by hand already (the webhook), media type included
+                response.content = {PROBLEM_MEDIA_TYPE: media}
 
 
 def create_app(
@@ -242,16 +353,33 @@ def create_app(
             health,
             AdminController,
             PrometheusController,
+            openapi_assets_router(),
             *build_plugin_routers(runtime.pm),
         ],
         lifespan=[runtime.lifespan],
         middleware=[prometheus.middleware],
-        exception_handlers={
-            TransitionError: _transition_error,
-            **dict.fromkeys(STORAGE_UNAVAILABLE, _storage_unavailable),
-        },
+        # One problem body (RFC 9457) for every error answer: ApiError renders
+        # itself; the map converts everything else (core.errors).
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    exception_to_problem_detail_map={
+                        HTTPException: problem_from_http_exception,
+                        TransitionError: _transition_error,
+                        **dict.fromkeys(STORAGE_UNAVAILABLE, _storage_unavailable),
+                        Exception: internal_error,
+                    }
+                )
+            )
+        ],
         after_exception=[_log_unhandled],
-        openapi_config=OpenAPIConfig(title="Tenantry", version="0.1.0", path="/schema"),
+        # Swagger UI from the package, not a CDN: /schema works offline.
+        openapi_config=OpenAPIConfig(
+            title="Tenantry",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=openapi_render_plugins(),
+        ),
         debug=False,
         # Logging is configured once by core.logging (structlog JSON); Litestar
         # would otherwise install its own stdlib handlers on startup.
@@ -259,4 +387,5 @@ def create_app(
     )
     app.state.runtime = runtime
     document_webhook(app)
+    _document_problems(app)
     return app

@@ -13,6 +13,11 @@ receive it through the ``caller`` dependency, and the resolved tenant through
 ``tenant`` (annotate them ``tenant: TenantDep``, ``caller: CallerDep``).
 A key of one tenant never opens another: keys are looked up in
 the tenant named by the path only.
+
+``/admin`` routes use :func:`require_admin_token`: the ops token or a token
+scoped to some tenants (:mod:`core.admin_tokens`), resolved once into an
+:class:`~core.admin_tokens.AdminActor` in ``connection.state.admin_actor``
+and handed to handlers as ``actor: AdminActorDep``.
 """
 
 from __future__ import annotations
@@ -28,16 +33,21 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 
+from core.admin_tokens import AdminActor
 from core.tenant import Tenant, TenantState
 
 if TYPE_CHECKING:
     from litestar.handlers import BaseRouteHandler
 
 __all__ = [
+    "AdminActorDep",
     "Caller",
     "CallerDep",
     "ServiceUnavailable",
     "TenantDep",
+    "admin_actor",
+    "admin_token_valid",
+    "provide_admin_actor",
     "provide_caller",
     "provide_tenant",
     "require_admin_token",
@@ -78,6 +88,9 @@ class Caller(msgspec.Struct, frozen=True):
 
 CallerDep: TypeAlias = NamedDependency[Caller]
 """Annotate a route handler parameter ``caller: CallerDep`` to receive the authenticated caller."""
+
+AdminActorDep: TypeAlias = NamedDependency[AdminActor]
+"""Annotate an ``/admin`` handler parameter ``actor: AdminActorDep`` to get the token's actor."""
 
 
 def resolve_tenant(
@@ -124,7 +137,23 @@ def _api_key_caller(
     raise NotAuthorizedException(detail="invalid API key for this tenant")
 
 
+INIT_DATA_CLOCK_SKEW_SECONDS = 30
+"""How far in the future ``auth_date`` may be: Telegram's clock and ours may differ a
+little, but init data "signed later than now" by more than that is forged or replayed
+from a wrong clock."""
+
+
 def _webapp_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant) -> Caller | None:
+    """The WebApp user of ``X-Telegram-Init-Data``, or None without the header.
+
+    Ages are counted in whole seconds (``auth_date`` is whole Unix seconds):
+    accepted from ``max_age_seconds`` old up to
+    :data:`INIT_DATA_CLOCK_SKEW_SECONDS` in the future, both inclusive.
+
+    Raises:
+        NotAuthorizedException: 401, forged or malformed init data, an
+            ``auth_date`` too old or too far in the future, or no user.
+    """
     init_data = connection.headers.get(INIT_DATA_HEADER)
     if not init_data:
         return None
@@ -138,11 +167,16 @@ def _webapp_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenan
         raise NotAuthorizedException(
             detail=f"invalid {INIT_DATA_HEADER}: {type(exc).__name__}"
         ) from exc
-    age = time.time() - parsed.auth_date.timestamp()
+    age = int(time.time()) - int(parsed.auth_date.timestamp())
     if age > tenant.config.webapp.max_age_seconds:
         raise NotAuthorizedException(
-            detail=f"{INIT_DATA_HEADER} expired: auth_date is {int(age)} s old, the limit is "
+            detail=f"{INIT_DATA_HEADER} expired: auth_date is {age} s old, the limit is "
             f"{tenant.config.webapp.max_age_seconds} s"
+        )
+    if -age > INIT_DATA_CLOCK_SKEW_SECONDS:
+        raise NotAuthorizedException(
+            detail=f"{INIT_DATA_HEADER} refused: auth_date is {-age} s in the future, more "
+            f"than the {INIT_DATA_CLOCK_SKEW_SECONDS} s of clock skew allowed"
         )
     if parsed.user is None:
         raise NotAuthorizedException(detail=f"{INIT_DATA_HEADER} carries no user")
@@ -193,24 +227,56 @@ def require_api_key_or_webapp(
     connection.state.caller = caller
 
 
+def admin_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminActor | None:
+    """The admin token presented as ``Authorization: Bearer ...``, resolved, or None.
+
+    The ops token (``TENANTRY_ADMIN_TOKEN``) resolves to the actor ``ops``
+    with every tenant in scope; a scoped token to its name and tenants
+    (:class:`core.admin_tokens.AdminActor`). Cached on the connection.
+    """
+    actor = getattr(connection.state, "admin_actor", None)
+    if actor is None:
+        authorization = connection.headers.get("Authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        actor = connection.app.state.runtime.admin_tokens.resolve(token.strip())
+        if actor is not None:
+            connection.state.admin_actor = actor
+    return actor
+
+
 def require_admin_token(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard for ``/admin``: ``Authorization: Bearer $TENANTRY_ADMIN_TOKEN``.
+    """Guard for ``/admin``: the ops token or a scoped admin token as ``Authorization: Bearer``.
+
+    Leaves the :class:`~core.admin_tokens.AdminActor` in
+    ``connection.state.admin_actor``; handlers receive it as ``actor: AdminActorDep``.
 
     Raises:
         NotAuthorizedException: 401, missing or wrong token, or the admin API
-            is disabled because TENANTRY_ADMIN_TOKEN is not set.
+            is disabled because neither TENANTRY_ADMIN_TOKEN nor scoped tokens
+            are configured.
     """
-    expected = connection.app.state.runtime.settings.admin_token
-    if not expected:
-        raise NotAuthorizedException(detail="admin API disabled: set TENANTRY_ADMIN_TOKEN")
-    authorization = connection.headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), expected.encode()
-    ):
+    if not connection.app.state.runtime.admin_tokens.enabled:
+        raise NotAuthorizedException(
+            detail="admin API disabled: set TENANTRY_ADMIN_TOKEN or TENANTRY_ADMIN_TOKENS_FILE"
+        )
+    if admin_actor(connection) is None:
         raise NotAuthorizedException(detail="admin token required (Authorization: Bearer ...)")
+
+
+async def provide_admin_actor(request: Request[Any, Any, Any]) -> AdminActor:
+    """Dependency ``actor`` of ``/admin`` routes: the token :func:`require_admin_token` let in.
+
+    Raises:
+        NotAuthorizedException: the route has no admin guard (a bug caught early).
+    """
+    actor = getattr(request.state, "admin_actor", None)
+    if actor is None:
+        raise NotAuthorizedException(detail="this route needs the admin guard")
+    return actor
 
 
 def feature_guard(feature: str) -> Any:
@@ -238,3 +304,18 @@ async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
     if caller is None:
         raise NotAuthorizedException(detail="this route needs an auth guard")
     return caller
+
+
+def admin_token_valid(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """True when the request carries the ops admin token (``TENANTRY_ADMIN_TOKEN``).
+
+    For routes open to everyone that show more to ops (``GET /health``): the
+    check is :func:`require_admin_token`'s, and a scoped token, which may see
+    only its own tenants, counts as no token here.
+    """
+    try:
+        require_admin_token(connection, connection.route_handler)
+    except HTTPException:
+        return False
+    actor = admin_actor(connection)
+    return actor is not None and actor.is_ops

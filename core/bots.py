@@ -10,7 +10,11 @@
   middleware that does.
 * Webhook tenants register with setWebhook in the background, retrying with
   exponential backoff while the Bot API is unreachable; polling tenants are
-  polled by the one runtime holding the tenant's Redis polling lock.
+  polled by the one runtime holding the tenant's Redis polling lock. A
+  removed webhook tenant gets deleteWebhook; a swapped one keeps its webhook.
+* A Bot API outage is logged as one warning line per retry or failed answer,
+  without a traceback (``bot_registration_failed``, ``polling_failed``,
+  ``bot_api_unavailable``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.filters import ExceptionTypeFilter
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
-from aiogram.types import BotCommand, BotCommandScopeChat, TelegramObject, Update
+from aiogram.types import BotCommand, BotCommandScopeChat, ErrorEvent, TelegramObject, Update
 from redis.exceptions import LockError
 
 from core.tenant import CommandSpec, Tenant, TenantState
@@ -44,6 +49,9 @@ log = structlog.get_logger("tenantry.bots")
 RETRY_FIRST_DELAY = 1.0
 RETRY_MAX_DELAY = 60.0
 POLLING_LOCK_SECONDS = 30
+# deleteWebhook of a removed tenant: one attempt, bounded so that removal
+# (an admin request) never waits long on an unreachable Bot API.
+DELETE_WEBHOOK_TIMEOUT = 10.0
 
 
 _PINNED_RESPONSE_MODELS: list[Any] = []
@@ -156,6 +164,35 @@ class _PollingLogContext(BaseMiddleware):
             structlog.contextvars.reset_contextvars(**tokens)
 
 
+def _outage_router(tenant: Tenant) -> Router:
+    """The last router of every Dispatcher: Bot API outages met by a handler.
+
+    A handler's answer that cannot reach the Bot API (no connection, a
+    timeout, a 5xx of the Bot API server) is not a bug of the handler: it is
+    logged as one ``bot_api_unavailable`` warning naming the tenant, the
+    update and the Bot API method, without a traceback, and the update is
+    acknowledged like any other handler failure. Included last, so a
+    plugin's own error handlers see the error first.
+    """
+    router = Router(name=f"outages:{tenant.id}")
+
+    async def bot_api_unavailable(event: ErrorEvent) -> bool:
+        error = event.exception
+        method = getattr(getattr(error, "method", None), "__api_method__", None)
+        tenant.log.warning(
+            "bot_api_unavailable",
+            update_id=event.update.update_id,
+            method=method,
+            error=str(error) or type(error).__name__,
+        )
+        return True
+
+    router.errors.register(
+        bot_api_unavailable, ExceptionTypeFilter(TelegramNetworkError, TelegramServerError)
+    )
+    return router
+
+
 class BotHub:
     """Creates and runs the bots of all tenants of a runtime.
 
@@ -195,7 +232,7 @@ class BotHub:
         )
         if tenant.config.bot.mode == "polling":
             dispatcher.update.outer_middleware(_PollingLogContext(tenant))
-        dispatcher.include_routers(*routers)
+        dispatcher.include_routers(*routers, _outage_router(tenant))
         tenant.dispatcher = dispatcher
 
     def start(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
@@ -207,18 +244,38 @@ class BotHub:
             tasks.append(asyncio.create_task(self._poll(tenant), name=f"poll:{tenant.id}"))
         self._tasks[id(tenant)] = tasks
 
-    async def stop(self, tenant: Tenant) -> None:
-        """Stop polling and registration retries of ``tenant`` (the webhook stays set)."""
+    async def stop(self, tenant: Tenant, *, delete_webhook: bool = False) -> None:
+        """Stop polling and registration retries of ``tenant``.
+
+        Args:
+            tenant: the tenant being swapped out, removed or shut down.
+            delete_webhook: also call Bot API deleteWebhook for a webhook
+                tenant, so Telegram stops posting its updates (the tenant was
+                removed). False keeps the webhook set: for a swap the new
+                config serves the same webhook, and at shutdown Telegram
+                queues updates until the runtime is back. A failure (Bot API
+                unreachable) is logged as ``webhook_delete_failed`` and the
+                tenant is stopped anyway.
+        """
         for task in self._tasks.pop(id(tenant), []):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if delete_webhook and tenant.bot is not None and tenant.config.bot.mode == "webhook":
+            try:
+                async with asyncio.timeout(DELETE_WEBHOOK_TIMEOUT):
+                    await tenant.bot.delete_webhook()
+                tenant.log.info("webhook_deleted")
+            except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as exc:
+                tenant.log.warning("webhook_delete_failed", error=str(exc) or type(exc).__name__)
 
     async def close(self) -> None:
         """Close the shared HTTP session."""
         await self.session.close()
 
     async def _register(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        # Log lines of this task (aiogram's too) name the tenant.
+        structlog.contextvars.bind_contextvars(tenant=tenant.id)
         delay = RETRY_FIRST_DELAY
         attempt = 0
         while True:
@@ -267,13 +324,25 @@ class BotHub:
                 )
 
     async def _poll(self, tenant: Tenant) -> None:
-        # Telegram allows one getUpdates consumer per bot, so among runtimes
-        # sharing this Redis only the holder of the lock polls.
+        """Poll ``tenant``'s bot while this runtime holds its polling lock, until cancelled.
+
+        Telegram allows one getUpdates consumer per bot, so among runtimes
+        sharing this Redis only the holder of the lock polls. Polling that
+        cannot start (getMe fails while the Bot API is unreachable) is logged
+        as one ``polling_failed`` warning per attempt and retried with the
+        registration's backoff (1, 2, 4 ... 60 s); once running, aiogram
+        retries getUpdates itself, one log line per retry.
+        """
+        # aiogram's own polling log lines run in this task: make them name the tenant.
+        structlog.contextvars.bind_contextvars(tenant=tenant.id)
         lock = self.redis.lock(tenant.key("polling-lock"), timeout=POLLING_LOCK_SECONDS)
+        delay, attempt = RETRY_FIRST_DELAY, 0
         while True:
             if not await lock.acquire(blocking=False):
                 await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
                 continue
+            attempt += 1
+            started = asyncio.get_running_loop().time()
             polling = asyncio.create_task(
                 tenant.dispatcher.start_polling(
                     tenant.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
@@ -281,8 +350,9 @@ class BotHub:
             )
             try:
                 while not polling.done():
-                    await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
-                    await lock.extend(POLLING_LOCK_SECONDS, replace_ttl=True)
+                    await asyncio.wait({polling}, timeout=POLLING_LOCK_SECONDS / 3)
+                    if not polling.done():
+                        await lock.extend(POLLING_LOCK_SECONDS, replace_ttl=True)
             except (LockError, OSError):
                 tenant.log.warning("polling_lock_lost")
             finally:
@@ -292,3 +362,15 @@ class BotHub:
                         await polling
                 with contextlib.suppress(LockError, OSError):
                     await lock.release()
+            error = None if polling.cancelled() else polling.exception()
+            if asyncio.get_running_loop().time() - started > RETRY_MAX_DELAY:
+                delay, attempt = RETRY_FIRST_DELAY, 1
+            if error is not None:
+                tenant.log.warning(
+                    "polling_failed",
+                    attempt=attempt,
+                    error=str(error) or type(error).__name__,
+                    retry_in=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)

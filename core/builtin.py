@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from aiogram import F, Router
-from aiogram.filters import Command, CommandStart
-from aiogram.filters.chat_member_updated import KICKED, MEMBER, ChatMemberUpdatedFilter
-from aiogram.types import ChatMemberUpdated, Message
+from typing import TYPE_CHECKING
 
 from core.hookspecs import hookimpl
-from core.tenant import Tenant
+
+if TYPE_CHECKING:
+    # aiogram is imported by register_routers only: the config-phase hooks
+    # (and so ``tenantry check``) must not pay for it (about 2 s).
+    from aiogram import Router
+    from aiogram.types import ChatMemberUpdated, Message
+
+    from core.tenant import Tenant
 
 TEXTS = {
     "en": {
@@ -18,6 +21,7 @@ TEXTS = {
         "help.title": "What I can do:",
         "help.empty": "Send /start to begin.",
         "error.generic": "Sorry, something went wrong. Please try again.",
+        "error.rate_limited": "You are doing this too often. Please try again in {seconds} s.",
         "command.help": "list commands",
         "command.start": "start over",
     },
@@ -26,6 +30,7 @@ TEXTS = {
         "help.title": "Что я умею:",
         "help.empty": "Отправьте /start, чтобы начать.",
         "error.generic": "Извините, что-то пошло не так. Попробуйте ещё раз.",
+        "error.rate_limited": "Слишком много действий подряд. Попробуйте снова через {seconds} с.",
         "command.help": "список команд",
         "command.start": "начать сначала",
     },
@@ -92,6 +97,10 @@ async def chat_member_changed(event: ChatMemberUpdated, tenant: Tenant) -> None:
 @hookimpl(trylast=True)
 def register_routers(tenant: Tenant) -> Router:
     """A fresh Router with /start, /help and the my_chat_member handler."""
+    from aiogram import F, Router
+    from aiogram.filters import Command, CommandStart
+    from aiogram.filters.chat_member_updated import KICKED, MEMBER, ChatMemberUpdatedFilter
+
     router = Router(name=f"core:{tenant.id}")
     router.message.register(start, CommandStart())
     router.message.register(help_command, Command("help"))

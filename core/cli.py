@@ -16,13 +16,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from core.app import create_app
     from core.logging import configure_logging
+    from core.serving import BodyReadTimeout, uvicorn_options
     from core.settings import RuntimeSettings
 
     configure_logging(args.log_level, json=not args.console_logs)
-    settings = RuntimeSettings.from_env(tenants_dir=args.tenants)
+    settings = RuntimeSettings.from_env(tenants_dir=args.tenants, listen_host=args.host)
     app = create_app(settings)
     uvicorn.run(
-        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on"
+        BodyReadTimeout(app, settings.http_body_timeout_seconds),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        **uvicorn_options(settings),
     )
     return 0
 
@@ -39,7 +46,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
     """Validate tenant files and their clashes, printing problems; return the valid specs and
     whether everything was valid."""
-    from core.config import ConfigError
+    from core.config import ConfigError, ConfigIssue
     from core.loader import check_tenant_set, load_tenant_file
 
     specs, ok = [], True
@@ -49,6 +56,14 @@ def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             ok = False
+        except Exception as exc:  # a plugin's check with a bug: report the file, check the rest
+            print(
+                ConfigIssue(
+                    str(path), None, "", f"could not be loaded: {type(exc).__name__}: {exc}"
+                ),
+                file=sys.stderr,
+            )
+            ok = False
     for issue in check_tenant_set(specs):
         print(issue, file=sys.stderr)
         ok = False
@@ -56,7 +71,7 @@ def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
 
 
 def _tenant_files(folder: Path) -> list[Path]:
-    from core.registry import TENANT_FILE_SUFFIXES
+    from core.loader import TENANT_FILE_SUFFIXES
 
     return sorted(p for p in folder.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
 
@@ -128,11 +143,22 @@ def _cmd_fake_botapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version, or ``source`` in a checkout that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tenantry")
+    except PackageNotFoundError:
+        return "source"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="tenantry", description="Run many Telegram businesses from one codebase."
     )
+    parser.add_argument("--version", action="version", version=f"tenantry {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="serve every tenant (webhooks, polling, API)")

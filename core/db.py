@@ -8,13 +8,29 @@ when the connection is released, so it never leaks to the next user);
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
-__all__ = ["TenantDB", "create_pool"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "TENANT_WAIT_SECONDS", "TenantBusy", "TenantDB", "create_pool"]
+
+DEFAULT_MAX_CONNECTIONS = 5
+"""Connections of the shared pool one tenant may hold at once (``storage.max_connections``)."""
+
+TENANT_WAIT_SECONDS = 5.0
+"""How long a request waits for one of its tenant's connections before it gets 503."""
+
+
+class TenantBusy(TimeoutError):
+    """A tenant holds all the connections its cap allows and none came free in time.
+
+    A ``TimeoutError``, so it is one of :data:`core.errors.STORAGE_UNAVAILABLE`:
+    HTTP routes answer 503 with ``Retry-After`` and a webhook update is given
+    back to Telegram to re-send.
+    """
 
 
 async def create_pool(
@@ -41,25 +57,62 @@ async def create_pool(
 
 
 class TenantDB:
-    """Connections of one tenant, confined to its schema.
+    """Connections of one tenant, confined to its schema and to its share of the pool.
+
+    A tenant holds at most ``max_connections`` connections of the shared pool
+    at once (an asyncio semaphore per TenantDB), so one slow tenant (long
+    queries, a flood of requests) waits for its own connections while the
+    others keep theirs. Waiting longer than ``acquire_timeout`` raises
+    :class:`TenantBusy` (503). Do not acquire a second connection while
+    holding one: under the cap that waits for yourself.
+
+    Args:
+        pool: the shared pool.
+        schema: the tenant's schema.
+        max_connections: the tenant's cap (``storage.max_connections``); never
+            more than the pool's size minus one, and at least 1.
+        acquire_timeout: seconds to wait for a connection under the cap.
 
     Attributes:
         pool: the shared pool.
         schema: the tenant's schema (a validated identifier, safe to quote).
+        max_connections: the effective cap.
+        acquire_timeout: seconds a caller waits under the cap before
+            :class:`TenantBusy`.
     """
 
-    def __init__(self, pool: asyncpg.Pool, schema: str):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        acquire_timeout: float = TENANT_WAIT_SECONDS,
+    ):
         self.pool = pool
         self.schema = schema
-        self._set_path = f'SET search_path TO "{schema}", public'
-        self._set_local_path = f'SET LOCAL search_path TO "{schema}", public'
+        self.max_connections = max(1, min(max_connections, pool.get_max_size() - 1))
+        self.acquire_timeout = acquire_timeout
+        self._slots = asyncio.Semaphore(self.max_connections)
+        # Only the tenant's schema: ``public`` is shared by every database user,
+        # so a table or function placed there must not be found by a bare name.
+        self._set_path = f'SET search_path TO "{schema}"'
+        self._set_local_path = f'SET LOCAL search_path TO "{schema}"'
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """Yield a pooled connection with the tenant's search_path."""
-        async with self.pool.acquire() as conn:
-            await conn.execute(self._set_path)
-            yield conn
+        """Yield a pooled connection with the tenant's search_path.
+
+        Raises:
+            TenantBusy: the tenant's cap stayed full for ``acquire_timeout`` seconds.
+        """
+        await self._take_slot()
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(self._set_path)
+                yield conn
+        finally:
+            self._slots.release()
 
     @asynccontextmanager
     async def transaction(
@@ -69,10 +122,32 @@ class TenantDB:
 
         Args:
             isolation: ``read_committed``, ``repeatable_read`` or ``serializable``.
+
+        Raises:
+            TenantBusy: the tenant's cap stayed full for ``acquire_timeout`` seconds.
         """
-        async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
-            await conn.execute(self._set_local_path)
-            yield conn
+        await self._take_slot()
+        try:
+            async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
+                await conn.execute(self._set_local_path)
+                yield conn
+        finally:
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        """Take one of the tenant's connection slots, waiting at most ``acquire_timeout``."""
+        if not self._slots.locked():
+            # A free slot is taken without suspending: no timer on the hot path.
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TenantBusy(
+                f"schema {self.schema!r} holds all {self.max_connections} connections it may; "
+                f"none came free within {self.acquire_timeout} s"
+            ) from None
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """Run ``query`` in the tenant schema and return all rows."""

@@ -14,7 +14,7 @@ class DomainEvent(msgspec.Struct, frozen=True):
     """Something that happened in one tenant.
 
     Attributes:
-        name: ``<plugin>.<what>``, e.g. ``booking.created``, ``order.status_changed``.
+        name: ``<plugin>.<what>``, e.g. ``booking.created``, ``orders.status_changed``.
         payload: JSON-ready data the subscribers need (ids, amounts in minor units,
             times as ISO 8601 UTC strings).
         tenant_id: the tenant it happened in.

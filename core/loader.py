@@ -9,18 +9,30 @@ from pathlib import Path
 import msgspec
 import pluggy
 
+from core._convert import convert_reporting_all
 from core.config import (
     ConfigError,
     ConfigIssue,
     TenantConfig,
     YamlDocument,
+    conceal_issues,
     parse_tenant_text,
+    secret_values,
     validation_issue,
 )
 from core.plugins import CORE_PLUGIN, call_plugin, plugin_names
 from core.statuses import StatusEntity, StatusMachine, StatusMachineSpec
 
-__all__ = ["TenantSpec", "check_tenant_set", "load_tenant_file", "load_tenant_text"]
+__all__ = [
+    "TENANT_FILE_SUFFIXES",
+    "TenantSpec",
+    "check_tenant_set",
+    "load_tenant_file",
+    "load_tenant_text",
+]
+
+TENANT_FILE_SUFFIXES = (".yaml", ".yml")
+"""Suffixes of tenant files in the tenants folder (``tenantry run`` and ``tenantry check``)."""
 
 
 class TenantSpec(msgspec.Struct, frozen=True):
@@ -34,6 +46,10 @@ class TenantSpec(msgspec.Struct, frozen=True):
         texts: locale -> key -> text, merged from the enabled plugins.
         source: the file (or ``<admin upload>``).
         source_hash: SHA-256 of the text, to skip reloading an unchanged file.
+        secrets: values :mod:`core.redaction` keeps out of logs once the
+            tenant starts (:func:`core.config.secret_values`).
+        text: the file's YAML as read (``${...}`` references unresolved), for
+            the audit log's diff (:mod:`core.audit`, which masks inline secrets).
     """
 
     config: TenantConfig
@@ -43,12 +59,20 @@ class TenantSpec(msgspec.Struct, frozen=True):
     texts: dict[str, dict[str, str]]
     source: str
     source_hash: str
+    secrets: tuple[str, ...] = ()
+    text: str = ""
 
 
 def load_tenant_file(
-    path: Path, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None
+    path: Path,
+    pm: pluggy.PluginManager,
+    env: Mapping[str, str] | None = None,
+    *,
+    env_allow: Iterable[str] | None = None,
+    listen_host: str = "127.0.0.1",
 ) -> TenantSpec:
-    """Read and validate ``path``.
+    """Read and validate ``path``; ``env``, ``env_allow`` and ``listen_host`` as in
+    :func:`core.config.parse_tenant_text`.
 
     Raises:
         ConfigError: every problem found, each naming file, line and field.
@@ -57,11 +81,17 @@ def load_tenant_file(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read file: {exc}")]) from None
-    return load_tenant_text(text, str(path), pm, env)
+    return load_tenant_text(text, str(path), pm, env, env_allow=env_allow, listen_host=listen_host)
 
 
 def load_tenant_text(
-    text: str, filename: str, pm: pluggy.PluginManager, env: Mapping[str, str] | None = None
+    text: str,
+    filename: str,
+    pm: pluggy.PluginManager,
+    env: Mapping[str, str] | None = None,
+    *,
+    env_allow: Iterable[str] | None = None,
+    listen_host: str = "127.0.0.1",
 ) -> TenantSpec:
     """Validate tenant YAML ``text`` (named ``filename`` in errors) against the plugins in ``pm``.
 
@@ -69,16 +99,28 @@ def load_tenant_text(
     names, each feature's settings Struct, status machine overrides (unknown
     entity, unknown or unreachable states, bad renames).
 
+    The feature and status sections are checked as a whole: every problem of
+    every block is reported, each at its own line (a bad weekday at its key,
+    ``items[3].price`` at that item; see :mod:`core._convert`), and none that
+    only follows from another one: a feature whose settings failed still
+    declares its status entities, and a misspelt state is reported once where
+    it is written (see :meth:`core.statuses.StatusMachine.problems`).
+
     Raises:
         ConfigError: all problems found in the feature and status sections
-            together; earlier stages stop at their first problem.
+            together; earlier stages (YAML, core fields) stop at their first problem.
     """
-    config, doc = parse_tenant_text(text, filename, env)
+    config, doc = parse_tenant_text(
+        text, filename, env, env_allow=env_allow, listen_host=listen_host
+    )
     issues: list[ConfigIssue] = []
     known = set(plugin_names(pm)) - {CORE_PLUGIN}
     settings: dict[str, msgspec.Struct | None] = {CORE_PLUGIN: None}
+    enabled = [CORE_PLUGIN]
+    unknown_features = False
     for feature, raw in config.features.items():
         if feature not in known:
+            unknown_features = True
             choices = ", ".join(sorted(known)) or "none installed"
             issues.append(
                 doc.issue(
@@ -86,19 +128,22 @@ def load_tenant_text(
                 )
             )
             continue
+        enabled.append(feature)
         struct = call_plugin(pm, feature, "register_settings")
         if struct is None:
             settings[feature] = None
             continue
         block = {} if raw is None else raw
-        try:
-            settings[feature] = msgspec.convert(block, struct, strict=True)
-        except msgspec.ValidationError as exc:
-            issues.append(validation_issue(doc, exc, ["features", feature], block))
-    features = tuple(settings)
-    machines = _load_machines(config, features, pm, doc, issues)
+        value, problems = convert_reporting_all(doc, block, struct, ["features", feature])
+        settings[feature] = value
+        issues.extend(problems)
+    features = tuple(enabled)
+    machines = _load_machines(config, features, pm, doc, issues, unknown_features)
     if issues:
-        raise ConfigError(issues)
+        # In file order, as an editor shows them (cross-field checks come last otherwise).
+        issues.sort(key=lambda issue: issue.line or 0)
+        # Plugins' own checks may quote a value; one read from the environment is named instead.
+        raise ConfigError(conceal_issues(doc, issues))
     texts: dict[str, dict[str, str]] = {}
     for feature in features:
         for locale, entries in (call_plugin(pm, feature, "register_texts") or {}).items():
@@ -111,6 +156,8 @@ def load_tenant_text(
         texts=texts,
         source=filename,
         source_hash=hashlib.sha256(text.encode()).hexdigest(),
+        secrets=secret_values(config, doc),
+        text=text,
     )
 
 
@@ -120,17 +167,45 @@ def _load_machines(
     pm: pluggy.PluginManager,
     doc: YamlDocument,
     issues: list[ConfigIssue],
+    unknown_features: bool = False,
 ) -> dict[str, StatusMachine]:
+    """Validate the status machines of the enabled ``features``, appending problems to ``issues``.
+
+    Args:
+        config: the tenant file's core part (``statuses`` still raw).
+        features: enabled, installed plugins, including those whose settings failed.
+        pm: the plugin manager.
+        doc: the parsed file, for line numbers.
+        issues: where problems are appended.
+        unknown_features: an unknown plugin name was reported; an override of an
+            entity no enabled plugin declares is then taken for a consequence
+            of that (a misspelt feature) and not reported again.
+
+    Returns:
+        entity -> StatusMachine for each entity whose machine is valid.
+    """
     entities: dict[str, StatusEntity] = {}
     for feature in features:
         for entity in call_plugin(pm, feature, "register_status_machines") or ():
             entities[entity.name] = entity
     for name in config.statuses:
-        if name not in entities:
-            choices = ", ".join(sorted(entities)) or "none for the enabled features"
-            issues.append(
-                doc.issue(["statuses", name], f"no entity {name!r} has statuses (known: {choices})")
-            )
+        if name in entities or unknown_features:
+            continue
+        owner = next(
+            (
+                plugin
+                for plugin in plugin_names(pm)
+                if plugin not in features
+                for entity in call_plugin(pm, plugin, "register_status_machines") or ()
+                if entity.name == name
+            ),
+            None,
+        )
+        choices = ", ".join(sorted(entities)) or "none for the enabled features"
+        reason = f"no entity {name!r} has statuses (known: {choices})"
+        if owner is not None:
+            reason += f"; plugin {owner!r} declares it but is not enabled under features"
+        issues.append(doc.issue(["statuses", name], reason))
     machines: dict[str, StatusMachine] = {}
     for name, entity in entities.items():
         spec = entity.default

@@ -1,4 +1,8 @@
-"""structlog setup: JSON lines on stderr with ``tenant`` and ``update_id`` when bound."""
+"""structlog setup: JSON lines on stderr with ``tenant`` and ``update_id`` when bound.
+
+Every line passes :func:`core.redaction.redact_event`: known secrets and Bot
+API tokens never reach the output, in messages, fields or tracebacks.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import logging
 import sys
 
 import structlog
+
+from core.redaction import redact_event
 
 __all__ = ["configure_logging"]
 
@@ -22,6 +28,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Secrets out before anything sees the event: other handlers (pytest's
+        # caplog) get the dict as it leaves this chain.
+        redact_event,
     ]
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
@@ -43,6 +52,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                # Again on the rendered traceback and stack, which exist only now.
+                redact_event,
                 renderer,
             ],
         )

@@ -120,7 +120,7 @@ async def apply_migrations(
             "SELECT pg_advisory_xact_lock(hashtext($1))", f"tenantry:migrate:{schema}"
         )
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
         await conn.execute(_LEDGER)
         rows = await conn.fetch("SELECT plugin, version, name, checksum FROM tenantry_migrations")
         recorded = {(r["plugin"], r["version"]): r for r in rows}

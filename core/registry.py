@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,17 +21,27 @@ import asyncpg
 import pluggy
 import structlog
 
+from core.audit import TenantChange
 from core.bots import BotHub
 from core.config import ConfigError, ConfigIssue
 from core.db import TenantDB
-from core.loader import TenantSpec, check_tenant_set, load_tenant_file, load_tenant_text
+from core.errors import STORAGE_UNAVAILABLE
+from core.loader import (
+    TENANT_FILE_SUFFIXES,
+    TenantSpec,
+    check_tenant_set,
+    load_tenant_file,
+    load_tenant_text,
+)
 from core.migrations import MigrationError, prepare_tenant_schema
 from core.plugins import resolve
+from core.redaction import forget_secrets, register_secrets
 from core.tenant import CommandSpec, Tenant, TenantState
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from core.control import ClaimStore
     from core.jobs import JobRunner
 
 __all__ = ["TenantRegistry", "TenantStartError"]
@@ -46,8 +57,6 @@ class TenantStartError(Exception):
 
 log = structlog.get_logger("tenantry.registry")
 
-TENANT_FILE_SUFFIXES = (".yaml", ".yml")
-
 
 class TenantRegistry:
     """Running tenants of this runtime, by id.
@@ -61,6 +70,16 @@ class TenantRegistry:
         tenants_dir: folder of tenant files.
         on_retired: called after a swapped-out or removed tenant has stopped
             (the runtime's :meth:`core.heap.HeapPolicy.tenant_retired`).
+        claims: the storage claims of the control schema; a file whose schema,
+            Redis prefix or bot another tenant id holds is rejected. None
+            checks only against the tenants of this registry.
+        on_change: awaited after a tenant started, failed to start or was
+            removed (not at shutdown), with a :class:`core.audit.TenantChange`
+            (the runtime's :meth:`core.audit.AuditLog.tenant_changed`).
+        tenant_env_allow: variables every tenant file may read besides its own
+            namespace (:attr:`core.settings.RuntimeSettings.tenant_env_allow`).
+        listen_host: the runtime's listen address; demo secrets are refused
+            unless it is loopback.
     """
 
     def __init__(
@@ -72,6 +91,10 @@ class TenantRegistry:
         jobs: JobRunner | None,
         tenants_dir: Path,
         on_retired: Callable[[], None] | None = None,
+        claims: ClaimStore | None = None,
+        on_change: Callable[[TenantChange], Awaitable[None]] | None = None,
+        tenant_env_allow: Iterable[str] = (),
+        listen_host: str = "127.0.0.1",
     ):
         self.pm = pm
         self.pool = pool
@@ -79,12 +102,19 @@ class TenantRegistry:
         self.bots = bots
         self.jobs = jobs
         self.tenants_dir = tenants_dir
+        # Keyword arguments of every tenant file load (core.config.parse_tenant_text).
+        self.load_options: dict[str, Any] = {
+            "env_allow": tuple(tenant_env_allow),
+            "listen_host": listen_host,
+        }
         self.tenants: dict[str, Tenant] = {}
         self.rejected: dict[str, list[ConfigIssue]] = {}
         self._sources: dict[str, Path] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
         self._on_retired = on_retired
+        self.claims = claims
+        self._on_change = on_change
 
     def get(self, tenant_id: str) -> Tenant | None:
         """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
@@ -105,9 +135,11 @@ class TenantRegistry:
     async def sync(self) -> list[ConfigIssue]:
         """Bring the running set in line with the folder: add new, reload changed, stop removed.
 
-        Used at start-up and by the watcher. Tenants start concurrently, eight
-        at a time, so one slow schema does not hold back the rest. A file that
-        fails validation is recorded in :attr:`rejected`; if its tenant was
+        Used at start-up and by the watcher. Files are read and validated in a
+        worker thread, so a slow file never holds up serving. Tenants start
+        concurrently, eight at a time, so one slow schema does not hold back
+        the rest. A file that fails to load, for whatever reason, is recorded
+        in :attr:`rejected` and the other files go on; if its tenant was
         running, it keeps its last good config.
 
         Returns:
@@ -117,16 +149,15 @@ class TenantRegistry:
             files = self.tenant_files()
             specs: list[TenantSpec] = []
             issues: list[ConfigIssue] = []
-            for path in files:
-                try:
-                    specs.append(load_tenant_file(path, self.pm))
+            loaded_files = await asyncio.to_thread(_load_files, files, self.pm, self.load_options)
+            for path, loaded in loaded_files:
+                if isinstance(loaded, ConfigError):
+                    self.rejected[str(path)] = loaded.issues
+                    issues.extend(loaded.issues)
+                else:
+                    specs.append(loaded)
                     self.rejected.pop(str(path), None)
-                except ConfigError as exc:
-                    self.rejected[str(path)] = exc.issues
-                    issues.extend(exc.issues)
-                    log.error(
-                        "tenant_file_rejected", file=str(path), errors=[str(i) for i in exc.issues]
-                    )
+            specs = await self._claimed(specs, issues)
             seen = {str(p) for p in files}
             for stale in [f for f in self.rejected if f not in seen]:
                 del self.rejected[stale]
@@ -141,7 +172,7 @@ class TenantRegistry:
             clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
             clashing = {c.file for c in clashes}
             for clash in clashes:
-                log.error("tenant_file_rejected", file=clash.file, errors=[str(clash)])
+                log.warning("tenant_file_rejected", file=clash.file, errors=[str(clash)])
                 self.rejected.setdefault(clash.file, []).append(clash)
             issues.extend(clashes)
             wanted = {s.config.id: s for s in specs if s.source not in clashing}
@@ -159,22 +190,43 @@ class TenantRegistry:
             await asyncio.gather(*(start_one(s) for s in wanted.values() if self._needs_start(s)))
             return issues
 
-    async def apply_text(self, text: str, *, write_to: Path | None = None) -> Tenant:
+    async def apply_text(
+        self, text: str, *, write_to: Path | None = None, env_allow: Iterable[str] | None = None
+    ) -> Tenant:
         """Validate YAML ``text`` and start or replace its tenant (admin API).
+
+        The text is validated in a worker thread, so a slow file never holds
+        up serving.
 
         Args:
             text: a tenant file.
             write_to: when given, the text is written there (atomically) after it
                 validated, so the folder stays the source of truth.
+            env_allow: variables the file may read besides its own namespace;
+                None for the runtime's ``tenant_env_allow`` (an upload with a
+                scoped admin token passes none).
 
         Raises:
-            ConfigError: validation or clash problems; nothing changed.
+            ConfigError: validation or clash problems, or any exception raised
+                while validating (logged with its traceback); nothing changed.
         """
+        options = self.load_options
+        if env_allow is not None:
+            options = {**options, "env_allow": tuple(env_allow)}
         async with self._lock:
-            spec = load_tenant_text(text, str(write_to) if write_to else "<admin upload>", self.pm)
+            filename = str(write_to) if write_to else "<admin upload>"
+            spec = await asyncio.to_thread(
+                _load_guarded,
+                filename,
+                functools.partial(load_tenant_text, **options),
+                text,
+                filename,
+                self.pm,
+            )
             others = [_spec_of(t) for t in self.tenants.values() if t.id != spec.config.id]
-            clashes = check_tenant_set([*others, spec])
+            clashes = check_tenant_set([*others, spec]) or await self._claim_storage([spec])
             if clashes:
+                log.warning("tenant_file_rejected", file=filename, errors=[str(c) for c in clashes])
                 raise ConfigError(clashes)
             if write_to is not None:
                 write_to.parent.mkdir(parents=True, exist_ok=True)
@@ -190,15 +242,28 @@ class TenantRegistry:
     async def reload(self, tenant_id: str) -> Tenant:
         """Re-read a tenant's file and swap it in if it changed.
 
+        A file that cannot be read or fails validation is recorded in
+        :attr:`rejected`, as the watcher would record it.
+
         Raises:
             KeyError: no such tenant file.
-            ConfigError: the file is invalid; the running tenant is untouched.
+            ConfigError: the file cannot be read or is invalid; the running
+                tenant is untouched.
         """
         path = self._sources.get(tenant_id) or self.tenants_dir / f"{tenant_id}.yaml"
         if not path.exists():
             raise KeyError(tenant_id)
-        text = path.read_text(encoding="utf-8")
-        return await self.apply_text(text, write_to=path)
+        try:
+            try:
+                text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                issue = ConfigIssue(str(path), None, "", f"cannot read file: {exc}")
+                log.warning("tenant_file_rejected", file=str(path), errors=[str(issue)])
+                raise ConfigError([issue]) from None
+            return await self.apply_text(text, write_to=path)
+        except ConfigError as exc:
+            self.rejected[str(path)] = exc.issues
+            raise
 
     async def remove(self, tenant_id: str, *, delete_file: bool = True) -> None:
         """Stop ``tenant_id`` (its data is kept) and delete its file.
@@ -218,9 +283,52 @@ class TenantRegistry:
     async def stop_all(self) -> None:
         """Stop every tenant (shutdown)."""
         async with self._lock:
-            await asyncio.gather(*(self._stop(t) for t in list(self.tenants)))
+            await asyncio.gather(*(self._stop(t, report=False) for t in list(self.tenants)))
 
     # ------------------------------------------------------------ lifecycle
+
+    async def _claim_storage(self, specs: list[TenantSpec]) -> list[ConfigIssue]:
+        """Claim the specs' schemas, Redis prefixes and bots (``ClaimStore.claim``).
+
+        Returns:
+            The refusals, each naming the tenant id that holds the resource.
+        """
+        if self.claims is None or not specs:
+            return []
+        return await self.claims.claim(specs)
+
+    async def _claimed(
+        self, specs: list[TenantSpec], issues: list[ConfigIssue]
+    ) -> list[TenantSpec]:
+        """The specs whose storage is theirs; the others are rejected like invalid files.
+
+        Only specs about to start are claimed (a running, unchanged tenant
+        already holds its claims). Done before the running set changes, so a
+        running tenant whose new file wants another tenant's storage keeps
+        its last good config.
+        """
+        refused = await self._claim_storage([s for s in specs if self._needs_start(s)])
+        for issue in refused:
+            log.warning("tenant_file_rejected", file=issue.file, errors=[str(issue)])
+            self.rejected.setdefault(issue.file, []).append(issue)
+        issues.extend(refused)
+        refused_files = {issue.file for issue in refused}
+        return [s for s in specs if s.source not in refused_files]
+
+    async def _changed(self, change: TenantChange) -> None:
+        """Report a start, failed start or removal to ``on_change``; its failure is only logged."""
+        if self._on_change is None:
+            return
+        try:
+            await self._on_change(change)
+        except STORAGE_UNAVAILABLE as exc:
+            log.warning(
+                "tenant_change_report_failed",
+                tenant=change.tenant_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        except Exception:
+            log.exception("tenant_change_report_failed", tenant=change.tenant_id)
 
     def _needs_start(self, spec: TenantSpec) -> bool:
         current = self.tenants.get(spec.config.id)
@@ -247,12 +355,16 @@ class TenantRegistry:
             statuses=spec.machines,
             texts=spec.texts,
             pm=self.pm,
-            db=TenantDB(self.pool, config.schema),
+            db=TenantDB(
+                self.pool, config.schema, max_connections=config.storage.max_connections
+            ),
             redis=self.redis,
             jobs=self.jobs,
             source_hash=spec.source_hash,
         )
         tenant.spec = spec
+        # From here on its secrets never reach a log line or a shown text.
+        register_secrets(tenant, [*spec.secrets, self.bots.secret_for(tenant)])
         if previous is None:
             # Visible while it migrates; a replacement stays invisible until ready.
             self.tenants[config.id] = tenant
@@ -282,9 +394,11 @@ class TenantRegistry:
                 else f"{type(exc).__name__}: {exc}"
             )
             tenant.log.exception("tenant_start_failed")
+            await self._changed(TenantChange(config.id, str(source), spec, "failed", tenant.detail))
             if previous is not None and previous.state != TenantState.FAILED:
                 # The old config keeps serving; report the failed reload.
                 previous.detail = f"reload failed: {tenant.detail}"
+                forget_secrets(tenant)
                 return tenant.detail
             self.tenants[config.id] = tenant
             self._sources[config.id] = source
@@ -300,6 +414,7 @@ class TenantRegistry:
             seconds=round(time.monotonic() - started, 3),
             features=list(spec.features),
         )
+        await self._changed(TenantChange(config.id, str(source), spec))
         if previous is not None and previous is not tenant:
             retiring = asyncio.create_task(self._retire(previous))
             self._retiring.add(retiring)
@@ -322,14 +437,19 @@ class TenantRegistry:
         await tenant.drain()
         await self._finish(tenant)
 
-    async def _stop(self, tenant_id: str) -> None:
+    async def _stop(self, tenant_id: str, *, report: bool = True) -> None:
+        """Stop ``tenant_id``; ``report=False`` at shutdown, which changes no tenant."""
         tenant = self.tenants.pop(tenant_id, None)
-        self._sources.pop(tenant_id, None)
+        source = self._sources.pop(tenant_id, None)
         if tenant is None:
             return
-        await self.bots.stop(tenant)
+        # A removed tenant's bot stops being delivered to us (deleteWebhook); at
+        # shutdown the webhook stays, so Telegram queues updates until we are back.
+        await self.bots.stop(tenant, delete_webhook=report)
         await tenant.drain()
         await self._finish(tenant)
+        if report:
+            await self._changed(TenantChange(tenant_id, str(source or tenant_id), None))
 
     async def _finish(self, tenant: Tenant) -> None:
         await tenant.stop_events()
@@ -341,6 +461,7 @@ class TenantRegistry:
                     tenant.log.exception("tenant_stop_hook_failed")
         tenant.state = TenantState.STOPPED
         tenant.log.info("tenant_stopped")
+        forget_secrets(tenant)
         if self._on_retired is not None:
             self._on_retired()
 
@@ -358,6 +479,42 @@ class TenantRegistry:
                 await self.sync()
             except Exception:
                 log.exception("tenant_sync_failed")
+
+
+def _load_guarded(filename: str, load: Callable[..., TenantSpec], *args: Any) -> TenantSpec:
+    """Run ``load(*args)`` (a tenant file's validation) and log its refusal once.
+
+    Any exception, not only a ConfigError, refuses that one file: a plugin's
+    settings check with a bug must not stop the watcher or the other tenants.
+
+    Raises:
+        ConfigError: the file's problems (logged at warning, no traceback), or
+            one issue ``could not be loaded: <exception>`` for any other
+            exception (logged at error with its traceback).
+    """
+    try:
+        return load(*args)
+    except ConfigError as exc:
+        log.warning("tenant_file_rejected", file=filename, errors=[str(i) for i in exc.issues])
+        raise
+    except Exception as exc:
+        issue = ConfigIssue(filename, None, "", f"could not be loaded: {type(exc).__name__}: {exc}")
+        log.error("tenant_file_rejected", file=filename, errors=[str(issue)], exc_info=True)
+        raise ConfigError([issue]) from None
+
+
+def _load_files(
+    paths: Iterable[Path], pm: pluggy.PluginManager, load_options: dict[str, Any]
+) -> list[tuple[Path, TenantSpec | ConfigError]]:
+    """Read and validate each tenant file (in a worker thread): its spec, or why it was refused."""
+    loaded: list[tuple[Path, TenantSpec | ConfigError]] = []
+    for path in paths:
+        try:
+            load = functools.partial(load_tenant_file, **load_options)
+            loaded.append((path, _load_guarded(str(path), load, path, pm)))
+        except ConfigError as exc:
+            loaded.append((path, exc))
+    return loaded
 
 
 async def _collect(results: Iterable[Any]) -> list[Any]:

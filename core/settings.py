@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from core.admin_tokens import AdminTokenEntry
+from core.config import parse_env_allow
 from core.heap import DEFAULT_GEN0_THRESHOLD
 
 __all__ = ["RuntimeSettings"]
@@ -33,7 +35,14 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         secret_key: derives webhook secrets (``TENANTRY_SECRET_KEY``); generated
             and kept in ``data_dir/secret_key`` when unset.
         admin_token: bearer token of ``/admin`` (``TENANTRY_ADMIN_TOKEN``); None
-            disables the admin API.
+            disables the admin API unless scoped tokens are configured.
+        admin_tokens_file: YAML file of tokens scoped to some tenants, stored as
+            SHA-256 hashes (``TENANTRY_ADMIN_TOKENS_FILE``; see
+            :mod:`core.admin_tokens`); read at start, a bad file stops the runtime.
+        admin_tokens: more scoped tokens, given directly (the test harness does).
+        control_schema: PostgreSQL schema of the runtime's own tables, shared by
+            every runtime on the database: storage claims and the audit log
+            (``TENANTRY_CONTROL_SCHEMA``, default ``tenantry``).
         queue_name: saq queue name shared by cooperating runtimes
             (``TENANTRY_QUEUE``, default ``tenantry``).
         watch: reload tenant files on change (``TENANTRY_WATCH``, default on).
@@ -49,6 +58,30 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             ``tenantry run``; off for runtimes built directly, such as the test fixture's).
         gc_gen0_threshold: net allocations between generation-0 collections
             under that policy (``TENANTRY_GC_GEN0_THRESHOLD``, default 10000).
+        tenant_env_allow: environment variable names (``SHARED_SMTP_HOST``) or
+            ``PREFIX_*`` patterns every tenant file may read besides its own
+            ``<ID>_*`` (``TENANTRY_TENANT_ENV_ALLOW``, comma-separated; never
+            ``TENANTRY_*``; see :class:`core.config.EnvPolicy`).
+        listen_host: the address the HTTP server listens on (``tenantry run
+            --host``, default ``127.0.0.1``); demo secrets are refused unless
+            it is a loopback address.
+        http_limit_concurrency: connections plus requests in progress the
+            HTTP server of ``tenantry run`` accepts before it answers 503
+            (uvicorn ``limit_concurrency``; ``TENANTRY_HTTP_LIMIT_CONCURRENCY``,
+            default 1000; 0 for no limit).
+        http_keep_alive_seconds: an idle keep-alive connection is closed after
+            this many seconds (uvicorn ``timeout_keep_alive``;
+            ``TENANTRY_HTTP_KEEP_ALIVE_SECONDS``, default 5).
+        http_max_incomplete_event_bytes: largest request line plus headers the
+            h11 parser buffers (uvicorn ``h11_max_incomplete_event_size``;
+            ``TENANTRY_HTTP_MAX_INCOMPLETE_EVENT_BYTES``, default 16384). The
+            httptools parser, uvicorn's choice when installed, keeps its own
+            fixed limit.
+        http_body_timeout_seconds: a request body (outside the webhook, which
+            reads one only after its secret token matched) must arrive within
+            this many seconds of the first read, else 408
+            (:class:`core.serving.BodyReadTimeout`;
+            ``TENANTRY_HTTP_BODY_TIMEOUT_SECONDS``, default 10; 0 for none).
     """
 
     tenants_dir: Path = Path("tenants")
@@ -59,6 +92,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     public_url: str | None = None
     secret_key: str | None = None
     admin_token: str | None = None
+    admin_tokens_file: Path | None = None
+    admin_tokens: list[AdminTokenEntry] = []
+    control_schema: str = "tenantry"
     queue_name: str = "tenantry"
     watch: bool = True
     pool_min_size: int = 2
@@ -68,6 +104,12 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     db_application_name: str = "tenantry"
     gc_freeze: bool = False
     gc_gen0_threshold: int = DEFAULT_GEN0_THRESHOLD
+    tenant_env_allow: tuple[str, ...] = ()
+    listen_host: str = "127.0.0.1"
+    http_limit_concurrency: int = 1000
+    http_keep_alive_seconds: int = 5
+    http_max_incomplete_event_bytes: int = 16 * 1024
+    http_body_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> RuntimeSettings:
@@ -89,6 +131,10 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "public_url": env.get("TENANTRY_PUBLIC_URL") or None,
             "secret_key": env.get("TENANTRY_SECRET_KEY") or None,
             "admin_token": env.get("TENANTRY_ADMIN_TOKEN") or None,
+            "admin_tokens_file": Path(env["TENANTRY_ADMIN_TOKENS_FILE"])
+            if env.get("TENANTRY_ADMIN_TOKENS_FILE")
+            else None,
+            "control_schema": env.get("TENANTRY_CONTROL_SCHEMA") or "tenantry",
             "queue_name": env.get("TENANTRY_QUEUE") or "tenantry",
             "watch": flag("TENANTRY_WATCH", True),
             "pool_min_size": int(env.get("TENANTRY_DB_POOL_MIN", "2")),
@@ -99,6 +145,15 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "gc_freeze": flag("TENANTRY_GC_FREEZE", True),
             "gc_gen0_threshold": int(
                 env.get("TENANTRY_GC_GEN0_THRESHOLD") or DEFAULT_GEN0_THRESHOLD
+            ),
+            "tenant_env_allow": parse_env_allow(env.get("TENANTRY_TENANT_ENV_ALLOW", "")),
+            "http_limit_concurrency": int(env.get("TENANTRY_HTTP_LIMIT_CONCURRENCY") or 1000),
+            "http_keep_alive_seconds": int(env.get("TENANTRY_HTTP_KEEP_ALIVE_SECONDS") or 5),
+            "http_max_incomplete_event_bytes": int(
+                env.get("TENANTRY_HTTP_MAX_INCOMPLETE_EVENT_BYTES") or 16 * 1024
+            ),
+            "http_body_timeout_seconds": float(
+                env.get("TENANTRY_HTTP_BODY_TIMEOUT_SECONDS") or 10.0
             ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -27,11 +27,14 @@ YAML syntax (``docs/statuses.md``)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
 import msgspec
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = [
     "StatusEntity",
@@ -136,6 +139,8 @@ class StatusMachine:
         states: every state, in declaration order.
         transitions: source -> list of Transition.
         renamed: old -> new state names.
+        declared_states: True when the spec lists ``states``; False when they
+            are derived from ``initial`` and ``transitions``.
     """
 
     def __init__(self, entity: StatusEntity, spec: StatusMachineSpec):
@@ -151,36 +156,179 @@ class StatusMachine:
         self.states: list[str] = list(
             dict.fromkeys(spec.states if spec.states is not None else derived)
         )
+        self.declared_states = spec.states is not None
         self.renamed = dict(spec.renamed)
 
     def problems(self) -> list[tuple[list[str | int], str]]:
-        """Return ``(path, reason)`` for each flaw: unknown or unreachable states, bad renames."""
+        """Find the flaws of the machine, each once, at the place that causes it.
+
+        Flaws: an initial state or a transition source or target that is not a
+        state, a state unreachable from the initial one, a rename to an unknown
+        state or of a state still in use.
+
+        A misspelt name is reported where it is written and not again through
+        its consequences: a name close to a state of the machine
+        (``confrimed`` for ``confirmed``, :func:`difflib.get_close_matches`)
+        is named unknown with a "did you mean" hint and counts as that state
+        when reachability is checked, so the states behind it are not also
+        called unreachable. Without a ``states:`` list every name written is a
+        state, so a written name that leads nowhere (a target, or an initial
+        state, with no moves out) and resembles a state nothing reaches is
+        taken for a misspelling of it; when both spellings could be meant, the
+        one in the plugin's default machine is the right one.
+
+        Returns:
+            ``(path inside statuses.<entity>, reason)`` pairs; empty when valid.
+        """
         found: list[tuple[list[str | int], str]] = []
         known = set(self.states)
+        meant: dict[str, str] = {}  # name as written -> state it stands for
+
+        def suggestion(name: str, candidates: Iterable[str]) -> str | None:
+            close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.75)
+            return close[0] if close else None
+
+        def unknown(name: str, reason: str) -> str:
+            guess = suggestion(name, known)
+            if guess is None:
+                return reason
+            meant[name] = guess
+            return f"{reason} (did you mean {guess!r}?)"
+
         if self.initial not in known:
-            found.append((["initial"], f"initial state {self.initial!r} is not in states"))
+            found.append(
+                (
+                    ["initial"],
+                    unknown(self.initial, f"initial state {self.initial!r} is not in states"),
+                )
+            )
         for source, moves in self.transitions.items():
             if source not in known:
-                found.append((["transitions", source], f"unknown state {source!r}"))
+                found.append(
+                    (["transitions", source], unknown(source, f"unknown state {source!r}"))
+                )
             for index, move in enumerate(moves):
                 if move.to not in known:
                     found.append(
-                        (["transitions", source, index], f"transition to unknown state {move.to!r}")
+                        (
+                            ["transitions", source, index],
+                            unknown(move.to, f"transition to unknown state {move.to!r}"),
+                        )
                     )
-        reachable, frontier = {self.initial}, [self.initial]
-        while frontier:
-            for move in self.transitions.get(frontier.pop(), []):
-                if move.to not in reachable:
-                    reachable.add(move.to)
-                    frontier.append(move.to)
-        for state in self.states:
-            if state not in reachable and self.initial in known:
-                found.append((["states"], f"state {state!r} is unreachable from {self.initial!r}"))
+        if not self.declared_states:
+            found.extend(self._misspelt_derived_states(meant, suggestion))
+        if self.initial in known or self.initial in meant:
+            found += self._unreachable_regions(meant)
         for old, new in self.renamed.items():
             if new not in known:
                 found.append((["renamed", old], f"renamed to unknown state {new!r}"))
             if old in known:
                 found.append((["renamed", old], f"renamed state {old!r} is still in states"))
+        return found
+
+    def _unreachable_regions(self, meant: Mapping[str, str]) -> list[tuple[list[str | int], str]]:
+        """One flaw per group of unreachable states, named by the state that leads into it.
+
+        States reachable only through an unreachable state are unreachable
+        because of it, so they are listed in its report instead of their own.
+        """
+        start = meant.get(self.initial, self.initial)
+        reachable = self._reachable(meant)
+        unreached = [s for s in self.states if s not in reachable and s not in meant]
+        found: list[tuple[list[str | int], str]] = []
+        covered: set[str] = set()
+        # Entry states first (no unreachable state leads to them), then what a
+        # cycle among unreachable states leaves over.
+        entries = [
+            s
+            for s in unreached
+            if not any(s in self._reachable(meant, o) - {o} for o in unreached if o != s)
+        ]
+        for state in [*entries, *unreached]:
+            if state in covered:
+                continue
+            region = [s for s in unreached if s in self._reachable(meant, state)]
+            covered.update(region)
+            others = [s for s in region if s != state]
+            path: list[str | int] = (
+                ["transitions", state]
+                if not self.declared_states and state in self.transitions
+                else ["states"]
+            )
+            reason = f"state {state!r} is unreachable from {start!r}"
+            if others:
+                reason += f" (and so {'is' if len(others) == 1 else 'are'} {', '.join(map(repr, others))})"
+            found.append((path, reason))
+        return found
+
+    def _reachable(self, meant: Mapping[str, str], start: str | None = None) -> set[str]:
+        """States reachable from ``start`` (default the initial one), reading each name in
+        ``meant`` as its state."""
+        moves_out: dict[str, list[str]] = {}
+        for source, moves in self.transitions.items():
+            moves_out.setdefault(meant.get(source, source), []).extend(
+                meant.get(m.to, m.to) for m in moves
+            )
+        if start is None:
+            start = meant.get(self.initial, self.initial)
+        reachable, frontier = {start}, [start]
+        while frontier:
+            for target in moves_out.get(frontier.pop(), []):
+                if target not in reachable:
+                    reachable.add(target)
+                    frontier.append(target)
+        return reachable
+
+    def _misspelt_derived_states(
+        self, meant: dict[str, str], suggestion: Callable[[str, Iterable[str]], str | None]
+    ) -> list[tuple[list[str | int], str]]:
+        """Misspellings in a machine whose states are derived from what is written.
+
+        Pairs a written name that leads nowhere (no moves out) with a close
+        state that nothing reaches; records the pair in ``meant``.
+        """
+        found: list[tuple[list[str | int], str]] = []
+        vocabulary = set(self.entity.default.states or ()) | set(self.entity.default.transitions)
+        for moves in self.entity.default.transitions.values():
+            vocabulary.update(m if isinstance(m, str) else m.to for m in moves)
+        renamed_to = set(self.renamed.values())
+        unreachable = set(self.states) - self._reachable(meant)
+        dead_ends = [
+            s
+            for s in self.states
+            if not self.transitions.get(s) and s not in unreachable and s not in renamed_to
+        ]
+        for written in dead_ends:
+            target = suggestion(written, unreachable - set(meant.values()))
+            if target is None:
+                continue
+            if written in vocabulary and target not in vocabulary:
+                # The dead end is the plugin's own name: the other spelling is the typo.
+                meant[target] = written
+                found.append(
+                    (
+                        ["transitions", target],
+                        f"unknown state {target!r} (did you mean {written!r}?)",
+                    )
+                )
+                continue
+            meant[written] = target
+            if written == self.initial:
+                found.append(
+                    (
+                        ["initial"],
+                        f"initial state {written!r} is not a state of the machine (did you mean {target!r}?)",
+                    )
+                )
+            for source, moves in self.transitions.items():
+                for index, move in enumerate(moves):
+                    if move.to == written:
+                        found.append(
+                            (
+                                ["transitions", source, index],
+                                f"transition to unknown state {written!r} (did you mean {target!r}?)",
+                            )
+                        )
         return found
 
     def is_final(self, state: str) -> bool:

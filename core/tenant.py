@@ -15,6 +15,7 @@ import structlog
 
 from core.events import DomainEvent
 from core.plugins import CORE_PLUGIN, resolve
+from core.redaction import redact
 
 if TYPE_CHECKING:
     import pluggy
@@ -72,7 +73,9 @@ class Tenant:
         redis: the shared Redis client; build keys with :meth:`key`.
         bot: the tenant's aiogram Bot (shared HTTP session).
         dispatcher: the tenant's aiogram Dispatcher.
-        state / detail: lifecycle state and a human explanation.
+        state / detail: lifecycle state and a human explanation (shown in
+            ``/health`` and the admin API, so read back redacted: see
+            :func:`core.redaction.redact`).
         log: structlog logger bound with ``tenant``.
     """
 
@@ -106,7 +109,7 @@ class Tenant:
         self.commands: list[CommandSpec] = []  # commands of the enabled plugins, core's last
         self.webhook_secret: str | None = None  # filled in by core.bots.BotHub.secret_for
         self.state = TenantState.LOADING
-        self.detail = ""
+        self._detail = ""
         self.started_at: float | None = None
         self.log = structlog.get_logger("tenantry").bind(tenant=config.id)
         self._texts = texts
@@ -283,6 +286,20 @@ class Tenant:
         """Wait (up to ``timeout`` seconds) until nothing of this tenant is in flight."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
+
+    @property
+    def detail(self) -> str:
+        """The explanation of :attr:`state`, without known secrets or Bot API tokens.
+
+        Redacted when read, not when set: error texts quote what failed (a
+        Bot API URL with the token, a DSN), and a secret registered later is
+        hidden too.
+        """
+        return redact(self._detail)
+
+    @detail.setter
+    def detail(self, text: str) -> None:
+        self._detail = text
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready state for ``/health`` and the admin API."""

@@ -192,10 +192,11 @@ def test_several_problems_are_reported_together(pm):
 def test_clashing_tenants(pm):
     env = {"FILIN_TOKEN": "123:abc"}
     filin = load(GOOD, pm, env)
+    # Each file reads its own namespace of environment variables (TWIN_*, NEST_*...).
     twin = load(
-        GOOD.replace("id: filin", "id: twin").replace("123:abc", "124:abc"),
+        GOOD.replace("id: filin", "id: twin").replace("FILIN_", "TWIN_"),
         pm,
-        env,
+        {"TWIN_TOKEN": "123:abc"},
         "tenants/twin.yaml",
     )
     clashes = [str(i) for i in check_tenant_set([filin, twin])]
@@ -206,10 +207,11 @@ def test_clashing_tenants(pm):
     assert any("Redis prefix 'filin:' overlaps 'filin:'" in c for c in clashes)
     nested = load(
         GOOD.replace("id: filin", "id: nest")
+        .replace("FILIN_", "NEST_")
         .replace('"filin:"', '"filin:x:"')
         .replace("schema: filin", "schema: nest"),
         pm,
-        {"FILIN_TOKEN": "125:abc"},
+        {"NEST_TOKEN": "125:abc"},
         "tenants/nest.yaml",
     )
     assert [str(i) for i in check_tenant_set([filin, nested])] == [
@@ -217,10 +219,11 @@ def test_clashing_tenants(pm):
     ]
     same_bot = load(
         GOOD.replace("id: filin", "id: other")
+        .replace("FILIN_", "OTHER_")
         .replace("schema: filin", "schema: other")
         .replace('"filin:"', '"other:"'),
         pm,
-        env,
+        {"OTHER_TOKEN": "123:abc"},
         "tenants/other.yaml",
     )
     assert [str(i) for i in check_tenant_set([filin, same_bot])] == [

@@ -137,7 +137,10 @@ class BotAPIStandIn:
 
     def __init__(self) -> None:
         self._calls: list[RecordedCall] = []
-        self._failures: defaultdict[str, list[_TelegramError]] = defaultdict(list)
+        # method -> [(chat id as text or None for any chat, error)], consumed in order.
+        self._failures: defaultdict[str, list[tuple[str | None, _TelegramError]]] = defaultdict(
+            list
+        )
         self._unavailable: Literal["disconnect", "bad_gateway"] | None = None
         self._updates: defaultdict[int, list[dict[str, Any]]] = defaultdict(list)
         self._poll_generation: defaultdict[int, int] = defaultdict(int)
@@ -283,6 +286,7 @@ class BotAPIStandIn:
         description: str | None = None,
         retry_after: int | None = None,
         times: int = 1,
+        chat_id: int | str | None = None,
     ) -> None:
         """Make the next ``times`` calls of ``method`` (any bot) answer with a Telegram error.
 
@@ -293,6 +297,8 @@ class BotAPIStandIn:
             retry_after: Seconds for ``parameters.retry_after``; defaults to 1 for 429, which
                 Telegram always sends with it.
             times: Number of calls to fail.
+            chat_id: Fail only calls to this chat (compared as text, as in :meth:`calls`),
+                e.g. 403 for the one user who blocked the bot; None fails calls to any chat.
         """
         if error_code == 429 and retry_after is None:
             retry_after = 1
@@ -301,8 +307,9 @@ class BotAPIStandIn:
                 description = f"Too Many Requests: retry after {retry_after}"
             else:
                 description = _DEFAULT_DESCRIPTIONS.get(error_code, "Error")
+        chat = None if chat_id is None else str(chat_id)
         self._failures[method.lower()].extend(
-            [_TelegramError(error_code, description, retry_after)] * times
+            [(chat, _TelegramError(error_code, description, retry_after))] * times
         )
 
     def set_unavailable(
@@ -399,8 +406,13 @@ class BotAPIStandIn:
         return response
 
     async def _answer(self, bot_id: int, method: str, params: dict[str, Any]) -> Any:
-        if self._failures.get(method):
-            raise self._failures[method].pop(0)
+        failures = self._failures.get(method)
+        if failures:
+            chat = str(params.get("chat_id"))
+            for index, (only_chat, error) in enumerate(failures):
+                if only_chat is None or only_chat == chat:
+                    del failures[index]
+                    raise error
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             return True  # answerCallbackQuery, deleteMessage, setChatMenuButton and the rest

@@ -9,8 +9,8 @@ Fixtures:
 * ``updates``: an :class:`~core.testing.updates.UpdateFactory`.
 * ``tenantry``: a :class:`TenantryHarness` to write tenant files and start a
   runtime served over real HTTP (uvicorn on a free port), post updates to its
-  webhooks and call its API. Each test gets its own schemas and Redis
-  prefixes, dropped afterwards.
+  webhooks and call its API. Each test gets its own schemas, Redis
+  prefixes and control schema (storage claims, audit log), dropped afterwards.
 
 Example::
 
@@ -103,6 +103,8 @@ class TenantryHarness:
         run_id: random tag in every schema and Redis prefix of this test.
         bot_api: the Bot API stand-in the runtime talks to.
         admin_token: the runtime's ``TENANTRY_ADMIN_TOKEN``.
+        control_schema: the runtime's control schema, ``tenantry_<run_id>``
+            (storage claims and the audit log of this test only).
         url: base URL of the running runtime (after :meth:`start`).
         client: an httpx.AsyncClient on ``url`` (after :meth:`start`); unless
             ``settle_events=False``, each webhook or tenant API call returns
@@ -127,6 +129,8 @@ class TenantryHarness:
         self.bot_api = bot_api
         self.run_id = secrets.token_hex(3)
         self.admin_token = "admin-" + secrets.token_hex(8)
+        self.control_schema = f"tenantry_{self.run_id}"
+        self._admin_tokens: list[Any] = []
         self.secret_key = "secret-" + secrets.token_hex(8)
         self.settle_events = settle_events
         self.url = ""
@@ -188,6 +192,18 @@ class TenantryHarness:
         self._schemas.add(schema)
         self._prefixes.add(prefix)
 
+    def add_admin_token(self, name: str, tenants: Iterable[str]) -> str:
+        """Create an admin token scoped to ``tenants`` (ids or ``prefix*``); return the token.
+
+        Call before :meth:`start`; the runtime gets the token's SHA-256, as a
+        tokens file would give it (``RuntimeSettings.admin_tokens``).
+        """
+        from core.admin_tokens import AdminTokenEntry, token_sha256
+
+        token = f"scoped-{name}-" + secrets.token_hex(8)
+        self._admin_tokens.append(AdminTokenEntry(name, token_sha256(token), list(tenants)))
+        return token
+
     def api_key(self, tenant_id: str) -> str:
         """The API key :meth:`tenant_config` gives ``tenant_id``."""
         return f"key-{tenant_id}-{self.run_id}"
@@ -209,7 +225,10 @@ class TenantryHarness:
             bot_api_url: override the Bot API address (default: the stand-in).
             plugins: extra ``(feature name, plugin module or object)`` pairs to
                 register, e.g. the plugin under test when it is not installed.
-            **settings: other RuntimeSettings fields.
+            **settings: other RuntimeSettings fields. ``control_schema``
+                defaults to :attr:`control_schema` (pass another harness's to
+                start two runtimes that share claims), ``admin_tokens`` to the
+                tokens of :meth:`add_admin_token`.
 
         Raises:
             RuntimeError: the runtime did not start (its error is chained).
@@ -223,6 +242,8 @@ class TenantryHarness:
 
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
+        settings.setdefault("control_schema", self.control_schema)
+        settings.setdefault("admin_tokens", list(self._admin_tokens))
         runtime_settings = RuntimeSettings(
             tenants_dir=self.tenants_dir,
             data_dir=self.data_dir,
@@ -247,7 +268,7 @@ class TenantryHarness:
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._serve_task = asyncio.create_task(self._server.serve())
+        self._serve_task = asyncio.create_task(self._serve(self._server))
         while not self._server.started:
             if self._serve_task.done():
                 error = self._serve_task.exception()
@@ -255,6 +276,15 @@ class TenantryHarness:
             await asyncio.sleep(0.02)
         hooks = {"response": [self._settle_events]} if self.settle_events else {}
         self.client = httpx.AsyncClient(base_url=self.url, timeout=30, event_hooks=hooks)
+
+    @staticmethod
+    async def _serve(server: Any) -> None:
+        # uvicorn leaves with sys.exit(3) when the lifespan start-up fails; a
+        # SystemExit out of a task would end the whole test session.
+        try:
+            await server.serve()
+        except SystemExit as exc:
+            raise RuntimeError(f"the runtime exited at start-up (status {exc.code})") from None
 
     async def stop(self) -> None:
         """Stop the runtime (lifespan shutdown) and close the client."""
@@ -291,9 +321,9 @@ class TenantryHarness:
             return await self.client.post(f"/webhook/{tenant_id}", json=update, headers=headers)
         return await self.client.post(f"/webhook/{tenant_id}", content=update, headers=headers)
 
-    def admin_headers(self) -> dict[str, str]:
-        """Headers for ``/admin`` routes."""
-        return {"Authorization": f"Bearer {self.admin_token}"}
+    def admin_headers(self, token: str | None = None) -> dict[str, str]:
+        """Headers for ``/admin`` routes: the ops token, or ``token`` from :meth:`add_admin_token`."""
+        return {"Authorization": f"Bearer {token or self.admin_token}"}
 
     def api_headers(self, tenant_id: str) -> dict[str, str]:
         """Headers carrying ``tenant_id``'s API key."""
@@ -330,13 +360,16 @@ class TenantryHarness:
     ) -> dict[str, Any] | None:
         """Poll ``GET /health`` until ``tenant_id`` is in ``state`` (None: until it is gone).
 
+        Polled with the admin token, so the returned entry has the details
+        (``detail``, ``uptime_seconds``...) that ``/health`` shows only to ops.
+
         Raises:
             AssertionError: not reached within ``timeout`` seconds.
         """
         deadline = asyncio.get_running_loop().time() + timeout
         last: Any = None
         while asyncio.get_running_loop().time() < deadline:
-            body = (await self.client.get("/health")).json()
+            body = (await self.client.get("/health", headers=self.admin_headers())).json()
             last = next((t for t in body["tenants"] if t["id"] == tenant_id), None)
             if (state is None and last is None) or (last is not None and last["state"] == state):
                 return last
@@ -356,13 +389,13 @@ class TenantryHarness:
             await conn.close()
 
     async def cleanup(self) -> None:
-        """Drop this test's schemas and Redis keys."""
+        """Drop this test's schemas (its control schema too) and Redis keys."""
         import asyncpg
         from redis.asyncio import Redis
 
         conn = await asyncpg.connect(self.database_url)
         try:
-            for schema in self._schemas:
+            for schema in (*self._schemas, self.control_schema):
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()

@@ -3,9 +3,11 @@
 Admin routes need the tenant's API key. ``/availability``, ``POST /bookings``,
 ``GET /bookings/{id}``, ``POST /bookings/{id}/status`` and ``/my-bookings``
 also accept Telegram WebApp init data (``X-Telegram-Init-Data``) and then act
-as that user only. Refusals are JSON ``{"status_code", "detail", "code", ...}``
-with a 4xx status; illegal status moves are the core's 409 ``{"detail",
-"current", "allowed"}``.
+as that user only. Bodies are decoded and validated by Litestar from the
+Structs below (and documented in the OpenAPI document); answers are Structs.
+Refusals are the runtime's problem bodies (``core.errors``) with a code
+``booking.<what>``; illegal status moves are the core's 409
+``status.not_allowed`` with ``current`` and ``allowed``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from core.auth import (
     Caller,
@@ -26,8 +28,15 @@ from core.auth import (
     require_webapp_user,
 )
 from core.idempotency import idempotent_response
+from core.ratelimit import limit_writes
 from plugins.booking import service
-from plugins.booking.service import AvailabilityResult, BookingProblem, BookingView, NewBooking
+from plugins.booking.service import (
+    AvailabilityResult,
+    BlockView,
+    BookingView,
+    DailyStats,
+    NewBooking,
+)
 
 __all__ = ["BlockedSlotsController", "BookingController", "NewBlock", "StatusChange"]
 
@@ -62,29 +71,6 @@ class NewBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str = ""
 
 
-def problem_response(_: Request[Any, Any, Any], problem: BookingProblem) -> Response[Any]:
-    """Render a :class:`BookingProblem` as its 4xx JSON answer."""
-    return Response(_problem_body(problem), status_code=problem.status)
-
-
-def _problem_body(problem: BookingProblem) -> dict[str, Any]:
-    return {
-        "status_code": problem.status,
-        "detail": problem.detail,
-        "code": problem.code,
-        **problem.extra,
-    }
-
-
-def _decode(body: bytes, kind: type[Any]) -> Any:
-    try:
-        return msgspec.json.decode(body, type=kind, strict=True)
-    except msgspec.ValidationError as exc:
-        raise BookingProblem(400, "invalid_body", f"invalid body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BookingProblem(400, "invalid_json", f"body is not JSON: {exc}") from None
-
-
 def _owner(caller: Caller) -> int | None:
     """The user a WebApp caller may act for; None for API keys (any booking)."""
     return caller.user_id if caller.via == "webapp" else None
@@ -94,7 +80,6 @@ class BookingController(Controller):
     """Availability, bookings, status changes and daily stats."""
 
     path = "/"
-    exception_handlers = {BookingProblem: problem_response}
 
     @get("/availability", guards=[require_api_key_or_webapp], summary="Free start times of a date")
     async def get_availability(
@@ -109,39 +94,44 @@ class BookingController(Controller):
         """Free starts of ``date`` for ``party_size`` (tables) or ``service`` [+ ``staff``] (services).
 
         Raises:
-            BookingProblem: 400 past or too-far date, unknown service, party too large.
+            BadRequest: ``booking.past``, ``booking.too_far``, ``booking.unknown_service``,
+                ``booking.party_size``...
         """
         return await service.availability(
             tenant, day, party_size=party_size, service=service_code, staff=staff
         )
 
     @post(
-        "/bookings", guards=[require_api_key_or_webapp], summary="Create a booking", status_code=201
+        "/bookings",
+        guards=[require_api_key_or_webapp, limit_writes],
+        summary="Create a booking",
+        status_code=201,
     )
     async def create(
-        self, tenant: TenantDep, caller: CallerDep, request: Request[Any, Any, Any]
-    ) -> Response[Any]:
+        self,
+        tenant: TenantDep,
+        caller: CallerDep,
+        request: Request[Any, Any, Any],
+        data: JSONBody[NewBooking],
+    ) -> Response[BookingView]:
         """Book, honouring ``Idempotency-Key`` (a retry gets the first answer).
 
         Returns:
-            201 with the booking; 400 bad input (nothing written); 409
-            ``slot_taken`` with ``alternatives`` (UTC ISO starts).
+            201 with the booking; 400 bad input (``request.invalid`` for a body
+            that does not match :class:`NewBooking`, ``booking.<what>`` for a
+            refused one; nothing written); 409 ``booking.slot_taken`` with
+            ``alternatives`` (UTC ISO starts).
         """
-        body = await request.body()
 
         async def run() -> tuple[int, Any]:
-            try:
-                new = _decode(body, NewBooking)
-                view = await service.create_booking(
-                    tenant,
-                    new,
-                    user_id=caller.user_id,
-                    source="webapp" if caller.via == "webapp" else "api",
-                    actor_role=caller.role,
-                )
-            except BookingProblem as problem:
-                return problem.status, _problem_body(problem)
-            return 201, msgspec.to_builtins(view)
+            view = await service.create_booking(
+                tenant,
+                data,
+                user_id=caller.user_id,
+                source="webapp" if caller.via == "webapp" else "api",
+                actor_role=caller.role,
+            )
+            return 201, view
 
         return await idempotent_response(
             request, tenant, f"booking.create:{caller.user_id or 'api'}", run
@@ -168,7 +158,7 @@ class BookingController(Controller):
 
     @post(
         "/bookings/{booking_id:int}/status",
-        guards=[require_api_key_or_webapp],
+        guards=[require_api_key_or_webapp, limit_writes],
         summary="Change a booking's status",
         status_code=200,
     )
@@ -177,23 +167,23 @@ class BookingController(Controller):
         tenant: TenantDep,
         caller: CallerDep,
         booking_id: FromPath[int],
-        request: Request[Any, Any, Any],
+        data: JSONBody[StatusChange],
     ) -> BookingView:
         """Move a booking through the tenant's machine as the caller's role.
 
         Raises:
-            BookingProblem: 400 bad body; 404 unknown (or another user's) booking;
-                409 cancellation cutoff passed.
-            TransitionError: 409 ``{"detail", "current", "allowed"}``.
+            BadRequest: ``booking.comment`` too long.
+            NotFound: ``booking.not_found``, unknown (or another user's) booking.
+            Conflict: ``booking.cancellation_cutoff``, the cutoff passed.
+            TransitionError: 409 ``status.not_allowed`` with ``current`` and ``allowed``.
         """
-        change = _decode(await request.body(), StatusChange)
         view, _ = await service.change_status(
             tenant,
             booking_id,
-            change.status,
+            data.status,
             role=caller.role,
             actor_id=caller.user_id,
-            comment=change.comment,
+            comment=data.comment,
             owner_id=_owner(caller),
         )
         return view
@@ -210,8 +200,8 @@ class BookingController(Controller):
         self,
         tenant: TenantDep,
         day: _Day,
-    ) -> dict[str, Any]:
-        """``{date, bookings, covers, no_shows, per_status}`` of ``date`` (one aggregate query)."""
+    ) -> DailyStats:
+        """Bookings, covers, no-shows and bookings per status of ``date`` (one aggregate query)."""
         return await service.daily_stats(tenant, day)
 
 
@@ -219,26 +209,22 @@ class BlockedSlotsController(Controller):
     """Admin-made blocks of a resource or the whole place."""
 
     path = "/blocked-slots"
-    guards = [require_api_key]
-    exception_handlers = {BookingProblem: problem_response}
+    guards = [require_api_key, limit_writes]  # limit_writes counts POST and DELETE only
 
     @get("/", summary="Blocks overlapping a date")
     async def list_blocks(
         self,
         tenant: TenantDep,
         day: _Day,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlockView]:
         """Blocks overlapping ``date``."""
         return await service.list_blocks(tenant, day)
 
     @post("/", summary="Block a time", status_code=201)
-    async def create_block(
-        self, tenant: TenantDep, request: Request[Any, Any, Any]
-    ) -> dict[str, Any]:
-        """Block a time; 409 with ``bookings`` when bookings already hold it."""
-        block = _decode(await request.body(), NewBlock)
+    async def create_block(self, tenant: TenantDep, data: JSONBody[NewBlock]) -> BlockView:
+        """Block a time; 409 ``booking.conflict`` with ``bookings`` when bookings already hold it."""
         return await service.create_block(
-            tenant, block.starts_at, block.ends_at, block.resource, block.reason, created_by="api"
+            tenant, data.starts_at, data.ends_at, data.resource, data.reason, created_by="api"
         )
 
     @delete("/{block_id:int}", summary="Remove a block", status_code=204)

@@ -4,7 +4,8 @@
 staff -> name -> phone (contact button or typed) -> confirm. Each step's
 answers live in the tenant's Redis FSM (aiogram ``RedisStorage``), so a
 restart mid-flow resumes where the user was. Handlers stay thin: they parse,
-call :mod:`plugins.booking.service`, and answer.
+call :mod:`plugins.booking.service`, and answer. A refusal is answered with
+its text in the tenant's locale (``booking.error.<what>``, ``core.kit.error_text``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from core import Tenant, TransitionError
+from core.errors import ApiError
+from core.kit import error_text, format_date, format_datetime
+from core.ratelimit import BOT_WRITE, limit_bot_writes
 from plugins.booking import keyboards as kb
 from plugins.booking import notify, repository, service
-from plugins.booking.service import BookingProblem, NewBooking, SlotTaken
+from plugins.booking.service import NewBooking, SlotTaken
 
 __all__ = ["BookFlow", "build_router"]
 
@@ -41,6 +45,22 @@ class BookFlow(StatesGroup):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _day(tenant: Tenant, day: date) -> str:
+    """A local date as the booking texts show it: ``DD.MM.YYYY``."""
+    return format_date(day, tenant.locale, format="dd.MM.yyyy")
+
+
+def _move_refused(tenant: Tenant, booking_id: int, exc: TransitionError) -> str:
+    """``booking.not_allowed`` for a move the machine refused, with the states' labels."""
+    reason = tenant.text(
+        "booking.move_refused",
+        id=booking_id,
+        current=notify.status_label(tenant, exc.current),
+        target=notify.status_label(tenant, exc.target),
+    )
+    return tenant.text("booking.not_allowed", detail=reason)
 
 
 # ---------------------------------------------------------------- /book
@@ -86,18 +106,18 @@ async def calendar_pressed(
     try:
         day = datetime.strptime(callback_data.value, "%Y%m%d").date()
         starts = await _free_starts(tenant, day)
-    except (ValueError, BookingProblem):
+    except (ValueError, ApiError):
         starts, day = [], _now().astimezone(tenant.tz).date()
     if not starts:
         markup = kb.calendar_keyboard(tenant, settings, day.year, day.month, _now())
         await callback.message.answer(
-            tenant.text("booking.no_times", date=f"{day:%d.%m.%Y}"), reply_markup=markup
+            tenant.text("booking.no_times", date=_day(tenant, day)), reply_markup=markup
         )
         return
     await state.update_data(day=day.isoformat())
     await state.set_state(BookFlow.time)
     await callback.message.answer(
-        tenant.text("booking.pick_time", date=f"{day:%d.%m.%Y}"),
+        tenant.text("booking.pick_time", date=_day(tenant, day)),
         reply_markup=kb.times_keyboard(tenant, starts),
     )
 
@@ -127,7 +147,7 @@ async def time_pressed(
                 code: notify.format_price(tenant, settings.service(code).price)
                 for code, _ in fitting
             }
-            markup = kb.services_keyboard(settings, [code for code, _ in fitting], prices)
+            markup = kb.services_keyboard(tenant, settings, [code for code, _ in fitting], prices)
             await callback.message.answer(tenant.text("booking.pick_service"), reply_markup=markup)
             return
     await _offer_alternatives(callback.message, state, tenant, start, {})
@@ -187,10 +207,12 @@ async def name_given(message: Message, state: FSMContext, tenant: Tenant) -> Non
 async def phone_given(message: Message, state: FSMContext, tenant: Tenant) -> None:
     """The phone (shared contact or typed): show the summary with Confirm / Cancel."""
     if message.contact is not None:
-        phone = message.contact.phone_number
+        typed = message.contact.phone_number
     else:
-        phone = (message.text or "").strip()
-    if not service.PHONE_PATTERN.match(phone):
+        typed = (message.text or "").strip()
+    try:
+        phone = service.normalize_customer_phone(tenant, typed)
+    except ApiError:
         await message.answer(tenant.text("booking.bad_phone"))
         return
     await state.update_data(phone=phone)
@@ -216,7 +238,7 @@ async def _show_summary(message: Message, state: FSMContext, tenant: Tenant) -> 
     await message.answer(
         tenant.text(
             "booking.summary",
-            when=tenant.local_time(start).strftime("%d.%m.%Y %H:%M"),
+            when=format_datetime(start, tenant.locale, tz=tenant.tz, format="dd.MM.yyyy HH:mm"),
             what=what,
             name=data["name"],
             phone=data["phone"],
@@ -264,9 +286,11 @@ async def confirm_pressed(
             callback.message, state, tenant, request.starts_at, _plan_args(data)
         )
         return
-    except BookingProblem as problem:
+    except ApiError as problem:
         await state.clear()
-        await callback.message.answer(tenant.text("booking.problem", detail=problem.detail))
+        await callback.message.answer(
+            tenant.text("booking.problem", detail=error_text(tenant, problem))
+        )
         return
     await state.clear()
     key = (
@@ -293,7 +317,7 @@ async def _offer_alternatives(
             }
     try:
         alternatives = await service.next_free_times(tenant, start, plan_args)
-    except BookingProblem:
+    except ApiError:
         alternatives = []
     if not alternatives:
         await state.clear()
@@ -374,14 +398,18 @@ async def cancel_pressed(
             actor_id=user_id,
             owner_id=user_id,
         )
-    except BookingProblem as problem:
-        key = "booking.too_late" if problem.code == "cancellation_cutoff" else "booking.outdated"
+    except ApiError as problem:
+        key = (
+            "booking.too_late"
+            if problem.code == "booking.cancellation_cutoff"
+            else "booking.outdated"
+        )
         await callback.answer()
         await callback.message.answer(tenant.text(key, id=callback_data.booking_id))
         return
     except TransitionError as exc:
         await callback.answer()
-        await callback.message.answer(tenant.text("booking.not_allowed", detail=exc.reason))
+        await callback.message.answer(_move_refused(tenant, callback_data.booking_id, exc))
         return
     await callback.answer()
     await callback.message.answer(
@@ -399,7 +427,7 @@ async def rate_pressed(callback: CallbackQuery, callback_data: kb.Rate, tenant: 
         view = await service.get_booking(
             tenant, callback_data.booking_id, owner_id=callback.from_user.id
         )
-    except BookingProblem:
+    except ApiError:
         await callback.answer(tenant.text("booking.outdated"), show_alert=True)
         return
     if view.status != settings.completed_status:
@@ -417,7 +445,7 @@ async def rate_pressed(callback: CallbackQuery, callback_data: kb.Rate, tenant: 
 async def _admin_list(message: Message, tenant: Tenant, day: date) -> None:
     views = await service.bookings_on(tenant, day)
     if not views:
-        await message.answer(tenant.text("booking.admin_none", date=f"{day:%d.%m.%Y}"))
+        await message.answer(tenant.text("booking.admin_none", date=_day(tenant, day)))
         return
     for view in views:
         await message.answer(
@@ -468,20 +496,22 @@ async def block(message: Message, command: CommandObject, tenant: Tenant) -> Non
         created = await service.create_block(
             tenant, start, end, resource, reason, created_by=f"telegram:{message.from_user.id}"
         )
-    except BookingProblem as problem:
-        if problem.code == "conflict":
-            ids = ", ".join(f"#{i}" for i in problem.extra.get("bookings", []))
+    except ApiError as problem:
+        if problem.code == "booking.conflict":
+            ids = ", ".join(f"#{i}" for i in problem.extensions.get("bookings", []))
             await message.answer(tenant.text("booking.block_conflict", ids=ids))
         else:
-            await message.answer(tenant.text("booking.problem", detail=problem.detail))
+            await message.answer(
+                tenant.text("booking.problem", detail=error_text(tenant, problem))
+            )
         return
     await message.answer(
         tenant.text(
             "booking.blocked",
-            date=f"{day:%d.%m.%Y}",
+            date=_day(tenant, day),
             range=parts[1],
             target=resource or tenant.text("booking.whole_place"),
-            id=created["id"],
+            id=created.id,
         )
     )
 
@@ -502,13 +532,12 @@ async def status_pressed(
             actor_id=callback.from_user.id,
         )
     except TransitionError as exc:
-        await callback.answer(
-            tenant.text("booking.not_allowed", detail=exc.reason), show_alert=True
-        )
+        await callback.answer(_move_refused(tenant, callback_data.booking_id, exc), show_alert=True)
         return
-    except BookingProblem as problem:
+    except ApiError as problem:
         await callback.answer(
-            tenant.text("booking.not_allowed", detail=problem.detail), show_alert=True
+            tenant.text("booking.not_allowed", detail=error_text(tenant, problem)),
+            show_alert=True,
         )
         return
     await callback.answer(notify.status_label(tenant, view.status))
@@ -527,7 +556,7 @@ def build_router(tenant: Tenant) -> Router:
     router.message.register(my_bookings, Command("mybookings"))
     router.message.register(today, Command("today"))
     router.message.register(bookings_of_day, Command("bookings"))
-    router.message.register(block, Command("block"))
+    router.message.register(block, Command("block"), flags=BOT_WRITE)
     router.callback_query.register(
         calendar_pressed, kb.CalendarAction.filter(), StateFilter(BookFlow.date, BookFlow.time)
     )
@@ -536,11 +565,14 @@ def build_router(tenant: Tenant) -> Router:
     router.callback_query.register(party_pressed, kb.PickParty.filter(), BookFlow.choice)
     router.callback_query.register(service_pressed, kb.PickService.filter(), BookFlow.choice)
     router.callback_query.register(staff_pressed, kb.PickStaff.filter(), BookFlow.staff)
-    router.callback_query.register(confirm_pressed, kb.ConfirmFlow.filter(), BookFlow.confirm)
-    router.callback_query.register(cancel_pressed, kb.CancelBooking.filter())
-    router.callback_query.register(rate_pressed, kb.Rate.filter())
-    router.callback_query.register(status_pressed, kb.StatusAction.filter())
+    # Handlers that write are counted against limits.bot_writes (core.ratelimit).
+    router.callback_query.register(
+        confirm_pressed, kb.ConfirmFlow.filter(), BookFlow.confirm, flags=BOT_WRITE
+    )
+    router.callback_query.register(cancel_pressed, kb.CancelBooking.filter(), flags=BOT_WRITE)
+    router.callback_query.register(rate_pressed, kb.Rate.filter(), flags=BOT_WRITE)
+    router.callback_query.register(status_pressed, kb.StatusAction.filter(), flags=BOT_WRITE)
     router.callback_query.register(outdated_button, F.data.regexp(r"^bk[a-z]*:"))
     router.message.register(name_given, BookFlow.name, F.text)
     router.message.register(phone_given, BookFlow.phone, F.contact | F.text)
-    return router
+    return limit_bot_writes(router)

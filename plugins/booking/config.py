@@ -134,6 +134,11 @@ class BookingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         reminder_minutes: the reminder is sent this long before the start; 0
             disables reminders. 0-10080, default 120.
         max_party_size: largest party accepted (``kind: tables``), 1-500, default 20.
+        max_active_bookings_per_user: most upcoming active bookings (not in a
+            released or final status, such as cancelled, completed or no_show)
+            one Telegram user may hold on one local day, 0-100, default 2;
+            0 for no cap. Staff bookings through the API key have no user and
+            no cap.
         currency: ISO 4217 code used to show prices, default ``RUB``.
         confirmed_status: status an admin's Confirm (or auto-confirmation) moves
             a booking to, default ``confirmed``.
@@ -164,6 +169,7 @@ class BookingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     confirmation_required: bool = False
     reminder_minutes: _MINUTES = 120
     max_party_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+    max_active_bookings_per_user: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "RUB"
     confirmed_status: str = "confirmed"
     cancelled_status: str = "cancelled"

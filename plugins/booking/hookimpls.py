@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiogram import Router
-
-from core import DomainEvent, JobSpec, StatusEntity, StatusMachineSpec, Tenant, Transition, hookimpl
+from core import StatusEntity, StatusMachineSpec, Transition, hookimpl
 from plugins.booking.config import BookingSettings
+
+if TYPE_CHECKING:
+    # The bot, API, job and service modules (aiogram, Litestar) are imported
+    # inside the hooks that need them, so the config-phase hooks, and with
+    # them ``tenantry check``, load only the settings and texts.
+    from aiogram import Router
+
+    from core import DomainEvent, JobSpec, Tenant
 
 DEFAULT_MACHINE = StatusMachineSpec(
     initial="pending",
@@ -98,6 +104,8 @@ async def _remind(tenant: Tenant, booking_id: int) -> None:
 @hookimpl
 def register_jobs() -> list[JobSpec]:
     """``booking.remind``: one reminder per booking, re-checking its status first."""
+    from core import JobSpec
+
     return [JobSpec(name="booking.remind", function=_remind, timeout=30, retries=1)]
 
 

@@ -18,6 +18,7 @@ from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMar
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from core import Tenant
+from core.kit import format_datetime, weekday_names
 from plugins.booking.config import BookingSettings
 from plugins.booking.slots import day_problem
 
@@ -120,7 +121,7 @@ def calendar_keyboard(
     builder = InlineKeyboardBuilder()
     noop = CalendarAction(action="x", value="-").pack()
     builder.button(text=f"{month:02d}.{year}", callback_data=noop)
-    for name in ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"):
+    for name in weekday_names(tenant.locale, "short", context="stand-alone"):
         builder.button(text=name, callback_data=noop)
     weeks = calendar.Calendar().monthdayscalendar(year, month)
     for week in weeks:
@@ -160,8 +161,8 @@ def times_keyboard(
     """One button per free start time, four per row."""
     builder = InlineKeyboardBuilder()
     for start in starts:
-        local = tenant.local_time(start)
-        label = local.strftime("%d.%m %H:%M") if with_date else local.strftime("%H:%M")
+        pattern = "dd.MM HH:mm" if with_date else "HH:mm"
+        label = format_datetime(start, tenant.locale, tz=tenant.tz, format=pattern)
         builder.button(text=label, callback_data=PickTime(at=epoch_minutes(start)))
     builder.adjust(4)
     return builder.as_markup()
@@ -177,15 +178,20 @@ def party_keyboard(largest: int) -> InlineKeyboardMarkup:
 
 
 def services_keyboard(
-    settings: BookingSettings, codes: Sequence[str], price_text: dict[str, str]
+    tenant: Tenant, settings: BookingSettings, codes: Sequence[str], price_text: dict[str, str]
 ) -> InlineKeyboardMarkup:
-    """One button per service that fits, with its duration and price."""
+    """One button per service that fits, with its duration and price (``booking.service_button``)."""
     builder = InlineKeyboardBuilder()
     for code in codes:
         spec = settings.service(code)
         if spec is not None:
             builder.button(
-                text=f"{spec.name} · {spec.duration_minutes} min · {price_text[code]}",
+                text=tenant.text(
+                    "booking.service_button",
+                    service=spec.name,
+                    minutes=spec.duration_minutes,
+                    price=price_text[code],
+                ),
                 callback_data=PickService(code=code),
             )
     builder.adjust(1)

@@ -1,18 +1,20 @@
 """Messages the booking plugin sends on its own: admin notices, customer updates, reminders.
 
 Called from the plugin's ``on_event`` (after the change committed) and from
-the reminder job. A Bot API failure (the user blocked the bot) is logged and
-does not undo anything.
+the reminder job. Sends go through the core kit (``core.kit.send_message``):
+a user who blocked the bot is marked blocked, a 429 is waited out, and a
+failure is logged and does not undo anything.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import InlineKeyboardMarkup
 
 from core import Tenant
+from core.kit import format_datetime, format_money, send_message
+from core.kit import status_label as kit_status_label
 from plugins.booking import service
 from plugins.booking.keyboards import rating_keyboard, status_keyboard
 from plugins.booking.service import BookingView
@@ -31,21 +33,18 @@ __all__ = [
 
 
 def status_label(tenant: Tenant, status: str) -> str:
-    """The status's label in the tenant's locale, or the status itself."""
-    key = f"booking.status.{status}"
-    label = tenant.text(key)
-    return status if label == key else label
+    """The status's label in the tenant's locale (``booking.status.<status>``), or the status itself."""
+    return kit_status_label(tenant, service.PLUGIN, status)
 
 
 def when(tenant: Tenant, view: BookingView) -> str:
-    """Local ``DD.MM.YYYY HH:MM`` of the booking's start."""
-    return tenant.local_time(view.starts_at).strftime("%d.%m.%Y %H:%M")
+    """Local ``DD.MM.YYYY HH:MM`` of the booking's start (the tenant's zone)."""
+    return format_datetime(view.starts_at, tenant.locale, tz=tenant.tz, format="dd.MM.yyyy HH:mm")
 
 
 def format_price(tenant: Tenant, minor_units: int) -> str:
-    """``1500.00 RUB`` from minor units (two decimals)."""
-    currency = service.settings_of(tenant).currency
-    return f"{minor_units // 100}.{minor_units % 100:02d} {currency}"
+    """A price in minor units of the booking currency, as the tenant's locale writes it."""
+    return format_money(minor_units, service.settings_of(tenant).currency, tenant.locale)
 
 
 def describe(tenant: Tenant, view: BookingView) -> str:
@@ -97,10 +96,7 @@ def admin_keyboard(tenant: Tenant, view: BookingView) -> InlineKeyboardMarkup | 
 
 
 async def _send(tenant: Tenant, chat_id: int, text: str, markup: Any = None) -> None:
-    try:
-        await tenant.bot.send_message(chat_id, text, reply_markup=markup)
-    except (TelegramAPIError, TelegramNetworkError) as exc:
-        tenant.log.warning("booking_message_failed", chat_id=chat_id, error=str(exc))
+    await send_message(tenant, chat_id, text, reply_markup=markup)
 
 
 async def admins_new_booking(tenant: Tenant, view: BookingView) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 __all__ = [
     "BOOKING_COLUMNS",
     "activate_holds",
+    "active_bookings_of_user",
     "blocked_slot",
     "booking_for_update",
     "bookings_between",
@@ -30,6 +31,7 @@ __all__ = [
     "insert_history",
     "insert_holds",
     "list_blocked_slots",
+    "lock_user_bookings",
     "mark_feedback_requested",
     "mark_reminded",
     "release_holds",
@@ -251,6 +253,39 @@ async def bookings_between(
         start,
         end,
         list(statuses) if statuses is not None else None,
+    )
+
+
+async def lock_user_bookings(conn: asyncpg.Connection, schema: str, user_id: int) -> None:
+    """Serialise one user's booking creates until the transaction ends.
+
+    A transaction-level advisory lock; advisory locks are database-wide, so
+    the key names the schema as well as the user.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"tenantry:booking-cap:{schema}:{user_id}",
+    )
+
+
+async def active_bookings_of_user(
+    conn: asyncpg.Connection,
+    user_id: int,
+    start: datetime,
+    end: datetime,
+    excluded: Sequence[str],
+) -> int:
+    """How many of a user's bookings start in ``[start, end)`` and are not in ``excluded``."""
+    return await conn.fetchval(
+        """
+        SELECT count(*) FROM bookings
+        WHERE user_id = $1 AND starts_at >= $2 AND starts_at < $3
+          AND NOT (status = ANY($4::text[]))
+        """,
+        user_id,
+        start,
+        end,
+        list(excluded),
     )
 
 

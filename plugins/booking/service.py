@@ -1,7 +1,9 @@
 """Business rules of the booking plugin, shared by the bot and the HTTP API.
 
-Every refusal is a :class:`BookingProblem` (HTTP status, machine code, plain
-words), so the API turns it into a 4xx and the bot into a text. Status changes
+Every refusal is one of the core's errors (:mod:`core.errors`: ``BadRequest``,
+``NotFound``, ``Conflict``) with a stable code ``booking.<what>`` and plain
+words, so the API answers it as a problem body and the bot with the text
+``booking.error.<what>`` (``core.kit.error_text``). Status changes
 go through ``tenant.statuses["booking"].check`` only; a
 :class:`core.TransitionError` passes through untouched.
 
@@ -16,7 +18,6 @@ same resource and time commits, and the others get ``ExclusionViolationError``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ import asyncpg
 import msgspec
 
 from core import Tenant
+from core.errors import BadRequest, Conflict, NotFound
+from core.kit.phones import InvalidPhoneNumber, normalize_phone, phone_region
 from plugins.booking import repository as repo
 from plugins.booking.config import BookingSettings
 from plugins.booking.slots import (
@@ -40,11 +43,11 @@ from plugins.booking.slots import (
 )
 
 __all__ = [
-    "PHONE_PATTERN",
     "PLUGIN",
     "AvailabilityResult",
-    "BookingProblem",
+    "BlockView",
     "BookingView",
+    "DailyStats",
     "FreeSlot",
     "NewBooking",
     "SlotTaken",
@@ -58,6 +61,7 @@ __all__ = [
     "get_booking",
     "list_blocks",
     "next_free_times",
+    "normalize_customer_phone",
     "party_sizes_at",
     "remindable_statuses",
     "send_reminder",
@@ -67,37 +71,22 @@ __all__ = [
 ]
 
 PLUGIN = "booking"
-PHONE_PATTERN = re.compile(r"^\+?[0-9][0-9 ()-]{3,30}$")
 # How many free allocations one create tries before answering "slot taken".
 _MAX_ATTEMPTS = 5
 
 
-class BookingProblem(Exception):
-    """A request the plugin refuses.
+class SlotTaken(Conflict):
+    """409 ``booking.slot_taken``: the time is no longer free.
 
     Attributes:
-        status: HTTP status to answer (400, 403, 404, 409).
-        code: machine-readable reason (``past``, ``closed``, ``slot_taken``...).
-        detail: plain-words explanation.
-        extra: more JSON-ready fields for the API answer.
+        alternatives: the nearest free starts (UTC), also the ``alternatives``
+            member of the problem body (ISO 8601).
     """
-
-    def __init__(self, status: int, code: str, detail: str, **extra: Any):
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.extra = extra
-        super().__init__(detail)
-
-
-class SlotTaken(BookingProblem):
-    """The time is no longer free; ``alternatives`` are the nearest free starts (UTC)."""
 
     def __init__(self, alternatives: list[datetime]):
         self.alternatives = alternatives
         super().__init__(
-            409,
-            "slot_taken",
+            "booking.slot_taken",
             "this time was just taken; pick one of the alternatives",
             alternatives=[a.isoformat() for a in alternatives],
         )
@@ -109,7 +98,8 @@ class NewBooking(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     Attributes:
         starts_at: start, ISO 8601 with a UTC offset, on a slot boundary.
         customer_name: 1-100 characters.
-        phone: 4-32 characters, digits with optional ``+ ( ) -`` and spaces.
+        phone: a phone number, with or without the country code (read in the
+            tenant's region, ``core.kit.phone_region``); stored in E.164.
         party_size: guests (``kind: tables``), default 1.
         service: service id (``kind: services``).
         staff: staff id (``kind: services``); None picks any free one.
@@ -193,6 +183,44 @@ class AvailabilityResult(msgspec.Struct):
     slots: list[FreeSlot]
 
 
+class DailyStats(msgspec.Struct):
+    """Counts of one local day (``GET /stats``).
+
+    Attributes:
+        date: the local date.
+        bookings: bookings starting that day, in any status.
+        covers: guests of the bookings that still hold their time (released
+            statuses excluded).
+        no_shows: bookings in ``no_show_status``.
+        per_status: status -> number of bookings.
+    """
+
+    date: date
+    bookings: int
+    covers: int
+    no_shows: int
+    per_status: dict[str, int]
+
+
+class BlockView(msgspec.Struct):
+    """An admin's block of a resource or the whole place.
+
+    Attributes:
+        id: block id.
+        resource: the table or staff id, None for the whole place.
+        starts_at / ends_at: UTC.
+        reason: as given, up to 200 characters.
+        created_by: ``api`` or ``telegram:<admin id>``.
+    """
+
+    id: int
+    resource: str | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+
+
 def settings_of(tenant: Tenant) -> BookingSettings:
     """The tenant's validated booking settings."""
     return tenant.settings_for(PLUGIN)
@@ -244,66 +272,64 @@ def _plan(
     """Resolve what a request needs: duration, candidate resources, price.
 
     Raises:
-        BookingProblem: 400 for an unknown table/service/staff, a party size out
-            of range, or fields of the other kind.
+        BadRequest: ``booking.unknown_table``/``unknown_service``/``unknown_staff``,
+            ``booking.party_size`` out of range, ``booking.wrong_kind`` (fields of the
+            other kind), ``booking.service`` (missing).
     """
     if settings.kind == "tables":
         if service or staff:
-            raise BookingProblem(
-                400,
-                "wrong_kind",
+            raise BadRequest(
+                "booking.wrong_kind",
                 "this place books tables: send party_size (and table), not service",
             )
         size = party_size or 1
         if size < 1:
-            raise BookingProblem(400, "party_size", "party_size must be at least 1")
+            raise BadRequest("booking.party_size", "party_size must be at least 1")
         if size > settings.max_party_size:
-            raise BookingProblem(
-                400,
-                "party_size",
+            raise BadRequest(
+                "booking.party_size",
                 f"party_size {size} is over the limit of {settings.max_party_size}",
             )
         if table is not None:
             spec = settings.table(table)
             if spec is None:
                 known = ", ".join(t.id for t in settings.tables)
-                raise BookingProblem(
-                    400, "unknown_table", f"unknown table {table!r} (tables: {known})"
+                raise BadRequest(
+                    "booking.unknown_table", f"unknown table {table!r} (tables: {known})"
                 )
             if spec.seats < size:
-                raise BookingProblem(
-                    400, "party_size", f"table {table!r} seats {spec.seats}, the party is {size}"
+                raise BadRequest(
+                    "booking.party_size", f"table {table!r} seats {spec.seats}, the party is {size}"
                 )
             allocations = [Allocation((spec.id,), spec.seats)]
         else:
             allocations = table_allocations(settings.tables, size)
             if not allocations:
-                raise BookingProblem(
-                    400,
-                    "party_size",
+                raise BadRequest(
+                    "booking.party_size",
                     f"no table seats {size}; the largest party is {largest_party(settings.tables)}",
                 )
         return _Plan(settings.stay_minutes, allocations, 0, size, None)
     if table is not None:
-        raise BookingProblem(
-            400, "wrong_kind", "this place books services: send service (and staff), not table"
+        raise BadRequest(
+            "booking.wrong_kind", "this place books services: send service (and staff), not table"
         )
     if party_size not in (None, 1):
-        raise BookingProblem(400, "party_size", "services are booked for one person (party_size 1)")
+        raise BadRequest("booking.party_size", "services are booked for one person (party_size 1)")
     if not service:
-        raise BookingProblem(400, "service", "service is required")
+        raise BadRequest("booking.service", "service is required")
     spec = settings.service(service)
     if spec is None:
         known = ", ".join(s.id for s in settings.services)
-        raise BookingProblem(
-            400, "unknown_service", f"unknown service {service!r} (services: {known})"
+        raise BadRequest(
+            "booking.unknown_service", f"unknown service {service!r} (services: {known})"
         )
     members = settings.staff_for(spec)
     if staff is not None:
         if settings.staff_member(staff) is None:
-            raise BookingProblem(400, "unknown_staff", f"unknown staff {staff!r}")
+            raise BadRequest("booking.unknown_staff", f"unknown staff {staff!r}")
         if staff not in [m.id for m in members]:
-            raise BookingProblem(400, "unknown_staff", f"{staff!r} does not do {service!r}")
+            raise BadRequest("booking.unknown_staff", f"{staff!r} does not do {service!r}")
         members = [m for m in members if m.id == staff]
     return _Plan(
         spec.duration_minutes, [Allocation((m.id,), 1) for m in members], spec.price, 1, spec.id
@@ -345,10 +371,12 @@ async def _free_by_start(
 def _check_day(settings: BookingSettings, tenant: Tenant, day: date, now: datetime) -> str | None:
     problem = day_problem(settings, tenant.tz, day, now)
     if problem == "past":
-        raise BookingProblem(400, "past", f"{day.isoformat()} is in the past")
+        raise BadRequest("booking.past", f"{day.isoformat()} is in the past")
     if problem == "too_far":
-        raise BookingProblem(
-            400, "too_far", f"{day.isoformat()} is more than {settings.days_ahead} days ahead"
+        raise BadRequest(
+            "booking.too_far",
+            f"{day.isoformat()} is more than {settings.days_ahead} days ahead",
+            days=settings.days_ahead,
         )
     return problem
 
@@ -368,8 +396,8 @@ async def availability(
     """Free start times of ``day`` for a party size (tables) or a service (services).
 
     Raises:
-        BookingProblem: 400 for a past day, a day beyond ``days_ahead``, or a
-            bad party size / service / staff.
+        BadRequest: ``booking.past``, ``booking.too_far`` (beyond ``days_ahead``),
+            or a bad party size / service / staff (see :func:`_plan`).
     """
     settings = settings_of(tenant)
     now = now or _now()
@@ -449,15 +477,27 @@ async def services_at(tenant: Tenant, start: datetime) -> list[tuple[str, list[s
 # ---------------------------------------------------------------- create
 
 
-def _validate_contact(request: NewBooking) -> tuple[str, str, str]:
+def normalize_customer_phone(tenant: Tenant, phone: str) -> str:
+    """A customer's phone in E.164, read in the tenant's region (``core.kit``).
+
+    Raises:
+        BadRequest: ``booking.phone``, not a valid phone number.
+    """
+    try:
+        return normalize_phone(phone, phone_region(tenant.config.timezone, tenant.locale))
+    except InvalidPhoneNumber as exc:
+        raise BadRequest(
+            "booking.phone", f"phone {phone!r} is not a phone number: {exc.reason}"
+        ) from None
+
+
+def _validate_contact(tenant: Tenant, request: NewBooking) -> tuple[str, str, str]:
     name = request.customer_name.strip()
-    phone = request.phone.strip()
     if not 1 <= len(name) <= 100:
-        raise BookingProblem(400, "customer_name", "customer_name must be 1-100 characters")
-    if not PHONE_PATTERN.match(phone):
-        raise BookingProblem(400, "phone", f"phone {request.phone!r} is not a phone number")
+        raise BadRequest("booking.customer_name", "customer_name must be 1-100 characters")
+    phone = normalize_customer_phone(tenant, request.phone)
     if len(request.comment) > 500:
-        raise BookingProblem(400, "comment", "comment must be at most 500 characters")
+        raise BadRequest("booking.comment", "comment must be at most 500 characters")
     return name, phone, request.comment
 
 
@@ -478,23 +518,25 @@ async def create_booking(
         ``confirmed_status`` when ``confirmation_required`` is false.
 
     Raises:
-        BookingProblem: 400 for bad input (naive or past time, closed day,
-            outside opening hours, unknown table, party over capacity...).
-        SlotTaken: 409, every fitting resource is held at that time.
+        BadRequest: bad input, code ``booking.<what>``: ``starts_at`` (naive),
+            ``past``, ``closed``, ``not_a_slot`` (outside opening hours or off the
+            step), ``too_soon``, ``unknown_table``, ``party_size``, ``phone``,
+            ``customer_name``, ``comment``...
+        SlotTaken: 409 ``booking.slot_taken``, every fitting resource is held then.
     """
     settings = settings_of(tenant)
     machine = tenant.statuses[PLUGIN]
     if request.starts_at.tzinfo is None:
-        raise BookingProblem(
-            400, "starts_at", "starts_at needs a UTC offset (e.g. 2025-06-01T19:00:00+03:00)"
+        raise BadRequest(
+            "booking.starts_at", "starts_at needs a UTC offset (e.g. 2025-06-01T19:00:00+03:00)"
         )
     start = request.starts_at.astimezone(UTC)
     now = _now()
     if start <= now:
-        raise BookingProblem(400, "past", f"{start.isoformat()} is in the past")
+        raise BadRequest("booking.past", f"{start.isoformat()} is in the past")
     day = start.astimezone(tenant.tz).date()
     if _check_day(settings, tenant, day, now) == "closed":
-        raise BookingProblem(400, "closed", f"closed on {day.isoformat()}")
+        raise BadRequest("booking.closed", f"closed on {day.isoformat()}")
     plan_args = {
         "party_size": request.party_size,
         "service": request.service,
@@ -502,22 +544,24 @@ async def create_booking(
         "table": request.table,
     }
     plan = _plan(settings, **plan_args)
-    name, phone, comment = _validate_contact(request)
+    name, phone, comment = _validate_contact(tenant, request)
     if start not in start_times(settings, tenant.tz, day, plan.duration_minutes):
         window = day_window(settings, tenant.tz, day)
         hours = settings.opening_hours.get(
             ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[day.weekday()], ""
         )
-        raise BookingProblem(
-            400,
-            "not_a_slot",
+        raise BadRequest(
+            "booking.not_a_slot",
             f"{tenant.local_time(start):%H:%M} is not a start time: open {hours}, every "
             f"{settings.slot_step_minutes} min, the visit ({plan.duration_minutes} min) must end by closing",
             opens=window[0].isoformat() if window else None,
+            time=f"{tenant.local_time(start):%H:%M}",
         )
     if start < now + timedelta(minutes=settings.min_notice_minutes):
-        raise BookingProblem(
-            400, "too_soon", f"bookings need {settings.min_notice_minutes} minutes of notice"
+        raise BadRequest(
+            "booking.too_soon",
+            f"bookings need {settings.min_notice_minutes} minutes of notice",
+            minutes=settings.min_notice_minutes,
         )
     status = machine.initial
     confirm = not settings.confirmation_required and settings.confirmed_status != status
@@ -563,6 +607,8 @@ async def _insert(
 ) -> int:
     machine = tenant.statuses[PLUGIN]
     async with tenant.db.transaction() as conn:
+        if user_id is not None and settings.max_active_bookings_per_user:
+            await _check_user_cap(tenant, settings, conn, user_id, start)
         ids = await repo.resource_ids(conn)
         booking_id = await repo.insert_booking(
             conn,
@@ -601,6 +647,41 @@ async def _insert(
     return booking_id
 
 
+async def _check_user_cap(
+    tenant: Tenant,
+    settings: BookingSettings,
+    conn: asyncpg.Connection,
+    user_id: int,
+    start: datetime,
+) -> None:
+    """Refuse a booking that would give ``user_id`` more than the cap of active bookings that day.
+
+    Runs in the creating transaction, after a lock per user, so of concurrent
+    creates by one user at most the cap commit.
+
+    Raises:
+        Conflict: 409 ``booking.too_many_bookings`` (``limit``, ``date``).
+    """
+    cap = settings.max_active_bookings_per_user
+    machine = tenant.statuses[PLUGIN]
+    inactive = {settings.completed_status, settings.no_show_status, *settings.released_statuses}
+    excluded = [s for s in machine.states if s in inactive or machine.is_final(s)]
+    day = start.astimezone(tenant.tz).date()
+    day_start, day_end = _day_bounds(tenant, day)
+    await repo.lock_user_bookings(conn, tenant.config.schema, user_id)
+    held = await repo.active_bookings_of_user(
+        conn, user_id, max(day_start, _now()), day_end, excluded
+    )
+    if held >= cap:
+        raise Conflict(
+            "booking.too_many_bookings",
+            f"user {user_id} already has {held} active bookings on {day.isoformat()}; "
+            f"at most {cap} per day",
+            limit=cap,
+            date=day.isoformat(),
+        )
+
+
 def _entity(settings: BookingSettings, source: str) -> dict[str, Any]:
     """Fields a tenant's ``when:`` conditions may test."""
     return {"kind": settings.kind, "source": source}
@@ -615,12 +696,12 @@ async def get_booking(
     """One booking; with ``owner_id``, only if that user made it.
 
     Raises:
-        BookingProblem: 404, no such booking (or not the owner's).
+        NotFound: ``booking.not_found``, no such booking (or not the owner's).
     """
     async with tenant.db.acquire() as conn:
         row = await repo.fetch_booking(conn, booking_id)
     if row is None or (owner_id is not None and row["user_id"] != owner_id):
-        raise BookingProblem(404, "not_found", f"no booking {booking_id}")
+        raise NotFound("booking.not_found", f"no booking {booking_id}")
     return _view(tenant, row)
 
 
@@ -636,13 +717,13 @@ async def bookings_on(
     """Bookings starting on local ``day``, optionally only in ``statuses``.
 
     Raises:
-        BookingProblem: 400 for a status the tenant's machine does not have.
+        BadRequest: ``booking.status``, a status the tenant's machine does not have.
     """
     machine = tenant.statuses[PLUGIN]
     for status in statuses or ():
         if status not in machine.states:
-            raise BookingProblem(
-                400, "status", f"unknown status {status!r} (known: {', '.join(machine.states)})"
+            raise BadRequest(
+                "booking.status", f"unknown status {status!r} (known: {', '.join(machine.states)})"
             )
     start, end = _day_bounds(tenant, day)
     async with tenant.db.acquire() as conn:
@@ -660,21 +741,21 @@ async def upcoming_for(tenant: Tenant, user_id: int) -> list[BookingView]:
     return [_view(tenant, r) for r in rows]
 
 
-async def daily_stats(tenant: Tenant, day: date) -> dict[str, Any]:
-    """``{date, bookings, covers, no_shows, per_status}`` of local ``day`` in one query."""
+async def daily_stats(tenant: Tenant, day: date) -> DailyStats:
+    """The :class:`DailyStats` of local ``day``, from one aggregate query."""
     settings = settings_of(tenant)
     start, end = _day_bounds(tenant, day)
     async with tenant.db.acquire() as conn:
         row = await repo.daily_stats(
             conn, start, end, settings.released_statuses, settings.no_show_status
         )
-    return {
-        "date": day.isoformat(),
-        "bookings": row["bookings"],
-        "covers": row["covers"],
-        "no_shows": row["no_shows"],
-        "per_status": msgspec.json.decode(row["per_status"]),
-    }
+    return DailyStats(
+        date=day,
+        bookings=row["bookings"],
+        covers=row["covers"],
+        no_shows=row["no_shows"],
+        per_status=msgspec.json.decode(row["per_status"]),
+    )
 
 
 # ---------------------------------------------------------------- status changes
@@ -705,28 +786,29 @@ async def change_status(
         ``(booking after the change, previous status)``.
 
     Raises:
-        BookingProblem: 404 unknown booking (or not the owner's); 409 a customer
-            cancelling after the cutoff.
+        BadRequest: ``booking.comment`` over 500 characters.
+        NotFound: ``booking.not_found``, unknown booking (or not the owner's).
+        Conflict: ``booking.cancellation_cutoff``, a customer cancelling after
+            the cutoff (with ``current`` and ``allowed``).
         TransitionError: the tenant's machine does not allow the move (409).
         SlotTaken: leaving a released status while the time was taken.
     """
     settings = settings_of(tenant)
     machine = tenant.statuses[PLUGIN]
     if len(comment) > 500:
-        raise BookingProblem(400, "comment", "comment must be at most 500 characters")
+        raise BadRequest("booking.comment", "comment must be at most 500 characters")
     try:
         async with tenant.db.transaction() as conn:
             row = await repo.booking_for_update(conn, booking_id)
             if row is None or (owner_id is not None and row["user_id"] != owner_id):
-                raise BookingProblem(404, "not_found", f"no booking {booking_id}")
+                raise NotFound("booking.not_found", f"no booking {booking_id}")
             current = row["status"]
             machine.check(current, target, role, _entity(settings, row["source"]))
             if role == "customer" and target == settings.cancelled_status:
                 cutoff = row["starts_at"] - timedelta(minutes=settings.cancellation_cutoff_minutes)
                 if _now() > cutoff:
-                    raise BookingProblem(
-                        409,
-                        "cancellation_cutoff",
+                    raise Conflict(
+                        "booking.cancellation_cutoff",
                         f"bookings can be cancelled up to {settings.cancellation_cutoff_minutes} "
                         "minutes before the start; please call us",
                         current=current,
@@ -812,26 +894,27 @@ async def create_block(
     resource: str | None,
     reason: str,
     created_by: str,
-) -> dict[str, Any]:
+) -> BlockView:
     """Block ``[start, end)`` for one resource or (``resource`` None) the whole place.
 
     Raises:
-        BookingProblem: 400 naive times, end before start, longer than 31 days,
-            unknown resource; 409 when bookings already hold that time
-            (``bookings`` lists their ids).
+        BadRequest: ``booking.naive_time``, ``booking.range`` (end before start,
+            longer than 31 days), ``booking.reason``, ``booking.unknown_resource``.
+        Conflict: ``booking.conflict``, bookings (or a block) already hold that
+            time (``bookings`` lists their ids).
     """
     if start.tzinfo is None or end.tzinfo is None:
-        raise BookingProblem(400, "naive_time", "starts_at and ends_at need a UTC offset")
+        raise BadRequest("booking.naive_time", "starts_at and ends_at need a UTC offset")
     if end <= start:
-        raise BookingProblem(400, "range", "ends_at must be after starts_at")
+        raise BadRequest("booking.range", "ends_at must be after starts_at")
     if end - start > timedelta(days=31):
-        raise BookingProblem(400, "range", "a block may last at most 31 days")
+        raise BadRequest("booking.range", "a block may last at most 31 days")
     if len(reason) > 200:
-        raise BookingProblem(400, "reason", "reason must be at most 200 characters")
+        raise BadRequest("booking.reason", "reason must be at most 200 characters")
     async with tenant.db.acquire() as conn:
         ids = await repo.resource_ids(conn)
     if resource is not None and resource not in ids:
-        raise BookingProblem(400, "unknown_resource", f"unknown table or staff {resource!r}")
+        raise BadRequest("booking.unknown_resource", f"unknown table or staff {resource!r}")
     held = [ids[resource]] if resource is not None else sorted(ids.values())
     try:
         async with tenant.db.transaction() as conn:
@@ -842,37 +925,37 @@ async def create_block(
     except asyncpg.ExclusionViolationError:
         async with tenant.db.acquire() as conn:
             conflicts = await repo.conflicting_bookings(conn, held, start, end)
-        raise BookingProblem(
-            409, "conflict", "bookings or another block already hold this time", bookings=conflicts
+        raise Conflict(
+            "booking.conflict", "bookings or another block already hold this time", bookings=conflicts
         ) from None
     async with tenant.db.acquire() as conn:
-        return _block_dict(await repo.blocked_slot(conn, block_id))
+        return _block_view(await repo.blocked_slot(conn, block_id))
 
 
-def _block_dict(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "resource": row["resource"],
-        "starts_at": row["starts_at"].isoformat(),
-        "ends_at": row["ends_at"].isoformat(),
-        "reason": row["reason"],
-        "created_by": row["created_by"],
-    }
+def _block_view(row: asyncpg.Record) -> BlockView:
+    return BlockView(
+        id=row["id"],
+        resource=row["resource"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        reason=row["reason"],
+        created_by=row["created_by"],
+    )
 
 
-async def list_blocks(tenant: Tenant, day: date) -> list[dict[str, Any]]:
+async def list_blocks(tenant: Tenant, day: date) -> list[BlockView]:
     """Blocks overlapping local ``day``."""
     start, end = _day_bounds(tenant, day)
     async with tenant.db.acquire() as conn:
-        return [_block_dict(r) for r in await repo.list_blocked_slots(conn, start, end)]
+        return [_block_view(r) for r in await repo.list_blocked_slots(conn, start, end)]
 
 
 async def delete_block(tenant: Tenant, block_id: int) -> None:
     """Remove a block and free its time.
 
     Raises:
-        BookingProblem: 404 no such block.
+        NotFound: ``booking.not_found``, no such block.
     """
     async with tenant.db.transaction() as conn:
         if not await repo.delete_blocked_slot(conn, block_id):
-            raise BookingProblem(404, "not_found", f"no blocked slot {block_id}")
+            raise NotFound("booking.not_found", f"no blocked slot {block_id}")

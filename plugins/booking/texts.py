@@ -2,7 +2,10 @@
 
 Fields: ``{when}`` is a local date and time, ``{id}`` a booking id, ``{status}``
 a status label, ``{party}`` a party size, ``{service}``/``{staff}`` names,
-``{price}`` a formatted price.
+``{price}`` a formatted price (``core.kit.format_money``). ``booking.error.<what>``
+is the bot's text of the refusal with code ``booking.<what>`` (``core.kit.error_text``),
+formatted with its extension members; ``{detail}`` in ``booking.problem`` and
+``booking.not_allowed`` is such a text, never an English API detail.
 """
 
 from __future__ import annotations
@@ -70,6 +73,34 @@ TEXTS: dict[str, dict[str, str]] = {
         "booking.role.customer": "the guest",
         "booking.role.admin": "an admin",
         "booking.role.system": "the system",
+        "booking.move_refused": "booking #{id} cannot go from “{current}” to “{target}”",
+        "booking.service_button": "{service} · {minutes} min · {price}",
+        "booking.error.past": "this time is already in the past",
+        "booking.error.too_soon": "bookings need {minutes} minutes of notice",
+        "booking.error.too_far": "bookings are taken at most {days} days ahead",
+        "booking.error.closed": "we are closed on that day",
+        "booking.error.not_a_slot": "{time} is not a start time",
+        "booking.error.party_size": "no table fits a party of this size",
+        "booking.error.unknown_table": "there is no such table",
+        "booking.error.unknown_service": "this service is not offered",
+        "booking.error.unknown_staff": "this staff member does not do this service",
+        "booking.error.wrong_kind": "this place does not book that",
+        "booking.error.service": "please choose a service",
+        "booking.error.customer_name": "the name must be 1-100 characters long",
+        "booking.error.phone": "that does not look like a phone number",
+        "booking.error.comment": "the comment is too long (500 characters at most)",
+        "booking.error.starts_at": "the time has no time zone",
+        "booking.error.slot_taken": "this time was just taken",
+        "booking.error.too_many_bookings": "you already have {limit} bookings on that day; "
+        "cancel one in /mybookings to book another",
+        "booking.error.not_found": "this booking no longer exists",
+        "booking.error.cancellation_cutoff": "it is too late to cancel here; please call us",
+        "booking.error.naive_time": "the times need a time zone",
+        "booking.error.range": "the end must be after the start and at most 31 days later",
+        "booking.error.reason": "the reason is too long (200 characters at most)",
+        "booking.error.unknown_resource": "there is no such table or staff member",
+        "booking.error.conflict": "bookings already hold that time",
+        "booking.error.status": "there is no such status",
     },
     "ru": {
         "booking.command.book": "забронировать стол или визит",
@@ -131,5 +162,33 @@ TEXTS: dict[str, dict[str, str]] = {
         "booking.role.customer": "гость",
         "booking.role.admin": "администратор",
         "booking.role.system": "система",
+        "booking.move_refused": "бронь №{id} нельзя перевести из «{current}» в «{target}»",
+        "booking.service_button": "{service} · {minutes} мин · {price}",
+        "booking.error.past": "это время уже прошло",
+        "booking.error.too_soon": "бронировать нужно не позже чем за {minutes} мин",
+        "booking.error.too_far": "бронь принимается не более чем на {days} дн. вперёд",
+        "booking.error.closed": "в этот день мы закрыты",
+        "booking.error.not_a_slot": "на {time} бронировать нельзя",
+        "booking.error.party_size": "нет стола на столько гостей",
+        "booking.error.unknown_table": "такого стола нет",
+        "booking.error.unknown_service": "такой услуги нет",
+        "booking.error.unknown_staff": "этот мастер не выполняет эту услугу",
+        "booking.error.wrong_kind": "здесь такое не бронируют",
+        "booking.error.service": "выберите услугу",
+        "booking.error.customer_name": "имя должно быть длиной от 1 до 100 символов",
+        "booking.error.phone": "это не похоже на номер телефона",
+        "booking.error.comment": "комментарий слишком длинный (не больше 500 символов)",
+        "booking.error.starts_at": "у времени не указан часовой пояс",
+        "booking.error.slot_taken": "это время только что заняли",
+        "booking.error.too_many_bookings": "у вас уже {limit} брони на этот день; "
+        "отмените одну в /mybookings, чтобы забронировать ещё",
+        "booking.error.not_found": "этой брони больше нет",
+        "booking.error.cancellation_cutoff": "отменить здесь уже нельзя, пожалуйста, позвоните нам",
+        "booking.error.naive_time": "у времени не указан часовой пояс",
+        "booking.error.range": "конец должен быть позже начала, не больше чем через 31 день",
+        "booking.error.reason": "причина слишком длинная (не больше 200 символов)",
+        "booking.error.unknown_resource": "такого стола или мастера нет",
+        "booking.error.conflict": "это время уже занято бронями",
+        "booking.error.status": "такого статуса нет",
     },
 }

@@ -4,15 +4,19 @@
   status changes (optionally as a store partner), history.
 * ``X-Telegram-Init-Data`` (role ``customer``, identity from the signed init
   data only): catalog, create, my orders, the customer's own status changes.
+
+Bodies are ``data: <Struct>`` parameters, so Litestar decodes, validates and
+documents them; answers are the Structs below. Refusals are the runtime's
+problem bodies (``core.errors``) with a code ``orders.<what>``.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from core.auth import (
@@ -23,10 +27,11 @@ from core.auth import (
     require_api_key_or_webapp,
     require_webapp_user,
 )
+from core.errors import BadRequest, Forbidden, NotFound
 from core.idempotency import idempotent_response
+from core.ratelimit import limit_writes
 from plugins.orders import catalog
 from plugins.orders import repository as repo
-from plugins.orders.errors import OrderError
 from plugins.orders.service import (
     OrderDraft,
     OrderLine,
@@ -36,17 +41,27 @@ from plugins.orders.service import (
     order_views,
 )
 
-__all__ = ["CatalogController", "OrdersController"]
+__all__ = [
+    "CatalogCategory",
+    "CatalogController",
+    "CatalogStore",
+    "CategoryIn",
+    "CategoryPatch",
+    "CategoryView",
+    "HistoryEntry",
+    "ItemIn",
+    "ItemPatch",
+    "ItemView",
+    "OrderIn",
+    "OrderLineView",
+    "OrderView",
+    "OrdersController",
+    "StatusChangeIn",
+]
 
 _SLUG = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 _NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 _MONEY = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
-
-
-def _order_error(_: Request[Any, Any, Any], exc: OrderError) -> Response[Any]:
-    return Response(
-        {"status_code": exc.status_code, "detail": exc.detail}, status_code=exc.status_code
-    )
 
 
 # ---------------------------------------------------------------- DTOs
@@ -134,6 +149,112 @@ class StatusChangeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     actor_id: int | None = None
 
 
+class ItemView(msgspec.Struct):
+    """A catalog item; ``price`` in minor units of its store's currency."""
+
+    id: int
+    store_id: str
+    category_id: str
+    sku: str
+    name: str
+    description: str
+    price: int
+    available: bool
+    updated_at: datetime
+
+
+class CategoryView(msgspec.Struct):
+    """A category of a store; ``position`` sorts ascending."""
+
+    id: str
+    store_id: str
+    name: str
+    position: int
+
+
+class CatalogCategory(msgspec.Struct):
+    """A category in the catalog, with its orderable items."""
+
+    id: str
+    name: str
+    position: int
+    items: list[ItemView]
+
+
+class CatalogStore(msgspec.Struct):
+    """A store in the catalog; money in minor units of ``currency`` (ISO 4217)."""
+
+    id: str
+    name: str
+    pickup: bool
+    delivery: bool
+    delivery_fee: int
+    min_order: int
+    currency: str
+    address: str
+    categories: list[CatalogCategory]
+
+
+class OrderLineView(msgspec.Struct):
+    """One line of an order, priced when it was created (minor units)."""
+
+    item_id: int
+    name: str
+    unit_price: int
+    quantity: int
+    line_total: int
+
+
+class OrderView(msgspec.Struct):
+    """An order as the API returns it.
+
+    Attributes:
+        id / store_id / customer_id / customer_name / type / status: as stored.
+        address / latitude / longitude: delivery destination (degrees).
+        phone: E.164, or empty.
+        comment: the customer's note.
+        subtotal / delivery_fee / total: minor units of ``currency``.
+        created_at / updated_at: UTC.
+        items: the lines.
+    """
+
+    id: int
+    store_id: str
+    customer_id: int
+    customer_name: str
+    type: str
+    status: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    phone: str
+    comment: str
+    subtotal: int
+    delivery_fee: int
+    total: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+    items: list[OrderLineView]
+
+
+class HistoryEntry(msgspec.Struct):
+    """One status change; ``actor_id`` is None for API keys and the expiry job."""
+
+    from_status: str | None
+    to_status: str
+    actor_id: int | None
+    role: str
+    reason: str
+    at: datetime
+
+
+def _view(kind: type[Any], value: Any) -> Any:
+    # The services build JSON-ready dicts (timestamps as ISO strings); lax
+    # conversion parses those back into the Struct's datetimes.
+    return msgspec.convert(value, kind, strict=False)
+
+
 # ---------------------------------------------------------------- catalog
 
 
@@ -141,7 +262,6 @@ class CatalogController(Controller):
     """Catalog: read by customers and keys, edited with the API key."""
 
     path = "/"
-    exception_handlers = {OrderError: _order_error}
 
     @get(
         "/catalog",
@@ -150,26 +270,27 @@ class CatalogController(Controller):
     )
     async def read_catalog(
         self, tenant: TenantDep, caller: CallerDep, store: FromQuery[str | None] = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[CatalogStore]:
         """Every store (or ``?store=``) with categories and orderable items; prices in minor units.
 
         Raises:
-            NotFoundException: unknown ``store``.
+            NotFound: ``orders.unknown_store``.
         """
-        return await catalog.catalog(tenant, store)
+        return _view(list[CatalogStore], await catalog.catalog(tenant, store))
 
-    @post("/categories", guards=[require_api_key], summary="Create a category")
+    @post("/categories", guards=[require_api_key, limit_writes], summary="Create a category")
     async def create_category(
         self, tenant: TenantDep, caller: CallerDep, data: JSONBody[CategoryIn]
-    ) -> dict[str, Any]:
-        """201 with the category; 400 unknown store or taken id."""
-        return await catalog.create_category(
-            tenant, data.id, data.store_id, data.name, data.position
+    ) -> CategoryView:
+        """201 with the category; 400 ``orders.unknown_store`` or ``orders.category_exists``."""
+        return _view(
+            CategoryView,
+            await catalog.create_category(tenant, data.id, data.store_id, data.name, data.position),
         )
 
     @patch(
         "/categories/{category_id:str}",
-        guards=[require_api_key],
+        guards=[require_api_key, limit_writes],
         summary="Rename or reorder a category",
     )
     async def update_category(
@@ -178,13 +299,16 @@ class CatalogController(Controller):
         caller: CallerDep,
         category_id: FromPath[str],
         data: JSONBody[CategoryPatch],
-    ) -> dict[str, Any]:
-        """200 with the category; 404 unknown."""
-        return await catalog.update_category(tenant, category_id, data.name, data.position)
+    ) -> CategoryView:
+        """200 with the category; 404 ``orders.not_found``."""
+        return _view(
+            CategoryView,
+            await catalog.update_category(tenant, category_id, data.name, data.position),
+        )
 
     @delete(
         "/categories/{category_id:str}",
-        guards=[require_api_key],
+        guards=[require_api_key, limit_writes],
         summary="Archive a category and its items",
     )
     async def delete_category(
@@ -200,31 +324,33 @@ class CatalogController(Controller):
         caller: CallerDep,
         store: FromQuery[str | None] = None,
         category: FromQuery[str | None] = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ItemView]:
         """Live (not archived) items filtered by ``?store=`` and ``?category=``."""
         async with tenant.db.acquire() as conn:
             rows = await repo.list_items(conn, store_id=store, category_id=category)
-        return [{**dict(r), "updated_at": r["updated_at"].isoformat()} for r in rows]
+        return [_view(ItemView, dict(r)) for r in rows]
 
-    @post("/items", guards=[require_api_key], summary="Create an item")
+    @post("/items", guards=[require_api_key, limit_writes], summary="Create an item")
     async def create_item(
         self, tenant: TenantDep, caller: CallerDep, data: JSONBody[ItemIn]
-    ) -> dict[str, Any]:
-        """201 with the item (``id`` assigned); 400 unknown category or taken sku."""
-        return await catalog.create_item(tenant, msgspec.structs.asdict(data))
+    ) -> ItemView:
+        """201 with the item (``id`` assigned); 400 ``orders.unknown_category`` or ``orders.sku_exists``."""
+        return _view(ItemView, await catalog.create_item(tenant, msgspec.structs.asdict(data)))
 
-    @patch("/items/{item_id:int}", guards=[require_api_key], summary="Change an item")
+    @patch("/items/{item_id:int}", guards=[require_api_key, limit_writes], summary="Change an item")
     async def update_item(
         self,
         tenant: TenantDep,
         caller: CallerDep,
         item_id: FromPath[int],
         data: JSONBody[ItemPatch],
-    ) -> dict[str, Any]:
-        """200 with the item; 404 unknown; 400 category of another store."""
-        return await catalog.update_item(tenant, item_id, msgspec.structs.asdict(data))
+    ) -> ItemView:
+        """200 with the item; 404 ``orders.not_found``; 400 ``orders.unknown_category``."""
+        return _view(
+            ItemView, await catalog.update_item(tenant, item_id, msgspec.structs.asdict(data))
+        )
 
-    @delete("/items/{item_id:int}", guards=[require_api_key], summary="Archive an item")
+    @delete("/items/{item_id:int}", guards=[require_api_key, limit_writes], summary="Archive an item")
     async def delete_item(
         self, tenant: TenantDep, caller: CallerDep, item_id: FromPath[int]
     ) -> None:
@@ -235,21 +361,20 @@ class CatalogController(Controller):
 # ---------------------------------------------------------------- orders
 
 
-def _owned(order: dict[str, Any], caller: Caller) -> dict[str, Any]:
+def _owned(order: dict[str, Any], caller: Caller) -> OrderView:
     if caller.via == "webapp" and order["customer_id"] != caller.user_id:
-        raise NotFoundException(detail=f"no order {order['id']}")
-    return order
+        raise NotFound("orders.not_found", f"no order {order['id']}")
+    return _view(OrderView, order)
 
 
 class OrdersController(Controller):
     """Orders: create (Idempotency-Key), list, read, change status, history."""
 
     path = "/orders"
-    exception_handlers = {OrderError: _order_error}
 
     @post(
         "/",
-        guards=[require_api_key_or_webapp],
+        guards=[require_api_key_or_webapp, limit_writes],
         summary="Create an order (Idempotency-Key supported)",
     )
     async def create(
@@ -258,18 +383,19 @@ class OrdersController(Controller):
         caller: CallerDep,
         request: Request[Any, Any, Any],
         data: JSONBody[OrderIn],
-    ) -> Response[Any]:
+    ) -> Response[OrderView]:
         """Create an order priced from current database prices.
 
         Returns:
             201 with the order (``Idempotent-Replayed: true`` on a replay);
-            400 bad input or unavailable items; 409 the same key in flight;
-            422 the same key with another body.
+            400 bad input (``request.invalid``, ``orders.<what>``) or unavailable
+            items; 409 the same key in flight; 422 the same key with another body.
         """
         if caller.via == "webapp":
             if data.customer_id is not None:
-                raise ClientException(
-                    detail="customer_id is taken from X-Telegram-Init-Data; leave it out"
+                raise BadRequest(
+                    "orders.customer_id_not_allowed",
+                    "customer_id is taken from X-Telegram-Init-Data; leave it out",
                 )
             customer_id = caller.user_id
             user = caller.user
@@ -277,8 +403,9 @@ class OrdersController(Controller):
             source = "webapp"
         else:
             if data.customer_id is None:
-                raise ClientException(
-                    detail="customer_id (Telegram user id) is required with an API key"
+                raise BadRequest(
+                    "orders.customer_id_required",
+                    "customer_id (Telegram user id) is required with an API key",
                 )
             customer_id, name, source = data.customer_id, data.customer_name, "api"
         draft = OrderDraft(
@@ -296,7 +423,7 @@ class OrdersController(Controller):
             order = await create_order(
                 tenant, customer_id=customer_id, customer_name=name, draft=draft, source=source
             )  # type: ignore[arg-type]
-            return 201, order
+            return 201, _view(OrderView, order)
 
         return await idempotent_response(request, tenant, f"orders.create:{customer_id}", run)
 
@@ -309,19 +436,22 @@ class OrdersController(Controller):
         status: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         before: FromQuery[int | None] = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[OrderView]:
         """Orders filtered by ``?store=`` and ``?status=``; page with ``?before=<last id>``.
 
         Raises:
-            ClientException: unknown status.
+            BadRequest: ``orders.unknown_status``.
         """
-        if status is not None and status not in tenant.statuses["orders"].states:
-            raise ClientException(
-                detail=f"unknown status {status!r}; known: {', '.join(tenant.statuses['orders'].states)}"
+        states = tenant.statuses["orders"].states
+        if status is not None and status not in states:
+            raise BadRequest(
+                "orders.unknown_status",
+                f"unknown status {status!r}; known: {', '.join(states)}",
+                known=states,
             )
         async with tenant.db.acquire() as conn:
             rows = await repo.search_orders(conn, store, status, limit, before)
-            return await order_views(conn, rows)
+            return _view(list[OrderView], await order_views(conn, rows))
 
     @get("/my", guards=[require_webapp_user], summary="The WebApp user's orders")
     async def mine(
@@ -329,22 +459,22 @@ class OrdersController(Controller):
         tenant: TenantDep,
         caller: CallerDep,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    ) -> list[dict[str, Any]]:
+    ) -> list[OrderView]:
         """The caller's latest orders, newest first."""
         async with tenant.db.acquire() as conn:
             rows = await repo.customer_orders(conn, caller.user_id, limit)  # type: ignore[arg-type]
-            return await order_views(conn, rows)
+            return _view(list[OrderView], await order_views(conn, rows))
 
     @get("/{order_id:int}", guards=[require_api_key_or_webapp], summary="One order")
     async def read(
         self, tenant: TenantDep, caller: CallerDep, order_id: FromPath[int]
-    ) -> dict[str, Any]:
-        """The order with its lines; 404 unknown (or another customer's)."""
+    ) -> OrderView:
+        """The order with its lines; 404 ``orders.not_found`` (also another customer's)."""
         return _owned(await load_order(tenant, order_id), caller)
 
     @post(
         "/{order_id:int}/status",
-        guards=[require_api_key_or_webapp],
+        guards=[require_api_key_or_webapp, limit_writes],
         status_code=200,
         summary="Change status",
     )
@@ -354,30 +484,33 @@ class OrdersController(Controller):
         caller: CallerDep,
         order_id: FromPath[int],
         data: JSONBody[StatusChangeIn],
-    ) -> dict[str, Any]:
+    ) -> OrderView:
         """Apply a transition through the tenant's machine.
 
         Returns:
-            200 with the order; 404 unknown order; 403 not a partner of the
-            store; 409 ``{detail, current, allowed}`` when the machine refuses
-            or the order moved first.
+            200 with the order; 404 ``orders.not_found``; 403 ``orders.not_partner``
+            (not a partner of the store) or ``orders.role_not_allowed``; 409
+            ``status.not_allowed`` with ``current`` and ``allowed`` when the
+            machine refuses or the order moved first.
         """
         if caller.via == "webapp":
             if data.role is not None or data.actor_id is not None:
-                raise PermissionDeniedException(
-                    detail="WebApp users act as themselves, in the customer role"
+                raise Forbidden(
+                    "orders.role_not_allowed",
+                    "WebApp users act as themselves, in the customer role",
                 )
             role, actor_id = "customer", caller.user_id
         else:
             role = data.role or "admin"
             if role not in ("admin", "partner"):
-                raise ClientException(detail="role must be admin or partner")
+                raise BadRequest("orders.bad_role", "role must be admin or partner")
             if role == "partner" and data.actor_id is None:
-                raise ClientException(
-                    detail="acting as partner needs actor_id (the partner's Telegram id)"
+                raise BadRequest(
+                    "orders.actor_required",
+                    "acting as partner needs actor_id (the partner's Telegram id)",
                 )
             actor_id = data.actor_id
-        return await change_status(
+        order = await change_status(
             tenant,
             order_id,
             data.status,
@@ -386,6 +519,7 @@ class OrdersController(Controller):
             reason=data.reason,
             expected=data.expected_status,
         )
+        return _view(OrderView, order)
 
     @get(
         "/{order_id:int}/history",
@@ -394,9 +528,9 @@ class OrdersController(Controller):
     )
     async def history(
         self, tenant: TenantDep, caller: CallerDep, order_id: FromPath[int]
-    ) -> list[dict[str, Any]]:
-        """``[{from_status, to_status, actor_id, role, reason, at}]``, oldest first; 404 unknown."""
+    ) -> list[HistoryEntry]:
+        """The order's status changes, oldest first; 404 ``orders.not_found``."""
         _owned(await load_order(tenant, order_id), caller)
         async with tenant.db.acquire() as conn:
             rows = await repo.order_history(conn, order_id)
-        return [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+        return [_view(HistoryEntry, dict(r)) for r in rows]

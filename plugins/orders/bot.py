@@ -26,16 +26,18 @@ from aiogram.types import (
 )
 
 from core import Tenant, TransitionError
+from core.errors import ApiError
+from core.kit import error_text, format_datetime
+from core.ratelimit import BOT_WRITE, limit_bot_writes
 from plugins.orders import cart
 from plugins.orders import repository as repo
-from plugins.orders.errors import OrderError
 from plugins.orders.service import (
     OrderDraft,
     OrderLine,
     change_status,
     create_order,
     load_order,
-    normalize_phone,
+    normalize_customer_phone,
     order_views,
     quote_order,
     settings_of,
@@ -62,6 +64,30 @@ def _button(text: str, data: str) -> InlineKeyboardButton:
 
 def _keyboard(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _refusal(tenant: Tenant, error: ApiError) -> str:
+    """A refusal in the tenant's words (``orders.error.<what>``), amounts formatted."""
+    extensions = error.extensions
+    amounts = {}
+    if "currency" in extensions:
+        amounts = {
+            name: money(tenant, extensions[name], extensions["currency"])
+            for name in ("minimum", "subtotal")
+            if isinstance(extensions.get(name), int)
+        }
+    return error_text(tenant, error, **amounts)
+
+
+def _move_refused(tenant: Tenant, order_id: int, exc: TransitionError) -> str:
+    """``orders.refused`` for a move the machine refused, with the states' labels."""
+    reason = tenant.text(
+        "orders.move_refused",
+        id=order_id,
+        current=status_label(tenant, exc.current),
+        target=status_label(tenant, exc.target),
+    )
+    return tenant.text("orders.refused", reason=reason)
 
 
 # ---------------------------------------------------------------- catalog
@@ -105,7 +131,11 @@ async def _items_view(tenant: Tenant, category_id: str) -> tuple[str, InlineKeyb
     if category is None or store is None:
         return tenant.text("orders.item_gone"), None
     rows = [
-        [_button(f"{i['name']} — {money(i['price'], store['currency'])}", f"om:a:{i['id']}")]
+        [
+            _button(
+                f"{i['name']} — {money(tenant, i['price'], store['currency'])}", f"om:a:{i['id']}"
+            )
+        ]
         for i in items
     ]
     rows.append([_button(tenant.text("orders.back"), f"om:s:{category['store_id']}")])
@@ -177,7 +207,7 @@ async def _cart_view(tenant: Tenant, user_id: int) -> tuple[str, InlineKeyboardM
                 "orders.cart_line",
                 name=item["name"],
                 quantity=quantity,
-                amount=money(item["price"] * quantity, currency),
+                amount=money(tenant, item["price"] * quantity, currency),
             )
         )
         rows.append(
@@ -187,7 +217,7 @@ async def _cart_view(tenant: Tenant, user_id: int) -> tuple[str, InlineKeyboardM
             ]
         )
     subtotal = sum(item["price"] * quantity for item, quantity in lines)
-    text.append(tenant.text("orders.cart_total", amount=money(subtotal, currency)))
+    text.append(tenant.text("orders.cart_total", amount=money(tenant, subtotal, currency)))
     rows.append(
         [
             _button(tenant.text("orders.cart_clear"), "oc:clear"),
@@ -312,8 +342,9 @@ async def phone_contact(message: Message, tenant: Tenant, state: FSMContext) -> 
 
 async def phone_text(message: Message, tenant: Tenant, state: FSMContext) -> None:
     """Checkout: the phone typed as text."""
-    phone = normalize_phone(message.text or "")
-    if phone is None:
+    try:
+        phone = normalize_customer_phone(tenant, message.text or "")
+    except ApiError:
         await message.answer(tenant.text("orders.bad_phone"))
         return
     await _summary(message, tenant, state, phone)
@@ -335,7 +366,12 @@ async def _draft(tenant: Tenant, user_id: int, data: dict) -> OrderDraft | None:
 
 
 async def _summary(message: Message, tenant: Tenant, state: FSMContext, phone: str) -> None:
-    await state.update_data(phone=normalize_phone(phone) or phone)
+    try:
+        phone = normalize_customer_phone(tenant, phone)
+    except ApiError:
+        await message.answer(tenant.text("orders.bad_phone"))
+        return
+    await state.update_data(phone=phone)
     assert message.from_user is not None
     draft = await _draft(tenant, message.from_user.id, await state.get_data())
     if draft is None:
@@ -344,10 +380,11 @@ async def _summary(message: Message, tenant: Tenant, state: FSMContext, phone: s
         return
     try:
         quote = await quote_order(tenant, draft)
-    except OrderError as exc:
+    except ApiError as exc:
         await state.clear()
         await message.answer(
-            tenant.text("orders.failed", reason=exc.detail), reply_markup=ReplyKeyboardRemove()
+            tenant.text("orders.failed", reason=_refusal(tenant, exc)),
+            reply_markup=ReplyKeyboardRemove(),
         )
         return
     await state.set_state(Checkout.confirm)
@@ -411,15 +448,19 @@ async def checkout_callback(callback: CallbackQuery, tenant: Tenant, state: FSMC
             draft=draft,
             source="bot",
         )
-    except OrderError as exc:
+    except ApiError as exc:
         await callback.answer()
-        await message.edit_text(tenant.text("orders.failed", reason=exc.detail))
+        await message.edit_text(tenant.text("orders.failed", reason=_refusal(tenant, exc)))
         return
     await state.clear()
     await cart.clear(tenant, callback.from_user.id)
     await callback.answer()
     await message.edit_text(
-        tenant.text("orders.placed", id=order["id"], total=money(order["total"], order["currency"]))
+        tenant.text(
+            "orders.placed",
+            id=order["id"],
+            total=money(tenant, order["total"], order["currency"]),
+        )
     )
 
 
@@ -440,14 +481,19 @@ async def my_orders(message: Message, tenant: Tenant) -> None:
     text = [tenant.text("orders.my_title")]
     buttons: list[list[InlineKeyboardButton]] = []
     for order in orders:
-        when = rows[orders.index(order)]["created_at"].astimezone(tenant.tz).strftime("%d.%m %H:%M")
+        when = format_datetime(
+            rows[orders.index(order)]["created_at"],
+            tenant.locale,
+            tz=tenant.tz,
+            format="dd.MM HH:mm",
+        )
         text.append(
             tenant.text(
                 "orders.my_line",
                 id=order["id"],
                 store=stores.get(order["store_id"], order["store_id"]),
                 when=when,
-                total=money(order["total"], order["currency"]),
+                total=money(tenant, order["total"], order["currency"]),
                 status=status_label(tenant, order["status"]),
             )
         )
@@ -485,9 +531,9 @@ async def status_button(callback: CallbackQuery, tenant: Tenant) -> None:
             )
             await _refresh(callback, tenant, order_id, role)
         else:
-            await callback.answer(tenant.text("orders.refused", reason=exc.reason), show_alert=True)
+            await callback.answer(_move_refused(tenant, order_id, exc), show_alert=True)
         return
-    except OrderError:
+    except ApiError:
         await callback.answer(tenant.text("orders.not_yours"), show_alert=True)
         return
     await callback.answer(
@@ -521,12 +567,15 @@ def build_router(tenant: Tenant) -> Router:
     router.message.register(my_orders, Command("myorders"))
     router.callback_query.register(menu_callback, F.data.startswith("om:"))
     router.callback_query.register(cart_callback, F.data.startswith("oc:"))
-    router.callback_query.register(checkout_callback, F.data.startswith("ck:"))
-    router.callback_query.register(status_button, F.data.startswith("os:"))
+    # Checkout (it places the order) and status buttons write: limits.bot_writes (core.ratelimit).
+    router.callback_query.register(
+        checkout_callback, F.data.startswith("ck:"), flags=BOT_WRITE
+    )
+    router.callback_query.register(status_button, F.data.startswith("os:"), flags=BOT_WRITE)
     # Commands typed mid-checkout must reach their handlers, not become an address or phone.
     not_command = F.text & ~F.text.startswith("/")
     router.message.register(address_text, Checkout.address, not_command)
     router.message.register(address_location, Checkout.address, F.location)
     router.message.register(phone_contact, Checkout.phone, F.contact)
     router.message.register(phone_text, Checkout.phone, not_command)
-    return router
+    return limit_bot_writes(router)

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 
 from core import Tenant
+from core.errors import BadRequest, NotFound
 from plugins.orders import repository as repo
-from plugins.orders.errors import InvalidOrder, OrderNotFound
 from plugins.orders.service import settings_of
 
 __all__ = [
@@ -70,14 +70,14 @@ async def catalog(
         in minor units.
 
     Raises:
-        OrderNotFound: ``store_id`` is given and unknown.
+        NotFound: ``orders.unknown_store``, ``store_id`` is given and unknown.
     """
     async with tenant.db.acquire() as conn:
         stores = await repo.list_stores(conn)
         if store_id is not None:
             stores = [s for s in stores if s["id"] == store_id]
             if not stores:
-                raise OrderNotFound(f"unknown store {store_id!r}")
+                raise NotFound("orders.unknown_store", f"unknown store {store_id!r}")
         categories = await repo.list_categories(conn, store_id)
         items = await repo.list_items(conn, store_id=store_id, only_available=only_available)
     items_by_category: dict[str, list[dict[str, Any]]] = {}
@@ -116,14 +116,14 @@ async def create_category(
     """Create a category.
 
     Raises:
-        InvalidOrder: unknown store, or the id is taken.
+        BadRequest: ``orders.unknown_store``; ``orders.category_exists``, the id is taken.
     """
     async with tenant.db.transaction() as conn:
         if await repo.get_store(conn, store_id) is None:
-            raise InvalidOrder(f"unknown store {store_id!r}")
+            raise BadRequest("orders.unknown_store", f"unknown store {store_id!r}")
         row = await repo.create_category(conn, category_id, store_id, name, position)
     if row is None:
-        raise InvalidOrder(f"category {category_id!r} already exists")
+        raise BadRequest("orders.category_exists", f"category {category_id!r} already exists")
     return dict(row)
 
 
@@ -133,12 +133,12 @@ async def update_category(
     """Rename or reorder a category.
 
     Raises:
-        OrderNotFound: no such live category.
+        NotFound: ``orders.not_found``, no such live category.
     """
     async with tenant.db.transaction() as conn:
         row = await repo.update_category(conn, category_id, name, position)
     if row is None:
-        raise OrderNotFound(f"no category {category_id!r}")
+        raise NotFound("orders.not_found", f"no category {category_id!r}")
     return dict(row)
 
 
@@ -146,11 +146,11 @@ async def archive_category(tenant: Tenant, category_id: str) -> None:
     """Archive a category and its items (past orders keep them).
 
     Raises:
-        OrderNotFound: no such live category.
+        NotFound: ``orders.not_found``, no such live category.
     """
     async with tenant.db.transaction() as conn:
         if not await repo.archive_category(conn, category_id):
-            raise OrderNotFound(f"no category {category_id!r}")
+            raise NotFound("orders.not_found", f"no category {category_id!r}")
 
 
 async def create_item(tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
@@ -159,16 +159,20 @@ async def create_item(tenant: Tenant, fields: dict[str, Any]) -> dict[str, Any]:
     The store is the category's.
 
     Raises:
-        InvalidOrder: unknown category, or the sku is taken in that store.
+        BadRequest: ``orders.unknown_category``; ``orders.sku_exists``, the sku is
+            taken in that store.
     """
     async with tenant.db.transaction() as conn:
         category = await repo.get_category(conn, fields["category_id"])
         if category is None:
-            raise InvalidOrder(f"unknown category {fields['category_id']!r}")
+            raise BadRequest(
+                "orders.unknown_category", f"unknown category {fields['category_id']!r}"
+            )
         row = await repo.create_item(conn, {**fields, "store_id": category["store_id"]})
     if row is None:
-        raise InvalidOrder(
-            f"sku {fields['sku']!r} already exists in store {category['store_id']!r}"
+        raise BadRequest(
+            "orders.sku_exists",
+            f"sku {fields['sku']!r} already exists in store {category['store_id']!r}",
         )
     return _item(row)
 
@@ -177,18 +181,21 @@ async def update_item(tenant: Tenant, item_id: int, changes: dict[str, Any]) -> 
     """Change an item's name, description, price, availability or category (same store).
 
     Raises:
-        OrderNotFound: no such live item.
-        InvalidOrder: the new category is unknown or belongs to another store.
+        NotFound: ``orders.not_found``, no such live item.
+        BadRequest: ``orders.unknown_category``, the new category is unknown or
+            belongs to another store.
     """
     async with tenant.db.transaction() as conn:
         item = await repo.get_item(conn, item_id)
         if item is None:
-            raise OrderNotFound(f"no item {item_id}")
+            raise NotFound("orders.not_found", f"no item {item_id}")
         if changes.get("category_id") is not None:
             category = await repo.get_category(conn, changes["category_id"])
             if category is None or category["store_id"] != item["store_id"]:
-                raise InvalidOrder(
-                    f"category {changes['category_id']!r} is not a category of store {item['store_id']!r}"
+                raise BadRequest(
+                    "orders.unknown_category",
+                    f"category {changes['category_id']!r} is not a category of store "
+                    f"{item['store_id']!r}",
                 )
         row = await repo.update_item(conn, item_id, changes)
     assert row is not None  # the row was read in this transaction
@@ -199,8 +206,8 @@ async def archive_item(tenant: Tenant, item_id: int) -> None:
     """Archive an item: gone from the catalog, kept for past orders and not re-seeded.
 
     Raises:
-        OrderNotFound: no such live item.
+        NotFound: ``orders.not_found``, no such live item.
     """
     async with tenant.db.transaction() as conn:
         if not await repo.archive_item(conn, item_id):
-            raise OrderNotFound(f"no item {item_id}")
+            raise NotFound("orders.not_found", f"no item {item_id}")

@@ -90,9 +90,13 @@ class OrdersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             ``orders.expire`` job (role ``system``). 0 disables it. Default 15.
         expiry_status: target state of expiry. Default ``cancelled``.
         cancelled_states: states whose arrival also publishes
-            ``order.cancelled``. Default ``[cancelled, rejected]``.
+            ``orders.cancelled``. Default ``[cancelled, rejected]``.
         require_phone: orders need a phone number. Default True.
         max_quantity: largest quantity of one item in an order. Default 99.
+        max_active_orders_per_customer: most orders one customer may have
+            that are not yet in a final state or one of ``cancelled_states``;
+            another create is refused (409 ``orders.too_many_orders``).
+            0-1000, default 5; 0 for no cap.
         cart_ttl_seconds: an untouched cart is forgotten after this many
             seconds. Default 604800 (7 days).
     """
@@ -105,6 +109,7 @@ class OrdersSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cancelled_states: list[str] = msgspec.field(default_factory=lambda: ["cancelled", "rejected"])
     require_phone: bool = True
     max_quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 99
+    max_active_orders_per_customer: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
     cart_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 7 * 86400
 
     def store(self, store_id: str) -> StoreSettings | None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiogram import Router
-
-from core import DomainEvent, JobSpec, StatusEntity, Tenant, hookimpl
-from plugins.orders import api, bot, catalog, notify
+from core import hookimpl
 from plugins.orders.config import OrdersSettings
-from plugins.orders.jobs import JOBS
 from plugins.orders.machine import ORDERS_ENTITY
 from plugins.orders.texts import TEXTS
+
+if TYPE_CHECKING:
+    # The bot, API, job, catalog and notification modules (aiogram, Litestar)
+    # are imported inside the hooks that need them, so the config-phase
+    # hooks, and with them ``tenantry check``, load only config modules.
+    from aiogram import Router
+
+    from core import DomainEvent, JobSpec, StatusEntity, Tenant
 
 
 @hookimpl
@@ -43,6 +47,8 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_routers(tenant: Tenant) -> Router:
     """A fresh orders Router for this tenant."""
+    from plugins.orders import bot
+
     return bot.build_router(tenant)
 
 
@@ -55,24 +61,32 @@ def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
 @hookimpl
 def register_route_handlers() -> list[Any]:
     """The catalog and orders controllers."""
+    from plugins.orders import api
+
     return [api.CatalogController, api.OrdersController]
 
 
 @hookimpl
 def register_jobs() -> Sequence[JobSpec]:
     """``orders.expire``, every minute."""
+    from plugins.orders.jobs import JOBS
+
     return JOBS
 
 
 @hookimpl
 def on_tenant_started(tenant: Tenant) -> Any:
     """Seed stores, categories and items from the YAML (idempotent; see :mod:`plugins.orders.catalog`)."""
+    from plugins.orders import catalog
+
     return catalog.seed(tenant)
 
 
 @hookimpl
 def on_event(tenant: Tenant, event: DomainEvent) -> Any:
-    """Tell partners and customers about ``order.*`` events in Telegram."""
-    if event.name.startswith("order."):
+    """Tell partners and customers about ``orders.*`` events in Telegram."""
+    if event.name.startswith("orders."):
+        from plugins.orders import notify
+
         return notify.handle_event(tenant, event)
     return None

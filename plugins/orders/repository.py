@@ -315,6 +315,27 @@ async def customer_orders(conn: Conn, customer_id: int, limit: int) -> list[asyn
     )
 
 
+async def lock_customer_orders(conn: Conn, schema: str, customer_id: int) -> None:
+    """Serialise one customer's order creates until the transaction ends.
+
+    A transaction-level advisory lock; advisory locks are database-wide, so
+    the key names the schema as well as the customer.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"tenantry:orders-cap:{schema}:{customer_id}",
+    )
+
+
+async def active_orders_of_customer(conn: Conn, customer_id: int, excluded: Sequence[str]) -> int:
+    """How many of a customer's orders are in a state not in ``excluded``."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1 AND NOT (status = ANY($2::text[]))",
+        customer_id,
+        list(excluded),
+    )
+
+
 async def search_orders(
     conn: Conn, store_id: str | None, status: str | None, limit: int, before_id: int | None
 ) -> list[asyncpg.Record]:

@@ -4,12 +4,16 @@ Every status change goes through :func:`change_status`: the order row is locked
 (``SELECT ... FOR UPDATE``) and the tenant's machine checks the move inside one
 transaction, so of two conflicting changes exactly one commits and the other
 sees the new state and gets :class:`core.TransitionError` (HTTP 409). Events
-are published after commit.
+(``orders.created``, ``orders.status_changed``, ``orders.cancelled``) are
+published after commit.
+
+Every refusal is one of the core's errors (:mod:`core.errors`) with a stable
+code ``orders.<what>``: the API answers it as a problem body, the bot with the
+text ``orders.error.<what>`` (``core.kit.error_text``).
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +21,10 @@ import asyncpg
 import msgspec
 
 from core import Tenant, TransitionError
+from core.errors import BadRequest, Conflict, Forbidden, NotFound
+from core.kit.phones import InvalidPhoneNumber, normalize_phone, phone_region
 from plugins.orders import repository as repo
 from plugins.orders.config import OrdersSettings
-from plugins.orders.errors import InvalidOrder, OrderForbidden, OrderNotFound
 
 __all__ = [
     "ORDER_TYPES",
@@ -29,7 +34,7 @@ __all__ = [
     "create_order",
     "expire_pending",
     "load_order",
-    "normalize_phone",
+    "normalize_customer_phone",
     "order_views",
     "quote_order",
     "settings_of",
@@ -37,7 +42,6 @@ __all__ = [
 
 ORDER_TYPES = ("pickup", "delivery")
 MAX_LINES = 50
-_PHONE = re.compile(r"^\+?[0-9]{7,15}$")  # E.164: at most 15 digits
 
 
 class OrderLine(msgspec.Struct, frozen=True):
@@ -61,7 +65,8 @@ class OrderDraft(msgspec.Struct, frozen=True):
         lines: the items and quantities.
         address: delivery address text (delivery needs it or a location).
         latitude / longitude: delivery location in degrees, both or neither.
-        phone: contact phone, digits with an optional leading ``+``.
+        phone: contact phone as typed or shared; stored in E.164
+            (:func:`normalize_customer_phone`).
         comment: free text for the store, up to 500 characters.
     """
 
@@ -80,10 +85,24 @@ def settings_of(tenant: Tenant) -> OrdersSettings:
     return tenant.settings_for("orders")
 
 
-def normalize_phone(raw: str) -> str | None:
-    """Strip spaces, dashes and brackets; None unless 7-15 digits with an optional ``+``."""
-    phone = re.sub(r"[\s()\-]", "", raw or "")
-    return phone if _PHONE.match(phone) else None
+def normalize_customer_phone(tenant: Tenant, phone: str) -> str:
+    """A customer's phone in E.164, read in the tenant's region (``core.kit``).
+
+    Raises:
+        BadRequest: ``orders.bad_phone``, not a valid phone number.
+    """
+    try:
+        return normalize_phone(phone, phone_region(tenant.config.timezone, tenant.locale))
+    except InvalidPhoneNumber as exc:
+        raise BadRequest(
+            "orders.bad_phone", f"phone {phone!r} is not a phone number: {exc.reason}"
+        ) from None
+
+
+def _with_normal_phone(tenant: Tenant, draft: OrderDraft) -> OrderDraft:
+    if not draft.phone:
+        return draft
+    return msgspec.structs.replace(draft, phone=normalize_customer_phone(tenant, draft.phone))
 
 
 def _validate(
@@ -92,42 +111,65 @@ def _validate(
     """Check a draft against its store; return item id -> quantity (duplicates summed).
 
     Raises:
-        InvalidOrder: the first problem found.
+        BadRequest: the first problem found: ``orders.unknown_store``,
+            ``orders.bad_type``, ``orders.type_not_offered``, ``orders.no_items``,
+            ``orders.too_many_lines``, ``orders.bad_quantity``,
+            ``orders.over_max_quantity``, ``orders.location_pair``,
+            ``orders.location_range``, ``orders.address_required``,
+            ``orders.text_too_long``, ``orders.phone_required``.
     """
     if store is None:
-        raise InvalidOrder(f"unknown store {draft.store_id!r}")
+        raise BadRequest("orders.unknown_store", f"unknown store {draft.store_id!r}")
     if draft.type not in ORDER_TYPES:
-        raise InvalidOrder(f"type must be one of {', '.join(ORDER_TYPES)}, not {draft.type!r}")
+        raise BadRequest(
+            "orders.bad_type",
+            f"type must be one of {', '.join(ORDER_TYPES)}, not {draft.type!r}",
+        )
     if not store[draft.type]:
-        raise InvalidOrder(f"store {store['id']!r} does not offer {draft.type}")
+        raise BadRequest(
+            "orders.type_not_offered",
+            f"store {store['id']!r} does not offer {draft.type}",
+            order_type=draft.type,
+        )
     if not draft.lines:
-        raise InvalidOrder("the order has no items")
+        raise BadRequest("orders.no_items", "the order has no items")
     if len(draft.lines) > MAX_LINES:
-        raise InvalidOrder(f"at most {MAX_LINES} lines per order")
+        raise BadRequest(
+            "orders.too_many_lines", f"at most {MAX_LINES} lines per order", limit=MAX_LINES
+        )
     quantities: dict[int, int] = {}
     for line in draft.lines:
         if line.quantity < 1:
-            raise InvalidOrder(f"quantity of item {line.item_id} must be at least 1")
+            raise BadRequest(
+                "orders.bad_quantity", f"quantity of item {line.item_id} must be at least 1"
+            )
         quantities[line.item_id] = quantities.get(line.item_id, 0) + line.quantity
     for item_id, quantity in quantities.items():
         if quantity > settings.max_quantity:
-            raise InvalidOrder(
-                f"quantity of item {item_id} is over the limit of {settings.max_quantity}"
+            raise BadRequest(
+                "orders.over_max_quantity",
+                f"quantity of item {item_id} is over the limit of {settings.max_quantity}",
+                limit=settings.max_quantity,
             )
     if (draft.latitude is None) != (draft.longitude is None):
-        raise InvalidOrder("give both latitude and longitude, or neither")
+        raise BadRequest("orders.location_pair", "give both latitude and longitude, or neither")
     if draft.latitude is not None and not (
         -90 <= draft.latitude <= 90 and -180 <= draft.longitude <= 180
     ):  # type: ignore[operator]
-        raise InvalidOrder("latitude must be within -90..90 and longitude within -180..180")
+        raise BadRequest(
+            "orders.location_range",
+            "latitude must be within -90..90 and longitude within -180..180",
+        )
     if draft.type == "delivery" and not draft.address.strip() and draft.latitude is None:
-        raise InvalidOrder("delivery orders need an address or a location")
+        raise BadRequest(
+            "orders.address_required", "delivery orders need an address or a location"
+        )
     if len(draft.address) > 500 or len(draft.comment) > 500:
-        raise InvalidOrder("address and comment are limited to 500 characters")
-    if draft.phone and normalize_phone(draft.phone) is None:
-        raise InvalidOrder("phone must be 7-15 digits with an optional leading +")
+        raise BadRequest(
+            "orders.text_too_long", "address and comment are limited to 500 characters"
+        )
     if settings.require_phone and not draft.phone:
-        raise InvalidOrder("a phone number is required")
+        raise BadRequest("orders.phone_required", "a phone number is required")
     return quantities
 
 
@@ -140,7 +182,9 @@ async def _price(
         ``(store, [(item_id, name, unit_price, quantity)], subtotal, delivery_fee)``.
 
     Raises:
-        InvalidOrder: bad input, unknown/unavailable items, under the minimum.
+        BadRequest: bad input (see :func:`_validate`), ``orders.items_unavailable``
+            (with ``items``), ``orders.below_minimum`` (with ``minimum``,
+            ``subtotal`` and ``currency``; minor units).
     """
     store = await repo.get_store(conn, draft.store_id)
     quantities = _validate(settings, store, draft)
@@ -150,8 +194,10 @@ async def _price(
     }
     missing = sorted(set(quantities) - set(items))
     if missing:
-        raise InvalidOrder(
-            f"items not available in store {store['id']!r}: {', '.join(map(str, missing))}"
+        raise BadRequest(
+            "orders.items_unavailable",
+            f"items not available in store {store['id']!r}: {', '.join(map(str, missing))}",
+            items=missing,
         )
     lines = [
         (item_id, items[item_id]["name"], items[item_id]["price"], qty)
@@ -159,8 +205,13 @@ async def _price(
     ]
     subtotal = sum(price * qty for _, _, price, qty in lines)
     if subtotal < store["min_order"]:
-        raise InvalidOrder(
-            f"the minimum order of store {store['id']!r} is {store['min_order']} minor units; this one is {subtotal}"
+        raise BadRequest(
+            "orders.below_minimum",
+            f"the minimum order of store {store['id']!r} is {store['min_order']} minor units; "
+            f"this one is {subtotal}",
+            minimum=store["min_order"],
+            subtotal=subtotal,
+            currency=store["currency"],
         )
     fee = store["delivery_fee"] if draft.type == "delivery" else 0
     return store, lines, subtotal, fee
@@ -174,8 +225,9 @@ async def quote_order(tenant: Tenant, draft: OrderDraft) -> dict[str, Any]:
         quantity, line_total}], "subtotal", "delivery_fee", "total"}`` in minor units.
 
     Raises:
-        InvalidOrder: as :func:`create_order`.
+        BadRequest: as :func:`create_order`.
     """
+    draft = _with_normal_phone(tenant, draft)
     async with tenant.db.transaction() as conn:
         store, lines, subtotal, fee = await _price(conn, settings_of(tenant), draft)
     return {
@@ -191,10 +243,36 @@ async def quote_order(tenant: Tenant, draft: OrderDraft) -> dict[str, Any]:
     }
 
 
+async def _check_customer_cap(
+    tenant: Tenant, settings: OrdersSettings, conn: repo.Conn, customer_id: int
+) -> None:
+    """Refuse an order that would give ``customer_id`` more active orders than the cap.
+
+    Runs in the creating transaction, after a lock per customer, so of
+    concurrent creates by one customer at most the cap commit.
+
+    Raises:
+        Conflict: 409 ``orders.too_many_orders`` (``limit``).
+    """
+    cap = settings.max_active_orders_per_customer
+    machine = tenant.statuses["orders"]
+    excluded = [
+        s for s in machine.states if s in settings.cancelled_states or machine.is_final(s)
+    ]
+    await repo.lock_customer_orders(conn, tenant.config.schema, customer_id)
+    active = await repo.active_orders_of_customer(conn, customer_id, excluded)
+    if active >= cap:
+        raise Conflict(
+            "orders.too_many_orders",
+            f"customer {customer_id} already has {active} active orders; at most {cap} at once",
+            limit=cap,
+        )
+
+
 async def create_order(
     tenant: Tenant, *, customer_id: int, customer_name: str, draft: OrderDraft, source: str
 ) -> dict[str, Any]:
-    """Create an order priced from the current database prices, then publish ``order.created``.
+    """Create an order priced from the current database prices, then publish ``orders.created``.
 
     Prices, subtotal, delivery fee and total are read and written in one
     transaction, with the items share-locked, so a concurrent price edit
@@ -212,11 +290,17 @@ async def create_order(
         The order view (see :func:`order_views`).
 
     Raises:
-        InvalidOrder: bad input, unknown/unavailable items, under the minimum.
+        BadRequest: ``orders.bad_phone``; bad input, unknown/unavailable items,
+            under the minimum (see :func:`_price`).
+        Conflict: 409 ``orders.too_many_orders``, the customer already has
+            ``max_active_orders_per_customer`` active orders.
     """
+    draft = _with_normal_phone(tenant, draft)
     settings = settings_of(tenant)
     initial = tenant.statuses["orders"].initial
     async with tenant.db.transaction() as conn:
+        if settings.max_active_orders_per_customer:
+            await _check_customer_cap(tenant, settings, conn, customer_id)
         store, lines, subtotal, fee = await _price(conn, settings, draft)
         order = await repo.insert_order(
             conn,
@@ -229,7 +313,7 @@ async def create_order(
                 "address": draft.address.strip() if draft.type == "delivery" else "",
                 "latitude": draft.latitude if draft.type == "delivery" else None,
                 "longitude": draft.longitude if draft.type == "delivery" else None,
-                "phone": normalize_phone(draft.phone) or "",
+                "phone": draft.phone,
                 "comment": draft.comment.strip(),
                 "subtotal": subtotal,
                 "delivery_fee": fee,
@@ -242,7 +326,7 @@ async def create_order(
         await repo.insert_history(conn, order["id"], None, initial, customer_id, role, "created")
         [view] = await order_views(conn, [order])
     await tenant.publish(
-        "order.created", _event_payload(view, store["name"], None, "created", role, source)
+        "orders.created", _event_payload(view, store["name"], None, "created", role, source)
     )
     return view
 
@@ -275,8 +359,9 @@ async def change_status(
         The updated order view.
 
     Raises:
-        OrderNotFound: no such order, or a customer's order of someone else.
-        OrderForbidden: a partner acting on another store's order.
+        NotFound: ``orders.not_found``, no such order, or a customer's order of
+            someone else.
+        Forbidden: ``orders.not_partner``, a partner acting on another store's order.
         TransitionError: the machine refuses, or the order is no longer in
             ``expected`` (``current`` carries the state now).
     """
@@ -285,10 +370,13 @@ async def change_status(
     async with tenant.db.transaction() as conn:
         order = await repo.get_order(conn, order_id, for_update=True)
         if order is None or (role == "customer" and order["customer_id"] != actor_id):
-            raise OrderNotFound(f"no order {order_id}")
+            raise NotFound("orders.not_found", f"no order {order_id}")
         store = await repo.get_store(conn, order["store_id"])
         if role == "partner" and (actor_id is None or actor_id not in store["partner_ids"]):
-            raise OrderForbidden(f"user {actor_id} is not a partner of store {order['store_id']!r}")
+            raise Forbidden(
+                "orders.not_partner",
+                f"user {actor_id} is not a partner of store {order['store_id']!r}",
+            )
         current = order["status"]
         fields = {"type": order["type"]}
         if expected is not None and expected != current:
@@ -304,9 +392,9 @@ async def change_status(
         order = await repo.get_order(conn, order_id)
         [view] = await order_views(conn, [order])
     payload = _event_payload(view, store["name"], current, reason, role, None)
-    await tenant.publish("order.status_changed", payload)
+    await tenant.publish("orders.status_changed", payload)
     if target in settings_of(tenant).cancelled_states:
-        await tenant.publish("order.cancelled", payload)
+        await tenant.publish("orders.cancelled", payload)
     return view
 
 
@@ -383,12 +471,12 @@ async def load_order(tenant: Tenant, order_id: int) -> dict[str, Any]:
     """One order view.
 
     Raises:
-        OrderNotFound: no such order.
+        NotFound: ``orders.not_found``, no such order.
     """
     async with tenant.db.acquire() as conn:
         order = await repo.get_order(conn, order_id)
         if order is None:
-            raise OrderNotFound(f"no order {order_id}")
+            raise NotFound("orders.not_found", f"no order {order_id}")
         [view] = await order_views(conn, [order])
     return view
 

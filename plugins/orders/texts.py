@@ -1,4 +1,12 @@
-"""Bot texts of the orders plugin in English and Russian (tenant ``texts:`` may override any key)."""
+"""Bot texts of the orders plugin in English and Russian (tenant ``texts:`` may override any key).
+
+Amounts (``{amount}``, ``{total}``...) are formatted by ``core.kit.format_money``.
+``orders.error.<what>`` is the bot's text of the refusal with code
+``orders.<what>`` (``core.kit.error_text``), formatted with its extension
+members; ``{reason}`` in ``orders.failed`` and ``orders.refused`` is such a
+text, never an English API detail. ``orders.reason.<reason>`` translates the
+reasons the system itself records (the expiry job's ``expired``).
+"""
 
 from __future__ import annotations
 
@@ -70,6 +78,27 @@ TEXTS: dict[str, dict[str, str]] = {
         "orders.action.delivering": "🚚 Out for delivery",
         "orders.action.completed": "🏁 Completed",
         "orders.action.cancelled": "✖️ Cancel order #{id}",
+        "orders.move_refused": "order #{id} cannot go from “{current}” to “{target}” now",
+        "orders.reason.expired": "the store did not accept it in time",
+        "orders.error.unknown_store": "this store does not exist",
+        "orders.error.bad_type": "choose pickup or delivery",
+        "orders.error.type_not_offered": "this store does not offer that",
+        "orders.error.no_items": "the cart is empty",
+        "orders.error.too_many_lines": "too many different items in one order (at most {limit})",
+        "orders.error.bad_quantity": "a quantity must be at least 1",
+        "orders.error.over_max_quantity": "at most {limit} of one item per order",
+        "orders.error.too_many_orders": "you already have {limit} active orders; "
+        "wait for one to be done or cancel one in /myorders",
+        "orders.error.location_pair": "the location is incomplete",
+        "orders.error.location_range": "the location is not on the map",
+        "orders.error.address_required": "delivery needs an address or a location",
+        "orders.error.text_too_long": "the address or comment is too long (500 characters at most)",
+        "orders.error.phone_required": "a phone number is required",
+        "orders.error.bad_phone": "that does not look like a phone number",
+        "orders.error.items_unavailable": "some items are no longer available",
+        "orders.error.below_minimum": "the minimum order is {minimum}; your items come to {subtotal}",
+        "orders.error.not_found": "this order no longer exists",
+        "orders.error.not_partner": "you are not a partner of this store",
     },
     "ru": {
         "orders.command.menu": "каталог и заказ",
@@ -136,5 +165,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "orders.action.delivering": "🚚 Передан в доставку",
         "orders.action.completed": "🏁 Завершён",
         "orders.action.cancelled": "✖️ Отменить заказ №{id}",
+        "orders.move_refused": "заказ №{id} сейчас нельзя перевести из «{current}» в «{target}»",
+        "orders.reason.expired": "магазин не принял его вовремя",
+        "orders.error.unknown_store": "такого магазина нет",
+        "orders.error.bad_type": "выберите самовывоз или доставку",
+        "orders.error.type_not_offered": "этот магазин так не работает",
+        "orders.error.no_items": "корзина пуста",
+        "orders.error.too_many_lines": "слишком много разных товаров в одном заказе (не больше {limit})",
+        "orders.error.bad_quantity": "количество должно быть не меньше 1",
+        "orders.error.over_max_quantity": "не больше {limit} шт. одного товара в заказе",
+        "orders.error.too_many_orders": "у вас уже {limit} активных заказов (это предел); "
+        "дождитесь выполнения одного или отмените его в /myorders",
+        "orders.error.location_pair": "геопозиция неполная",
+        "orders.error.location_range": "такой точки нет на карте",
+        "orders.error.address_required": "для доставки нужен адрес или геопозиция",
+        "orders.error.text_too_long": "адрес или комментарий слишком длинный (не больше 500 символов)",
+        "orders.error.phone_required": "нужен номер телефона",
+        "orders.error.bad_phone": "это не похоже на номер телефона",
+        "orders.error.items_unavailable": "некоторых товаров больше нет",
+        "orders.error.below_minimum": "минимальный заказ — {minimum}, а товаров на {subtotal}",
+        "orders.error.not_found": "этого заказа больше нет",
+        "orders.error.not_partner": "вы не партнёр этого магазина",
     },
 }

@@ -1,4 +1,8 @@
-"""How orders look in Telegram: money, status names, order cards and status buttons."""
+"""How orders look in Telegram: money, status names, order cards and status buttons.
+
+Money and status labels come from the core kit (``core.kit.format_money``,
+``core.kit.status_label``), in the tenant's locale.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from core import Tenant
+from core.kit import format_money
+from core.kit import status_label as kit_status_label
 
 __all__ = [
     "ROLE_CODES",
@@ -24,11 +30,9 @@ ROLE_CODES = {"c": "customer", "p": "partner", "a": "admin"}
 _CALLBACK_LIMIT = 64  # Bot API: InlineKeyboardButton.callback_data, 1-64 bytes
 
 
-def money(amount: int, currency: str) -> str:
-    """Format minor units with two decimals: ``15050, "RUB"`` -> ``"150.50 RUB"``."""
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    return f"{sign}{amount // 100}.{amount % 100:02d} {currency}"
+def money(tenant: Tenant, amount: int, currency: str) -> str:
+    """Minor units as the tenant's locale writes them: ``15050, "RUB"`` is ``"150,50 ₽"`` in ``ru``."""
+    return format_money(amount, currency, tenant.locale)
 
 
 def _text_or(tenant: Tenant, key: str, fallback: str, **fields: Any) -> str:
@@ -38,7 +42,7 @@ def _text_or(tenant: Tenant, key: str, fallback: str, **fields: Any) -> str:
 
 def status_label(tenant: Tenant, state: str) -> str:
     """The localized name of ``state`` (``orders.status.<state>``), or the state itself."""
-    return _text_or(tenant, f"orders.status.{state}", state)
+    return kit_status_label(tenant, "orders", state)
 
 
 def action_label(tenant: Tenant, target: str, order_id: int) -> str:
@@ -84,7 +88,7 @@ def order_card(tenant: Tenant, order: dict[str, Any], store_name: str, *, new: b
             "orders.cart_line",
             name=line["name"],
             quantity=line["quantity"],
-            amount=money(line["line_total"], currency),
+            amount=money(tenant, line["line_total"], currency),
         )
         for line in order["items"]
     )
@@ -102,11 +106,11 @@ def order_card(tenant: Tenant, order: dict[str, Any], store_name: str, *, new: b
         else "",
         address=tenant.text("orders.detail_address", address=address) if address else "",
         lines=lines,
-        subtotal=money(order["subtotal"], currency),
-        fee=tenant.text("orders.detail_fee", fee=money(order["delivery_fee"], currency))
+        subtotal=money(tenant, order["subtotal"], currency),
+        fee=tenant.text("orders.detail_fee", fee=money(tenant, order["delivery_fee"], currency))
         if order["delivery_fee"]
         else "",
-        total=money(order["total"], currency),
+        total=money(tenant, order["total"], currency),
         status=status_label(tenant, order["status"]),
     )
     return f"{header}\n{details}"

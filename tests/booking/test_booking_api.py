@@ -70,7 +70,7 @@ async def test_fifty_concurrent_creates_for_one_slot_book_it_once(tenantry):
     for response in responses:
         if response.status_code == 409:
             body = response.json()
-            assert body["code"] == "slot_taken"
+            assert body["code"] == "booking.slot_taken"
             assert body["alternatives"], body
             assert utc_iso(start) not in body["alternatives"]
     rows = await tenantry.sql(f'SELECT count(*) AS n FROM "{schema(config)}".bookings')
@@ -176,23 +176,23 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
     day = future_day()
     past = date.today() - timedelta(days=3)
     cases = [
-        (booking_body(at(past, "13:00")), "past"),
-        (booking_body(at(day, "13:00"), table="t99"), "unknown_table"),
-        (booking_body(at(day, "13:00"), party_size=13), "party_size"),
-        (booking_body(at(day, "13:00"), party_size=9), "party_size"),
-        (booking_body(at(day, "13:00"), party_size=3, table="t1"), "party_size"),
-        (booking_body(at(day, "13:10")), "not_a_slot"),
-        (booking_body(at(day, "22:00")), "not_a_slot"),  # the stay would end after closing
-        (booking_body(at(day, "13:00"), phone="call me"), "phone"),
-        (booking_body(at(day, "13:00"), customer_name="  "), "customer_name"),
-        (booking_body(at(day, "13:00"), service="haircut"), "wrong_kind"),
+        (booking_body(at(past, "13:00")), "booking.past"),
+        (booking_body(at(day, "13:00"), table="t99"), "booking.unknown_table"),
+        (booking_body(at(day, "13:00"), party_size=13), "booking.party_size"),
+        (booking_body(at(day, "13:00"), party_size=9), "booking.party_size"),
+        (booking_body(at(day, "13:00"), party_size=3, table="t1"), "booking.party_size"),
+        (booking_body(at(day, "13:10")), "booking.not_a_slot"),
+        (booking_body(at(day, "22:00")), "booking.not_a_slot"),  # the stay would end after closing
+        (booking_body(at(day, "13:00"), phone="call me"), "booking.phone"),
+        (booking_body(at(day, "13:00"), customer_name="  "), "booking.customer_name"),
+        (booking_body(at(day, "13:00"), service="haircut"), "booking.wrong_kind"),
         (
             {**booking_body(at(day, "13:00")), "starts_at": f"{day.isoformat()}T13:00:00"},
-            "starts_at",
+            "booking.starts_at",
         ),
-        ({**booking_body(at(day, "13:00")), "party_size": "two"}, "invalid_body"),
-        ({**booking_body(at(day, "13:00")), "surprise": 1}, "invalid_body"),
-        ({"customer_name": "Anna"}, "invalid_body"),
+        ({**booking_body(at(day, "13:00")), "party_size": "two"}, "request.invalid"),
+        ({**booking_body(at(day, "13:00")), "surprise": 1}, "request.invalid"),
+        ({"customer_name": "Anna"}, "request.invalid"),
     ]
     for body, code in cases:
         response = await tenantry.client.post(url, json=body, headers=headers)
@@ -202,13 +202,13 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
     response = await tenantry.client.post(
         url, content=b"{not json", headers={**headers, "Content-Type": "application/json"}
     )
-    assert response.status_code == 400 and response.json()["code"] == "invalid_json"
+    assert response.status_code == 400 and response.json()["code"] == "request.malformed_json"
     response = await tenantry.client.get(
         "/api/tenants/filin/booking/availability",
         params={"date": past.isoformat()},
         headers=headers,
     )
-    assert response.status_code == 400 and response.json()["code"] == "past"
+    assert response.status_code == 400 and response.json()["code"] == "booking.past"
     response = await tenantry.client.get(
         "/api/tenants/filin/booking/availability", params={"date": "31-12-2030"}, headers=headers
     )
@@ -218,7 +218,7 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(tenantry):
         params={"date": (day + timedelta(days=60)).isoformat()},
         headers=headers,
     )
-    assert response.status_code == 400 and response.json()["code"] == "too_far"
+    assert response.status_code == 400 and response.json()["code"] == "booking.too_far"
     response = await tenantry.client.get(
         "/api/tenants/filin/booking/bookings/999999", headers=headers
     )

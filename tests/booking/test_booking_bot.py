@@ -45,7 +45,7 @@ async def test_book_a_table_through_the_bot(tenantry, updates, bot_api):
             "user_id": 4242,
             "party_size": 6,
             "status": "confirmed",
-            "phone": "79990001122",
+            "phone": "+79990001122",  # E.164 (core.kit.normalize_phone)
             "source": "bot",
             "tables": ["t2", "t3"],
         }
@@ -75,7 +75,7 @@ async def test_book_a_service_through_the_bot_in_russian(tenantry, updates, bot_
     times = await client.tap(calendar, str(day.day))
     services = await client.tap(times, "19:00")
     labels = [b["text"] for b in buttons(services)]
-    assert labels == ["Haircut · 60 min · 1500.00 RUB"]  # coloring (120 min) would end after 20:00
+    assert labels == ["Haircut · 60 мин · 1\u00a0500,00\u00a0₽"]  # coloring (120 min) would end after 20:00
     staff = await client.tap(services, labels[0])
     assert [b["text"] for b in buttons(staff)] == ["Любой мастер", "Anna", "Boris"]
     await client.tap(staff, "Boris")
@@ -83,7 +83,7 @@ async def test_book_a_service_through_the_bot_in_russian(tenantry, updates, bot_
     bad = await client.say("not a phone")
     assert bad.params["text"].startswith("Это не похоже")
     summary = await client.say("+7 999 000-11-22")
-    assert "Haircut, мастер Boris, 1500.00 RUB" in summary.params["text"]
+    assert "Haircut, мастер Boris, 1\u00a0500,00\u00a0₽" in summary.params["text"]
     done = await client.tap(summary, "Подтвердить")
     assert "ждёт подтверждения" in done.params["text"]
 

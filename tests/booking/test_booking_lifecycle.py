@@ -124,7 +124,7 @@ async def test_mybookings_cancel_respects_the_cutoff(tenantry, updates, bot_api)
             )
         },
     )
-    assert response.status_code == 409 and response.json()["code"] == "cancellation_cutoff"
+    assert response.status_code == 409 and response.json()["code"] == "booking.cancellation_cutoff"
     assert (await _set_status(tenantry, near["id"], "cancelled"))["status"] == "cancelled"
     history = await tenantry.sql(
         f'SELECT booking_id, to_status, actor_role FROM "{schema(config)}".booking_history WHERE to_status = $1 ORDER BY id',

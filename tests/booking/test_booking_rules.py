@@ -36,7 +36,7 @@ async def test_closed_dates_and_closed_weekdays(tenantry):
         result = await _availability(tenantry, day)
         assert result["closed"] == "closed" and result["slots"] == []
         response = await _create(tenantry, at(day, "13:00"))
-        assert response.status_code == 400 and response.json()["code"] == "closed"
+        assert response.status_code == 400 and response.json()["code"] == "booking.closed"
     assert (await _availability(tenantry, future_day(4)))["slots"]
 
 
@@ -45,7 +45,7 @@ async def test_minimum_notice(tenantry):
     await tenantry.start()
     assert (await _availability(tenantry, future_day(2)))["slots"] == []
     response = await _create(tenantry, at(future_day(2), "13:00"))
-    assert response.status_code == 400 and response.json()["code"] == "too_soon"
+    assert response.status_code == 400 and response.json()["code"] == "booking.too_soon"
     assert (await _availability(tenantry, future_day(6)))["slots"]
 
 
@@ -61,7 +61,7 @@ async def test_buffers_keep_tables_free_between_bookings(tenantry):
     # it must end by 14:15 (starts 12:00 at the latest) or start at 17:45 or later (18:00)
     assert free[:2] == ["12:00", "18:00"]
     taken = await _create(tenantry, at(day, "17:30"))
-    assert taken.status_code == 409 and taken.json()["code"] == "slot_taken"
+    assert taken.status_code == 409 and taken.json()["code"] == "booking.slot_taken"
     assert taken.json()["alternatives"][0].startswith(f"{day.isoformat()}T15:00")  # 18:00 Moscow
     assert (await _create(tenantry, at(day, "18:00"))).status_code == 201
     [hold] = await tenantry.sql(

@@ -17,6 +17,7 @@ ADMIN = 900000001  # the harness's default bot.admins
 
 ORDERS_SETTINGS: dict[str, Any] = {
     "expire_after_minutes": 15,
+    "max_active_orders_per_customer": 0,
     "stores": [
         {
             "id": "bakery",
@@ -135,8 +136,13 @@ class Market:
 @pytest_asyncio.fixture
 async def market(tenantry: Any) -> Market:
     """A started tenant ``market`` with orders enabled (en locale, Europe/Moscow)."""
+    # These tests place many orders as one customer within a minute; the rate
+    # limits and the cap of active orders have tests of their own.
     config = tenantry.add_tenant(
-        "market", timezone="Europe/Moscow", features={"orders": ORDERS_SETTINGS}
+        "market",
+        timezone="Europe/Moscow",
+        features={"orders": ORDERS_SETTINGS},
+        limits={"api_writes": "1000/minute", "webapp_writes": "1000/minute"},
     )
     await tenantry.start()
     await tenantry.wait_state("market", "running")

@@ -51,7 +51,7 @@ async def test_expiry_job_cancels_stale_pending_orders(market, bot_api):
     )
     told = bot_api.calls("sendMessage", bot_id=market.bot_id, chat_id=CUSTOMER)
     assert [c.params["text"] for c in told] == [
-        f"Order #{stale['id']} (Bakery): cancelled\nReason: expired"
+        f"Order #{stale['id']} (Bakery): cancelled\nReason: the store did not accept it in time"
     ]
     [edited] = bot_api.calls("editMessageText", bot_id=market.bot_id, chat_id=PARTNER_A)
     assert "Status: cancelled" in edited.params["text"] and "reply_markup" not in edited.params
@@ -194,7 +194,7 @@ async def test_settings_errors_name_the_field(tenantry):
     tenantry.add_tenant("broken", features={"orders": bad})
     tenantry.add_tenant("typo", features={"orders": {"expire_after_minutse": 5}})
     await tenantry.start()
-    health = (await tenantry.client.get("/health")).json()
+    health = (await tenantry.client.get("/health", headers=tenantry.admin_headers())).json()
     rejected = " ".join(" ".join(issues) for issues in health["rejected"].values())
     assert "category 'bread' names unknown store 'nowhere'" in rejected
     assert "expire_after_minutse" in rejected

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
-from aiogram import Router
-from aiogram.filters import Command
-from aiogram.types import Message
-from litestar import Controller, get, post
-from litestar.params import FromPath, JSONBody
 
-from core import JobSpec, StatusEntity, StatusMachineSpec, Tenant, Transition, hookimpl
-from core.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
+from core import StatusEntity, StatusMachineSpec, Transition, hookimpl
+
+if TYPE_CHECKING:
+    # Like the built-in plugins, the bot and HTTP parts (aiogram, Litestar)
+    # are imported by the hooks that need them, never by the config phase.
+    from aiogram import Router
+    from litestar import Controller
+
+    from core import JobSpec, Tenant
 
 EVENTS: list[tuple[str, str, dict[str, Any]]] = []
 JOB_RUNS: list[tuple[str, dict[str, Any]]] = []
@@ -88,11 +90,18 @@ def register_commands(tenant: Tenant) -> list[tuple[str, ...]]:
 @hookimpl
 def register_routers(tenant: Tenant) -> Router:
     """``/ping`` answers the greeting; ``/boom`` raises to test error handling."""
+    from aiogram import Router
+    from aiogram.filters import Command
+    from aiogram.types import Message
+
+    from core.kit import send_message
+
     router = Router(name=f"sample:{tenant.id}")
 
     @router.message(Command("ping"))
     async def ping(message: Message, tenant: Tenant) -> None:
-        await message.answer(tenant.settings_for("sample").greeting)
+        # Through the kit, as notifications do: a blocked user is recorded, 429 waited out.
+        await send_message(tenant, message.chat.id, tenant.settings_for("sample").greeting)
 
     @router.message(Command("boom"))
     async def boom(message: Message, tenant: Tenant) -> None:
@@ -101,70 +110,11 @@ def register_routers(tenant: Tenant) -> Router:
     return router
 
 
-class TicketIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A new ticket."""
-
-    title: str
-    kind: str = "normal"
-
-
-class TicketMove(msgspec.Struct, forbid_unknown_fields=True):
-    """A status change request."""
-
-    status: str
-
-
-class TicketController(Controller):
-    """``/api/tenants/{tenant_id}/sample/tickets``."""
-
-    path = "/tickets"
-
-    @post("/", guards=[require_api_key])
-    async def create(self, data: JSONBody[TicketIn], tenant: TenantDep) -> dict[str, Any]:
-        """Create a ticket in the initial state and publish ``sample.created``."""
-        machine = tenant.statuses["tickets"]
-        row = await tenant.db.fetchrow(
-            "INSERT INTO tickets (title, kind, status) VALUES ($1, $2, $3) RETURNING id, status",
-            data.title,
-            data.kind,
-            machine.initial,
-        )
-        await tenant.publish("sample.created", {"id": row["id"], "title": data.title})
-        return dict(row)
-
-    @get("/", guards=[require_api_key_or_webapp])
-    async def list_tickets(self, tenant: TenantDep, caller: CallerDep) -> dict[str, Any]:
-        """List tickets and say who asked."""
-        rows = await tenant.db.fetch("SELECT id, title, status FROM tickets ORDER BY id")
-        return {"caller": msgspec.to_builtins(caller), "tickets": [dict(r) for r in rows]}
-
-    @post("/{ticket_id:int}/status", guards=[require_api_key])
-    async def move(
-        self, ticket_id: FromPath[int], data: JSONBody[TicketMove], tenant: TenantDep
-    ) -> dict[str, Any]:
-        """Change a ticket's status through the tenant's machine (409 when illegal)."""
-        async with tenant.db.transaction() as conn:
-            row = await conn.fetchrow(
-                "SELECT status, kind FROM tickets WHERE id = $1 FOR UPDATE", ticket_id
-            )
-            tenant.statuses["tickets"].check(
-                row["status"], data.status, "admin", {"kind": row["kind"]}
-            )
-            await conn.execute(
-                "UPDATE tickets SET status = $2 WHERE id = $1", ticket_id, data.status
-            )
-            await conn.execute(
-                "INSERT INTO ticket_history (ticket_id, from_status, to_status) VALUES ($1, $2, $3)",
-                ticket_id,
-                row["status"],
-                data.status,
-            )
-        return {"id": ticket_id, "status": data.status}
-
-
 @hookimpl
 def register_route_handlers() -> list[type[Controller]]:
     """The tickets controller."""
+    from sample_plugin.api import TicketController
+
     return [TicketController]
 
 
@@ -176,6 +126,8 @@ async def record_job(tenant: Tenant, **kwargs: Any) -> None:
 @hookimpl
 def register_jobs() -> list[JobSpec]:
     """``sample.record`` appends to JOB_RUNS."""
+    from core import JobSpec
+
     return [JobSpec(name="sample.record", function=record_job)]
 
 
