@@ -224,7 +224,7 @@ def main() -> None:
             bench(database_url, redis_url, args.bookings, args.concurrency, args.rate, args.seconds)
         )
         return
-    from core.embedded import EmbeddedServers
+    from core.runtime.embedded import EmbeddedServers
 
     servers = EmbeddedServers()
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-servers-") as folder:

@@ -159,7 +159,7 @@ def main() -> None:
     redis_url = os.environ.get("TENANTRY_TEST_REDIS_URL")
     servers = None
     if not (database_url and redis_url):
-        from core.embedded import EmbeddedServers
+        from core.runtime.embedded import EmbeddedServers
 
         servers = EmbeddedServers()
         folder = Path(tempfile.mkdtemp(prefix="tenantry-bench-servers-"))

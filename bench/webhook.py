@@ -82,8 +82,8 @@ from _common import (
     wait_http,
 )
 
-from core.bots import webhook_secret
 from core.testing.updates import UpdateFactory
+from core.updates.bots import webhook_secret
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
@@ -858,14 +858,14 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
     from redis.asyncio import Redis
 
     from core import builtin
-    from core.bots import pin_response_models
-    from core.db import TenantDB, create_pool
-    from core.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS
-    from core.loader import load_tenant_file
-    from core.migrations import apply_migrations, load_migrations
-    from core.plugins import CORE_PLUGIN, build_plugin_manager
-    from core.settings import RuntimeSettings
-    from core.tenant import Tenant as CoreTenant
+    from core.config.loader import load_tenant_file
+    from core.runtime.plugins import CORE_PLUGIN, build_plugin_manager
+    from core.runtime.settings import RuntimeSettings
+    from core.runtime.tenant import Tenant as CoreTenant
+    from core.storage.db import TenantDB, create_pool
+    from core.storage.migrations import apply_migrations, load_migrations
+    from core.updates.bots import pin_response_models
+    from core.updates.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS
 
     # Give the baseline the same fix for aiogram's Response[T] model churn that the
     # runtime applies, so the comparison measures the frameworks, not that fix.

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from core.hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
-    from core.events import DomainEvent
-    from core.jobs import JobSpec
-    from core.migrations import Migration
-    from core.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
-    from core.tenant import Tenant, TenantState
+    from core.runtime.tenant import Tenant, TenantState
+    from core.storage.events import DomainEvent
+    from core.storage.jobs import JobSpec
+    from core.storage.migrations import Migration
+    from core.storage.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
 
 __all__ = [
     "DomainEvent",
@@ -39,15 +39,15 @@ __all__ = [
 ]
 
 _LAZY_EXPORTS = {
-    "DomainEvent": "core.events",
-    "JobSpec": "core.jobs",
-    "Migration": "core.migrations",
-    "StatusEntity": "core.statuses",
-    "StatusMachineSpec": "core.statuses",
-    "Transition": "core.statuses",
-    "TransitionError": "core.statuses",
-    "Tenant": "core.tenant",
-    "TenantState": "core.tenant",
+    "DomainEvent": "core.storage.events",
+    "JobSpec": "core.storage.jobs",
+    "Migration": "core.storage.migrations",
+    "StatusEntity": "core.storage.statuses",
+    "StatusMachineSpec": "core.storage.statuses",
+    "Transition": "core.storage.statuses",
+    "TransitionError": "core.storage.statuses",
+    "Tenant": "core.runtime.tenant",
+    "TenantState": "core.runtime.tenant",
 }
 
 

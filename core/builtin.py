@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from aiogram import Router
     from aiogram.types import ChatMemberUpdated, Message
 
-    from core.tenant import Tenant
+    from core.runtime.tenant import Tenant
 
 TEXTS = {
     "en": {

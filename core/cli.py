@@ -14,10 +14,10 @@ __all__ = ["main"]
 def _cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import create_app
-    from core.logging import configure_logging
-    from core.serving import BodyReadTimeout, uvicorn_options
-    from core.settings import RuntimeSettings
+    from core.http.app import create_app
+    from core.http.serving import BodyReadTimeout, uvicorn_options
+    from core.runtime.logging import configure_logging
+    from core.runtime.settings import RuntimeSettings
 
     configure_logging(args.log_level, json=not args.console_logs)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants, listen_host=args.host)
@@ -35,8 +35,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from core.logging import configure_logging
-    from core.settings import RuntimeSettings
+    from core.runtime.logging import configure_logging
+    from core.runtime.settings import RuntimeSettings
 
     configure_logging("INFO", json=False)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants, watch=False)
@@ -46,8 +46,8 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
     """Validate tenant files and their clashes, printing problems; return the valid specs and
     whether everything was valid."""
-    from core.config import ConfigError, ConfigIssue
-    from core.loader import check_tenant_set, load_tenant_file
+    from core.config.loader import check_tenant_set, load_tenant_file
+    from core.config.model import ConfigError, ConfigIssue
 
     specs, ok = [], True
     for path in paths:
@@ -71,16 +71,16 @@ def _load_folder(paths: list[Path], pm: object) -> tuple[list[object], bool]:
 
 
 def _tenant_files(folder: Path) -> list[Path]:
-    from core.loader import TENANT_FILE_SUFFIXES
+    from core.config.loader import TENANT_FILE_SUFFIXES
 
     return sorted(p for p in folder.iterdir() if p.suffix in TENANT_FILE_SUFFIXES)
 
 
 async def _migrate(settings: object, only: str | None) -> int:
-    from core.db import create_pool
-    from core.embedded import EmbeddedServers
-    from core.migrations import prepare_tenant_schema
-    from core.plugins import build_plugin_manager
+    from core.runtime.embedded import EmbeddedServers
+    from core.runtime.plugins import build_plugin_manager
+    from core.storage.db import create_pool
+    from core.storage.migrations import prepare_tenant_schema
 
     pm = build_plugin_manager()
     specs, ok = _load_folder(_tenant_files(settings.tenants_dir), pm)
@@ -107,7 +107,7 @@ async def _migrate(settings: object, only: str | None) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from core.plugins import build_plugin_manager
+    from core.runtime.plugins import build_plugin_manager
 
     paths = [Path(p) for p in args.files] or _tenant_files(Path(args.tenants))
     specs, ok = _load_folder(paths, build_plugin_manager())
@@ -117,15 +117,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from core.plugins import build_plugin_manager
-    from core.schema import tenant_json_schema
+    from core.config.schema import tenant_json_schema
+    from core.runtime.plugins import build_plugin_manager
 
     print(json.dumps(tenant_json_schema(build_plugin_manager()), indent=2, ensure_ascii=False))
     return 0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from core.plugins import build_plugin_manager, hook_summary
+    from core.runtime.plugins import build_plugin_manager, hook_summary
 
     summary = hook_summary(build_plugin_manager())
     if args.json:

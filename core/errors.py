@@ -19,7 +19,7 @@ switch on ``code``. Keyword arguments become extension members (RFC 9457
 section 3.2): ``errors`` for validation, ``current``/``allowed`` for status
 transitions, ``retry_after`` with 429 and 503. Litestar renders the
 exceptions through its problem-details plugin (``litestar.plugins.problem_details``);
-``core.app.create_app`` maps Litestar's own errors (validation 400, 404, 405)
+``core.http.app.create_app`` maps Litestar's own errors (validation 400, 404, 405)
 and unexpected exceptions (500) to the same body with :func:`problem_from_http_exception`
 and :func:`internal_error`.
 """

@@ -6,7 +6,7 @@ YAML (``features.<name>``). For one tenant, only the hooks of the plugins that
 tenant enables are called; the always-on ``core`` plugin is the exception.
 
 Hooks are plain functions. A hook that must do I/O may return an awaitable;
-the core awaits whatever it gets back (see :func:`core.plugins.resolve`).
+the core awaits whatever it gets back (see :func:`core.runtime.plugins.resolve`).
 Plugin authors: ``docs/hooks.md`` documents each hook with an example.
 """
 
@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     import msgspec
     from aiogram import Router
 
-    from core.events import DomainEvent
-    from core.jobs import JobSpec
-    from core.migrations import Migration
-    from core.statuses import StatusEntity
-    from core.tenant import Tenant
+    from core.runtime.tenant import Tenant
+    from core.storage.events import DomainEvent
+    from core.storage.jobs import JobSpec
+    from core.storage.migrations import Migration
+    from core.storage.statuses import StatusEntity
 
 hookspec = pluggy.HookspecMarker("tenantry")
 hookimpl = pluggy.HookimplMarker("tenantry")
@@ -61,7 +61,7 @@ def register_status_machines() -> Sequence[StatusEntity] | None:
     tenant schema in step with it and migrates ``renamed`` states.
 
     Returns:
-        A sequence of :class:`core.statuses.StatusEntity`.
+        A sequence of :class:`core.storage.statuses.StatusEntity`.
     """
 
 
@@ -74,7 +74,7 @@ def register_migrations() -> Path | Sequence[Migration] | None:
 
     Called when a tenant that enables the plugin starts. Return the folder
     holding ``NNNN_name.sql`` files (numbered from 0001, never edited once
-    released) or a list of :class:`core.migrations.Migration`. The core applies
+    released) or a list of :class:`core.storage.migrations.Migration`. The core applies
     them in order inside the tenant's schema (``search_path`` is set), records
     each with a SHA-256 checksum in ``tenantry_migrations`` and refuses to
     start a tenant whose applied migration changed.
@@ -88,11 +88,11 @@ def register_migrations() -> Path | Sequence[Migration] | None:
 def register_jobs() -> Sequence[JobSpec] | None:
     """Return the background jobs this plugin provides.
 
-    Called once per plugin at runtime start. Each :class:`core.jobs.JobSpec`
+    Called once per plugin at runtime start. Each :class:`core.storage.jobs.JobSpec`
     names an async function ``fn(tenant, **kwargs)`` and optionally a cron
     schedule (five fields, UTC). Cron jobs run once per tenant that enables the
     plugin, once per schedule tick even with several runtimes; one-off jobs are
-    queued with :meth:`core.tenant.Tenant.enqueue`.
+    queued with :meth:`core.runtime.tenant.Tenant.enqueue`.
 
     Returns:
         A sequence of JobSpec, or None.
@@ -109,7 +109,7 @@ def register_routers(tenant: Tenant) -> Router | Sequence[Router] | None:
     Called each time a tenant starts (also after a hot reload). Build new
     Router objects on every call: an aiogram Router has a single parent, so a
     module-level Router cannot serve two tenants. Handlers receive ``tenant``
-    (:class:`core.tenant.Tenant`) as a keyword argument.
+    (:class:`core.runtime.tenant.Tenant`) as a keyword argument.
 
     Args:
         tenant: the tenant being started.
@@ -164,7 +164,7 @@ def register_route_handlers() -> Sequence[Any] | None:
     under ``/api/tenants/{tenant_id}/<plugin name>`` and answers 404 for a
     tenant that does not enable the plugin, so handlers never see such a
     tenant. Handlers may ask for the ``tenant`` dependency
-    (:class:`core.tenant.Tenant`) and use the guards in :mod:`core.auth`.
+    (:class:`core.runtime.tenant.Tenant`) and use the guards in :mod:`core.http.auth`.
 
     Returns:
         Controller classes and route handler functions.

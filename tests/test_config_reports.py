@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError
-from core.loader import load_tenant_text
-from core.plugins import build_plugin_manager
+from core.config.loader import load_tenant_text
+from core.config.model import ConfigError
+from core.runtime.plugins import build_plugin_manager
 from core.testing.plugin import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -250,8 +250,8 @@ def test_config_phase_imports_no_bot_or_http_stack():
     script = textwrap.dedent("""\
         import sys
         from pathlib import Path
-        from core.loader import load_tenant_file
-        from core.plugins import build_plugin_manager
+        from core.config.loader import load_tenant_file
+        from core.runtime.plugins import build_plugin_manager
 
         pm = build_plugin_manager()
         specs = [load_tenant_file(path, pm) for path in sorted(Path("tenants").glob("*.yaml"))]

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from core.config import ConfigError
-from core.loader import check_tenant_set, load_tenant_text
-from core.plugins import build_plugin_manager
+from core.config.loader import check_tenant_set, load_tenant_text
+from core.config.model import ConfigError
+from core.runtime.plugins import build_plugin_manager
 
 GOOD = """\
 id: filin

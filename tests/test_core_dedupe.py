@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS, Claim, UpdateLedger
+from core.updates.dedupe import DEDUPE_TTL_SECONDS, IN_PROGRESS_TTL_SECONDS, Claim, UpdateLedger
 
 
 @pytest.fixture

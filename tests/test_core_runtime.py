@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import yaml
 
-from core.migrations import Migration, MigrationError, apply_migrations
+from core.storage.migrations import Migration, MigrationError, apply_migrations
 from core.testing.updates import webapp_init_data
 
 

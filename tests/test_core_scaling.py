@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from core.app import Runtime
-from core.plugins import build_plugin_manager
-from core.settings import RuntimeSettings
+from core.http.app import Runtime
+from core.runtime.plugins import build_plugin_manager
+from core.runtime.settings import RuntimeSettings
 
 
 def runtime_for(tenantry, sample) -> Runtime:

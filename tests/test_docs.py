@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from core import hookspecs
-from core.config import ApiConfig, BotConfig, StorageConfig, TenantConfig, WebAppConfig
+from core.config.model import ApiConfig, BotConfig, StorageConfig, TenantConfig, WebAppConfig
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOOKSPECS = sorted(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import ConfigError
+from core.config.model import ConfigError
 from core.testing.plugin import TenantryHarness
 
 RELOAD_DEADLINE = 5.0  # seconds a file change in a watched folder may take to apply
@@ -248,8 +248,8 @@ async def test_two_runtimes_on_one_database_cannot_both_claim_a_schema(
 
 
 async def test_concurrent_claims_of_one_schema_have_one_winner(tenantry):
-    from core.loader import load_tenant_text
-    from core.plugins import build_plugin_manager
+    from core.config.loader import load_tenant_text
+    from core.runtime.plugins import build_plugin_manager
 
     await tenantry.start(watch=False)
     claims = tenantry.runtime.claims
@@ -388,7 +388,7 @@ async def test_tokens_come_from_a_file_of_hashes(tenantry, tmp_path, monkeypatch
     )
     monkeypatch.setenv("TENANTRY_ADMIN_TOKENS_FILE", str(path))
     monkeypatch.setenv("TENANTRY_CONTROL_SCHEMA", tenantry.control_schema)
-    from core.settings import RuntimeSettings
+    from core.runtime.settings import RuntimeSettings
 
     from_env = RuntimeSettings.from_env()
     assert from_env.admin_tokens_file == path
@@ -427,8 +427,8 @@ async def test_tokens_come_from_a_file_of_hashes(tenantry, tmp_path, monkeypatch
 async def test_a_bad_tokens_file_stops_the_runtime_naming_file_line_and_field(
     tenantry, tmp_path, text, line, where
 ):
-    from core.app import Runtime
-    from core.settings import RuntimeSettings
+    from core.http.app import Runtime
+    from core.runtime.settings import RuntimeSettings
 
     path = write_tokens_file(tmp_path, text)
     settings = RuntimeSettings(
@@ -456,7 +456,7 @@ async def test_a_bad_tokens_file_stops_the_runtime_naming_file_line_and_field(
 
 
 async def test_a_scoped_upload_reads_only_its_own_environment_variables(tenantry, monkeypatch):
-    from core.settings import RuntimeSettings
+    from core.runtime.settings import RuntimeSettings
 
     if "tenant_env_allow" not in RuntimeSettings.__struct_fields__:
         pytest.skip("the runtime has no shared environment allow list yet")

@@ -25,8 +25,8 @@ import yaml
 from litestar import Request, Response, post
 
 from core import hookimpl
-from core.auth import TenantDep, require_api_key_or_webapp
-from core.idempotency import idempotent_response
+from core.http.auth import TenantDep, require_api_key_or_webapp
+from core.http.idempotency import idempotent_response
 from core.testing.updates import webapp_init_data
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -432,7 +432,7 @@ async def test_a_tenant_at_its_connection_cap_does_not_hold_up_another(tenantry)
 
 
 async def test_storage_max_connections_is_validated(tenantry):
-    from core.config import ConfigError, parse_tenant_text
+    from core.config.model import ConfigError, parse_tenant_text
 
     config = tenantry.tenant_config("filin")
     config["storage"]["max_connections"] = 0
@@ -445,7 +445,7 @@ async def test_storage_max_connections_is_validated(tenantry):
 
 
 async def test_bad_limit_strings_are_yaml_errors_naming_the_field(tenantry):
-    from core.config import ConfigError, parse_tenant_text
+    from core.config.model import ConfigError, parse_tenant_text
 
     config = tenantry.tenant_config("filin", limits={"api_writes": "lots"})
     with pytest.raises(ConfigError) as error:

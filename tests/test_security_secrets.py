@@ -21,11 +21,11 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from core import Tenant, hookimpl
-from core.config import ConfigError
-from core.loader import load_tenant_file, load_tenant_text
-from core.plugins import build_plugin_manager
-from core.redaction import forget_secrets, redact, register_secrets
-from core.settings import RuntimeSettings
+from core.config.loader import load_tenant_file, load_tenant_text
+from core.config.model import ConfigError
+from core.runtime.plugins import build_plugin_manager
+from core.runtime.redaction import forget_secrets, redact, register_secrets
+from core.runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -40,7 +40,7 @@ from core.errors import STORAGE_UNAVAILABLE
 if TYPE_CHECKING:
     from aiogram.types import Message
 
-    from core.tenant import Tenant
+    from core.runtime.tenant import Tenant
 
 __all__ = ["DEFAULT_ATTEMPTS", "MAX_RETRY_WAIT", "deliver", "edit_message_text", "send_message"]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.errors import ApiError
-    from core.tenant import Tenant
+    from core.runtime.tenant import Tenant
 
 __all__ = ["error_text", "status_label"]
 

@@ -52,7 +52,7 @@ def tenantry_database_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from core.embedded import EmbeddedServers
+    from core.runtime.embedded import EmbeddedServers
 
     servers = EmbeddedServers()
     with tempfile.TemporaryDirectory(prefix="tenantry-pg-") as folder:
@@ -67,7 +67,7 @@ def tenantry_redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from core.embedded import EmbeddedServers
+    from core.runtime.embedded import EmbeddedServers
 
     servers = EmbeddedServers()
     with tempfile.TemporaryDirectory(prefix="tenantry-redis-") as folder:
@@ -109,7 +109,7 @@ class TenantryHarness:
         client: an httpx.AsyncClient on ``url`` (after :meth:`start`); unless
             ``settle_events=False``, each webhook or tenant API call returns
             once the domain events it published were delivered.
-        runtime: the :class:`core.app.Runtime` (after :meth:`start`).
+        runtime: the :class:`core.http.app.Runtime` (after :meth:`start`).
     """
 
     def __init__(
@@ -198,7 +198,7 @@ class TenantryHarness:
         Call before :meth:`start`; the runtime gets the token's SHA-256, as a
         tokens file would give it (``RuntimeSettings.admin_tokens``).
         """
-        from core.admin_tokens import AdminTokenEntry, token_sha256
+        from core.http.admin_tokens import AdminTokenEntry, token_sha256
 
         token = f"scoped-{name}-" + secrets.token_hex(8)
         self._admin_tokens.append(AdminTokenEntry(name, token_sha256(token), list(tenants)))
@@ -235,10 +235,10 @@ class TenantryHarness:
         """
         import uvicorn
 
-        from core.app import create_app
-        from core.logging import configure_logging
-        from core.plugins import build_plugin_manager
-        from core.settings import RuntimeSettings
+        from core.http.app import create_app
+        from core.runtime.logging import configure_logging
+        from core.runtime.plugins import build_plugin_manager
+        from core.runtime.settings import RuntimeSettings
 
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"

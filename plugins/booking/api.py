@@ -19,7 +19,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from core.auth import (
+from core.http.auth import (
     Caller,
     CallerDep,
     TenantDep,
@@ -27,8 +27,8 @@ from core.auth import (
     require_api_key_or_webapp,
     require_webapp_user,
 )
-from core.idempotency import idempotent_response
-from core.ratelimit import limit_writes
+from core.http.idempotency import idempotent_response
+from core.http.ratelimit import limit_writes
 from plugins.booking import service
 from plugins.booking.service import (
     AvailabilityResult,

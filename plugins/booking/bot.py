@@ -21,8 +21,8 @@ from aiogram.types import CallbackQuery, Message
 
 from core import Tenant, TransitionError
 from core.errors import ApiError
+from core.http.ratelimit import BOT_WRITE, limit_bot_writes
 from core.kit import error_text, format_date, format_datetime
-from core.ratelimit import BOT_WRITE, limit_bot_writes
 from plugins.booking import keyboards as kb
 from plugins.booking import notify, repository, service
 from plugins.booking.service import NewBooking, SlotTaken
@@ -565,7 +565,7 @@ def build_router(tenant: Tenant) -> Router:
     router.callback_query.register(party_pressed, kb.PickParty.filter(), BookFlow.choice)
     router.callback_query.register(service_pressed, kb.PickService.filter(), BookFlow.choice)
     router.callback_query.register(staff_pressed, kb.PickStaff.filter(), BookFlow.staff)
-    # Handlers that write are counted against limits.bot_writes (core.ratelimit).
+    # Handlers that write are counted against limits.bot_writes (core.http.ratelimit).
     router.callback_query.register(
         confirm_pressed, kb.ConfirmFlow.filter(), BookFlow.confirm, flags=BOT_WRITE
     )

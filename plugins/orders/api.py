@@ -19,7 +19,8 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from core.auth import (
+from core.errors import BadRequest, Forbidden, NotFound
+from core.http.auth import (
     Caller,
     CallerDep,
     TenantDep,
@@ -27,9 +28,8 @@ from core.auth import (
     require_api_key_or_webapp,
     require_webapp_user,
 )
-from core.errors import BadRequest, Forbidden, NotFound
-from core.idempotency import idempotent_response
-from core.ratelimit import limit_writes
+from core.http.idempotency import idempotent_response
+from core.http.ratelimit import limit_writes
 from plugins.orders import catalog
 from plugins.orders import repository as repo
 from plugins.orders.service import (

@@ -27,8 +27,8 @@ from aiogram.types import (
 
 from core import Tenant, TransitionError
 from core.errors import ApiError
+from core.http.ratelimit import BOT_WRITE, limit_bot_writes
 from core.kit import error_text, format_datetime
-from core.ratelimit import BOT_WRITE, limit_bot_writes
 from plugins.orders import cart
 from plugins.orders import repository as repo
 from plugins.orders.service import (
@@ -567,7 +567,7 @@ def build_router(tenant: Tenant) -> Router:
     router.message.register(my_orders, Command("myorders"))
     router.callback_query.register(menu_callback, F.data.startswith("om:"))
     router.callback_query.register(cart_callback, F.data.startswith("oc:"))
-    # Checkout (it places the order) and status buttons write: limits.bot_writes (core.ratelimit).
+    # Checkout (it places the order) and status buttons write: limits.bot_writes (core.http.ratelimit).
     router.callback_query.register(
         checkout_callback, F.data.startswith("ck:"), flags=BOT_WRITE
     )

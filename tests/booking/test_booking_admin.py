@@ -17,9 +17,9 @@ from _booking_support import (
     schema,
 )
 
-from core.config import ConfigError
-from core.loader import load_tenant_file, load_tenant_text
-from core.plugins import build_plugin_manager
+from core.config.loader import load_tenant_file, load_tenant_text
+from core.config.model import ConfigError
+from core.runtime.plugins import build_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 

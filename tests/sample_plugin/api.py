@@ -13,8 +13,8 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 
-from core.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
 from core.errors import NotFound
+from core.http.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
 
 
 class TicketIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,0 +1,291 @@
+"""Validate a tenant file against the installed plugins, and a set of tenants against each other."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import msgspec
+import pluggy
+
+from core.config._convert import convert_reporting_all
+from core.config.model import (
+    ConfigError,
+    ConfigIssue,
+    TenantConfig,
+    YamlDocument,
+    conceal_issues,
+    parse_tenant_text,
+    secret_values,
+    validation_issue,
+)
+from core.runtime.contributions import contributions_of
+from core.runtime.plugins import CORE_PLUGIN
+from core.storage.statuses import StatusEntity, StatusMachine, StatusMachineSpec
+
+__all__ = [
+    "TENANT_FILE_SUFFIXES",
+    "TenantSpec",
+    "check_tenant_set",
+    "load_tenant_file",
+    "load_tenant_text",
+]
+
+TENANT_FILE_SUFFIXES = (".yaml", ".yml")
+"""Suffixes of tenant files in the tenants folder (``tenantry run`` and ``tenantry check``)."""
+
+
+class TenantSpec(msgspec.Struct, frozen=True):
+    """A fully validated tenant, ready to start.
+
+    Attributes:
+        config: the core part of the file.
+        features: enabled plugin names, ``core`` first, then in file order.
+        settings: plugin name -> validated settings Struct (None without settings).
+        machines: entity -> validated StatusMachine (defaults plus overrides).
+        texts: locale -> key -> text, merged from the enabled plugins.
+        source: the file (or ``<admin upload>``).
+        source_hash: SHA-256 of the text, to skip reloading an unchanged file.
+        secrets: values :mod:`core.runtime.redaction` keeps out of logs once the
+            tenant starts (:func:`core.config.model.secret_values`).
+        text: the file's YAML as read (``${...}`` references unresolved), for
+            the audit log's diff (:mod:`core.runtime.audit`, which masks inline secrets).
+    """
+
+    config: TenantConfig
+    features: tuple[str, ...]
+    settings: dict[str, msgspec.Struct | None]
+    machines: dict[str, StatusMachine]
+    texts: dict[str, dict[str, str]]
+    source: str
+    source_hash: str
+    secrets: tuple[str, ...] = ()
+    text: str = ""
+
+
+def load_tenant_file(
+    path: Path,
+    pm: pluggy.PluginManager,
+    env: Mapping[str, str] | None = None,
+    *,
+    env_allow: Iterable[str] | None = None,
+    listen_host: str = "127.0.0.1",
+) -> TenantSpec:
+    """Read and validate ``path``; ``env``, ``env_allow`` and ``listen_host`` as in
+    :func:`core.config.model.parse_tenant_text`.
+
+    Raises:
+        ConfigError: every problem found, each naming file, line and field.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read file: {exc}")]) from None
+    return load_tenant_text(text, str(path), pm, env, env_allow=env_allow, listen_host=listen_host)
+
+
+def load_tenant_text(
+    text: str,
+    filename: str,
+    pm: pluggy.PluginManager,
+    env: Mapping[str, str] | None = None,
+    *,
+    env_allow: Iterable[str] | None = None,
+    listen_host: str = "127.0.0.1",
+) -> TenantSpec:
+    """Validate tenant YAML ``text`` (named ``filename`` in errors) against the plugins in ``pm``.
+
+    Checks, in order: YAML syntax, core fields and env vars, unknown feature
+    names, each feature's settings Struct, status machine overrides (unknown
+    entity, unknown or unreachable states, bad renames).
+
+    The feature and status sections are checked as a whole: every problem of
+    every block is reported, each at its own line (a bad weekday at its key,
+    ``items[3].price`` at that item; see :mod:`core.config._convert`), and none that
+    only follows from another one: a feature whose settings failed still
+    declares its status entities, and a misspelt state is reported once where
+    it is written (see :meth:`core.storage.statuses.StatusMachine.problems`).
+
+    Raises:
+        ConfigError: all problems found in the feature and status sections
+            together; earlier stages (YAML, core fields) stop at their first problem.
+    """
+    config, doc = parse_tenant_text(
+        text, filename, env, env_allow=env_allow, listen_host=listen_host
+    )
+    issues: list[ConfigIssue] = []
+    table = contributions_of(pm)
+    known = set(table.features)
+    settings: dict[str, msgspec.Struct | None] = {CORE_PLUGIN: None}
+    enabled = [CORE_PLUGIN]
+    unknown_features = False
+    for feature, raw in config.features.items():
+        if feature not in known:
+            unknown_features = True
+            choices = ", ".join(sorted(known)) or "none installed"
+            issues.append(
+                doc.issue(
+                    ["features", feature], f"unknown plugin {feature!r} (available: {choices})"
+                )
+            )
+            continue
+        enabled.append(feature)
+        struct = table.settings.get(feature)
+        if struct is None:
+            settings[feature] = None
+            continue
+        block = {} if raw is None else raw
+        value, problems = convert_reporting_all(doc, block, struct, ["features", feature])
+        settings[feature] = value
+        issues.extend(problems)
+    features = tuple(enabled)
+    machines = _load_machines(config, features, pm, doc, issues, unknown_features)
+    if issues:
+        # In file order, as an editor shows them (cross-field checks come last otherwise).
+        issues.sort(key=lambda issue: issue.line or 0)
+        # Plugins' own checks may quote a value; one read from the environment is named instead.
+        raise ConfigError(conceal_issues(doc, issues))
+    texts: dict[str, dict[str, str]] = {}
+    for feature in features:
+        for locale, entries in table.texts.get(feature, {}).items():
+            texts.setdefault(locale, {}).update(entries)
+    return TenantSpec(
+        config=config,
+        features=features,
+        settings=settings,
+        machines=machines,
+        texts=texts,
+        source=filename,
+        source_hash=hashlib.sha256(text.encode()).hexdigest(),
+        secrets=secret_values(config, doc),
+        text=text,
+    )
+
+
+def _load_machines(
+    config: TenantConfig,
+    features: tuple[str, ...],
+    pm: pluggy.PluginManager,
+    doc: YamlDocument,
+    issues: list[ConfigIssue],
+    unknown_features: bool = False,
+) -> dict[str, StatusMachine]:
+    """Validate the status machines of the enabled ``features``, appending problems to ``issues``.
+
+    Args:
+        config: the tenant file's core part (``statuses`` still raw).
+        features: enabled, installed plugins, including those whose settings failed.
+        pm: the plugin manager.
+        doc: the parsed file, for line numbers.
+        issues: where problems are appended.
+        unknown_features: an unknown plugin name was reported; an override of an
+            entity no enabled plugin declares is then taken for a consequence
+            of that (a misspelt feature) and not reported again.
+
+    Returns:
+        entity -> StatusMachine for each entity whose machine is valid.
+    """
+    table = contributions_of(pm)
+    entities: dict[str, StatusEntity] = {}
+    for feature in features:
+        for entity in table.status_entities.get(feature, ()):
+            entities[entity.name] = entity
+    for name in config.statuses:
+        if name in entities or unknown_features:
+            continue
+        owner = next(
+            (
+                plugin
+                for plugin in table.names
+                if plugin not in features
+                for entity in table.status_entities.get(plugin, ())
+                if entity.name == name
+            ),
+            None,
+        )
+        choices = ", ".join(sorted(entities)) or "none for the enabled features"
+        reason = f"no entity {name!r} has statuses (known: {choices})"
+        if owner is not None:
+            reason += f"; plugin {owner!r} declares it but is not enabled under features"
+        issues.append(doc.issue(["statuses", name], reason))
+    machines: dict[str, StatusMachine] = {}
+    for name, entity in entities.items():
+        spec = entity.default
+        override = config.statuses.get(name)
+        if override is not None:
+            try:
+                spec = msgspec.convert(override, StatusMachineSpec, strict=True)
+            except msgspec.ValidationError as exc:
+                issues.append(validation_issue(doc, exc, ["statuses", name], override))
+                continue
+        machine = StatusMachine(entity, spec)
+        problems = machine.problems()
+        issues.extend(doc.issue(["statuses", name, *path], reason) for path, reason in problems)
+        if not problems:
+            machines[name] = machine
+    return machines
+
+
+def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
+    """Find clashes between tenants: duplicate ids, schemas, bots, or overlapping Redis prefixes.
+
+    Two prefixes overlap when one starts with the other (``a:`` and ``a:b:``):
+    the longer tenant's keys would be visible under the shorter one's.
+
+    Returns:
+        One issue per clash, located in the later file.
+    """
+    issues: list[ConfigIssue] = []
+    seen_ids: dict[str, str] = {}
+    seen_schemas: dict[str, str] = {}
+    seen_bots: dict[int, str] = {}
+    prefixes: list[tuple[str, str]] = []
+    for spec in specs:
+        config = spec.config
+        if config.id in seen_ids:
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "id",
+                    f"duplicate tenant id {config.id!r} (also in {seen_ids[config.id]})",
+                )
+            )
+            continue
+        seen_ids[config.id] = spec.source
+        if config.schema in seen_schemas:
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "storage.schema",
+                    f"schema {config.schema!r} is already used by {seen_schemas[config.schema]}",
+                )
+            )
+        seen_schemas[config.schema] = spec.source
+        bot_id = config.bot.bot_id
+        if bot_id in seen_bots:
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "bot.token",
+                    f"bot {bot_id} is already served for {seen_bots[bot_id]}",
+                )
+            )
+        seen_bots[bot_id] = spec.source
+        for other_prefix, other_source in prefixes:
+            if config.redis_prefix.startswith(other_prefix) or other_prefix.startswith(
+                config.redis_prefix
+            ):
+                issues.append(
+                    ConfigIssue(
+                        spec.source,
+                        None,
+                        "storage.redis_prefix",
+                        f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}",
+                    )
+                )
+        prefixes.append((config.redis_prefix, spec.source))
+    return issues

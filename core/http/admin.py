@@ -1,0 +1,450 @@
+"""The admin API: tenants, storage claims and the audit log, under ops or scoped tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import structlog
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import Provide
+from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.params import FromPath
+from litestar.params import Parameter as QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from core.config.model import MAX_TENANT_FILE_BYTES, ConfigError, ConfigIssue, parse_tenant_text
+from core.errors import (
+    Forbidden,
+    NotFound,
+    Unprocessable,
+)
+from core.http.admin_tokens import AdminActor
+from core.http.auth import (
+    AdminActorDep,
+    provide_admin_actor,
+    require_admin_token,
+)
+from core.runtime.audit import AuditEntry, admin_action, declared_tenant_id
+from core.runtime.control import StorageClaim, claims_of
+from core.runtime.registry import TenantStartError
+from core.runtime.tenant import TenantState
+
+__all__ = ["AdminController", "AuditPage", "ClaimsAnswer"]
+
+log = structlog.get_logger("tenantry.admin")
+
+
+class ClaimsAnswer(msgspec.Struct):
+    """Body of ``GET /admin/claims`` and ``DELETE /admin/claims/{tenant_id}``.
+
+    Attributes:
+        claims: the claims asked for (listing).
+        released: claims deleted now (release).
+        kept: claims the tenant's running config still uses (release).
+    """
+
+    claims: list[StorageClaim] = []
+    released: list[StorageClaim] = []
+    kept: list[StorageClaim] = []
+
+
+class AuditPage(msgspec.Struct):
+    """Body of ``GET /admin/audit``: entries newest first.
+
+    Attributes:
+        entries: at most ``limit`` entries.
+        next_before: pass as ``before`` for the next, older page; None on the last page.
+    """
+
+    entries: list[AuditEntry]
+    next_before: int | None = None
+
+
+OUTSIDE_SCOPE = "outside the token's scope"
+"""The audit reason of a scoped token's attempt on a tenant it may not manage."""
+
+
+def _unknown_tenant(tenant_id: str) -> NotFound:
+    # The same answer for a tenant that does not exist and for one outside a
+    # scoped token's scope: the token cannot even learn that it exists.
+    return NotFound("admin.unknown_tenant", f"unknown tenant {tenant_id!r}")
+
+
+def _running_text(runtime: Any, tenant_id: str) -> str:
+    tenant = runtime.registry.get(tenant_id)
+    return tenant.spec.text if tenant is not None and tenant.spec is not None else ""
+
+
+async def _audit(
+    runtime: Any,
+    actor: AdminActor,
+    action: str,
+    tenant_id: str,
+    outcome: str,
+    reason: str = "",
+    *,
+    before: str = "",
+    after: str = "",
+) -> None:
+    """Record one admin action (:meth:`core.runtime.audit.AuditLog.record`)."""
+    await runtime.audit.record(
+        actor=actor.name,
+        action=action,
+        tenant_id=tenant_id,
+        outcome=outcome,
+        reason=reason,
+        before=before,
+        after=after,
+    )
+
+
+def _issues_text(issues: list[ConfigIssue]) -> str:
+    return "; ".join(str(issue) for issue in issues)
+
+
+class AdminController(Controller):
+    """Admin API: list, add, reload and remove tenants on a running system; claims; audit log.
+
+    Every route needs ``Authorization: Bearer <token>``: the ops token
+    (``TENANTRY_ADMIN_TOKEN``), or a token scoped to some tenants
+    (:mod:`core.http.admin_tokens`), which sees and manages only those. Every
+    change and every refused attempt of one is recorded in the audit log.
+    """
+
+    path = "/admin"
+    guards = [require_admin_token]
+    dependencies = {"actor": Provide(provide_admin_actor)}
+    tags = ["ops"]
+
+    @get("/tenants", summary="List tenants with their states")
+    async def list_tenants(
+        self, request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> dict[str, Any]:
+        """Return the state of every tenant in the token's scope and its rejected files."""
+        registry = request.app.state.runtime.registry
+        return {
+            "tenants": [t.describe() for t in registry.tenants.values() if actor.may_manage(t.id)],
+            "rejected": {
+                f: [str(i) for i in issues]
+                for f, issues in registry.rejected.items()
+                if actor.may_manage(Path(f).stem)
+            },
+        }
+
+    @get("/tenants/{tenant_id:str}", summary="One tenant's state")
+    async def get_tenant(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> dict[str, Any]:
+        """Return one tenant's state.
+
+        Raises:
+            NotFound: unknown tenant, or one outside the token's scope.
+        """
+        tenant = request.app.state.runtime.registry.get(tenant_id)
+        if tenant is None or not actor.may_manage(tenant_id):
+            raise _unknown_tenant(tenant_id)
+        return tenant.describe()
+
+    @post(
+        "/tenants",
+        summary="Add or replace a tenant from a YAML body",
+        description="The body is a tenant file. It is validated, written to the tenants folder as <id>.yaml and started.",
+        status_code=HTTP_201_CREATED,
+        # Litestar refuses a larger Content-Length before reading, and stops
+        # reading a chunked body once it passes the limit.
+        request_max_body_size=MAX_TENANT_FILE_BYTES,
+    )
+    async def put_tenant(
+        self, request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> Response[Any]:
+        """Validate the YAML body, write ``<id>.yaml`` and start (or swap in) the tenant.
+
+        A scoped token may upload only tenant ids in its scope (403 otherwise,
+        whether or not the tenant exists), and its file reads only the
+        tenant's own ``<ID>_*`` environment variables, not the runtime's
+        shared allow list. No token may take a schema, Redis prefix or bot
+        claimed by another tenant id (:mod:`core.runtime.control`).
+
+        The body is parsed and validated in a worker thread, within the limits
+        of :class:`core.config.model.YamlDocument` (size, alias expansion, nesting).
+
+        Returns:
+            201 with the tenant's state; 422 with ``errors`` (file:line: field: reason)
+            when invalid or its storage is claimed (nothing changed) or when it
+            could not start (a replaced tenant keeps its old config); 400 when
+            the body is not UTF-8; 403 for an id outside the token's scope; 413
+            when it is over :data:`core.config.model.MAX_TENANT_FILE_BYTES`.
+        """
+        runtime = request.app.state.runtime
+        # A scoped token's file may not read the runtime's shared variables.
+        load_options = dict(runtime.registry.load_options)
+        if not actor.is_ops:
+            load_options["env_allow"] = ()
+        try:
+            body = await request.body()
+        except RequestEntityTooLarge:
+            raise RequestEntityTooLarge(
+                detail=f"a tenant file is at most {MAX_TENANT_FILE_BYTES} bytes"
+            ) from None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientException(detail="the body must be UTF-8 YAML") from None
+        try:
+            try:
+                config, _ = await asyncio.to_thread(
+                    parse_tenant_text,
+                    text,
+                    "<admin upload>",
+                    **load_options,
+                )
+            except ConfigError as exc:
+                log.warning(
+                    "tenant_file_rejected",
+                    file="<admin upload>",
+                    errors=[str(i) for i in exc.issues],
+                )
+                raise
+            except Exception as exc:  # a bug in validation must not become a 500
+                issue = f"could not be loaded: {type(exc).__name__}: {exc}"
+                log.error("tenant_upload_failed", error=issue, exc_info=True)
+                raise ConfigError([ConfigIssue("<admin upload>", None, "", issue)]) from None
+        except ConfigError as exc:
+            declared = await asyncio.to_thread(declared_tenant_id, text)
+            await _audit(
+                runtime,
+                actor,
+                "tenant.change" if runtime.registry.get(declared) is not None else "tenant.add",
+                declared,
+                "refused",
+                _issues_text(exc.issues),
+                before=_running_text(runtime, declared),
+                after=text,
+            )
+            raise Unprocessable(
+                "admin.invalid_tenant_file",
+                "invalid tenant file",
+                errors=[str(i) for i in exc.issues],
+            ) from None
+        before = _running_text(runtime, config.id)
+        action = "tenant.change" if runtime.registry.get(config.id) is not None else "tenant.add"
+        if not actor.may_manage(config.id):
+            await _audit(
+                runtime,
+                actor,
+                action,
+                config.id,
+                "refused",
+                OUTSIDE_SCOPE,
+                before=before,
+                after=text,
+            )
+            raise Forbidden(
+                "admin.outside_scope",
+                f"token {actor.name!r} may not manage tenant {config.id!r} "
+                f"(its tenants: {actor.scope_text()})",
+            )
+        target = runtime.registry.tenants_dir / f"{config.id}.yaml"
+        with admin_action(actor.name, action) as recording:
+            try:
+                tenant = await runtime.registry.apply_text(
+                    text, write_to=target, env_allow=None if actor.is_ops else ()
+                )
+            except ConfigError as exc:
+                await _audit(
+                    runtime,
+                    actor,
+                    action,
+                    config.id,
+                    "refused",
+                    _issues_text(exc.issues),
+                    before=before,
+                    after=text,
+                )
+                raise Unprocessable(
+                    "admin.invalid_tenant_file",
+                    "invalid tenant file",
+                    errors=[str(i) for i in exc.issues],
+                ) from None
+            except TenantStartError as exc:
+                if not recording.recorded:
+                    await _audit(
+                        runtime,
+                        actor,
+                        action,
+                        config.id,
+                        "failed",
+                        str(exc),
+                        before=before,
+                        after=text,
+                    )
+                raise Unprocessable(
+                    "admin.tenant_start_failed", "the tenant could not start", errors=[str(exc)]
+                ) from None
+        if not recording.recorded:
+            await _audit(runtime, actor, action, config.id, "ok", "unchanged")
+        return Response(tenant.describe(), status_code=HTTP_201_CREATED)
+
+    @post(
+        "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
+    )
+    async def reload_tenant(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> Response[Any]:
+        """Re-read ``<id>.yaml`` and swap the tenant if it changed.
+
+        Returns:
+            200 with the state; 404 no such file, or a tenant outside the
+            token's scope; 422 with errors (old config keeps running).
+        """
+        runtime = request.app.state.runtime
+        registry = runtime.registry
+        missing = NotFound("admin.no_tenant_file", f"no tenant file for {tenant_id!r}")
+        if not actor.may_manage(tenant_id):
+            await _audit(runtime, actor, "tenant.reload", tenant_id, "refused", OUTSIDE_SCOPE)
+            raise missing
+        before = _running_text(runtime, tenant_id)
+        with admin_action(actor.name, "tenant.reload") as recording:
+            try:
+                tenant = await registry.reload(tenant_id)
+            except KeyError:
+                reason = "no tenant file"
+                await _audit(runtime, actor, "tenant.reload", tenant_id, "refused", reason)
+                raise missing from None
+            except ConfigError as exc:
+                try:
+                    after = await asyncio.to_thread(
+                        (registry.tenants_dir / f"{tenant_id}.yaml").read_text, encoding="utf-8"
+                    )
+                except (OSError, UnicodeDecodeError):
+                    after = ""
+                await _audit(
+                    runtime,
+                    actor,
+                    "tenant.reload",
+                    tenant_id,
+                    "refused",
+                    _issues_text(exc.issues),
+                    before=before,
+                    after=after,
+                )
+                raise Unprocessable(
+                    "admin.invalid_tenant_file",
+                    "invalid tenant file; the running config is kept",
+                    errors=[str(i) for i in exc.issues],
+                ) from None
+            except TenantStartError as exc:
+                if not recording.recorded:
+                    await _audit(runtime, actor, "tenant.reload", tenant_id, "failed", str(exc))
+                raise Unprocessable(
+                    "admin.tenant_start_failed",
+                    "the new config could not start; the running config is kept",
+                    errors=[str(exc)],
+                ) from None
+        if not recording.recorded:
+            await _audit(runtime, actor, "tenant.reload", tenant_id, "ok", "unchanged")
+        return Response(tenant.describe())
+
+    @delete(
+        "/tenants/{tenant_id:str}",
+        summary="Stop a tenant and delete its file (data is kept)",
+        status_code=200,
+    )
+    async def remove_tenant(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> dict[str, Any]:
+        """Stop the tenant's bot, delete its file; its schema and Redis keys stay, and so
+        do its storage claims (``DELETE /admin/claims/{tenant_id}`` releases them).
+
+        Raises:
+            NotFound: unknown tenant, or one outside the token's scope.
+        """
+        runtime = request.app.state.runtime
+        if not actor.may_manage(tenant_id):
+            await _audit(runtime, actor, "tenant.remove", tenant_id, "refused", OUTSIDE_SCOPE)
+            raise _unknown_tenant(tenant_id)
+        before = _running_text(runtime, tenant_id)
+        with admin_action(actor.name, "tenant.remove") as recording:
+            try:
+                await runtime.registry.remove(tenant_id)
+            except KeyError:
+                reason = "unknown tenant"
+                await _audit(runtime, actor, "tenant.remove", tenant_id, "refused", reason)
+                raise _unknown_tenant(tenant_id) from None
+        if not recording.recorded:
+            await _audit(runtime, actor, "tenant.remove", tenant_id, "ok", before=before)
+        return {"id": tenant_id, "state": TenantState.STOPPED}
+
+    @get("/claims", summary="Storage claims: which tenant id holds which schema, prefix and bot")
+    async def list_claims(
+        self, request: Request[Any, Any, Any], actor: AdminActorDep, tenant: str | None = None
+    ) -> ClaimsAnswer:
+        """Return the claims of ``tenant`` (or of every tenant) in the token's scope."""
+        claims = await request.app.state.runtime.claims.held_by(
+            [tenant] if tenant is not None else None
+        )
+        return ClaimsAnswer(claims=[c for c in claims if actor.may_manage(c.tenant_id)])
+
+    @delete(
+        "/claims/{tenant_id:str}",
+        summary="Release a tenant id's storage claims (ops token only)",
+        status_code=HTTP_200_OK,
+    )
+    async def release_claims(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> ClaimsAnswer:
+        """Release the schema, Redis prefix and bot claims of ``tenant_id``.
+
+        Claims that the tenant's config in this runtime still uses (it is
+        running or failed here) are kept; for a removed tenant every claim
+        goes, and its storage can be given to another tenant id. Its data is
+        not deleted. Release a removed tenant's claims only once no runtime
+        serves it any more.
+
+        Raises:
+            Forbidden: a scoped token (only the ops token may release claims).
+            NotFound: ``tenant_id`` holds no claims.
+        """
+        runtime = request.app.state.runtime
+        if not actor.is_ops:
+            reason = "only the ops token may release claims"
+            await _audit(runtime, actor, "claim.release", tenant_id, "refused", reason)
+            raise Forbidden("admin.ops_only", reason)
+        loaded = runtime.registry.get(tenant_id)
+        in_use = claims_of(loaded.config) if loaded is not None else []
+        released, kept = await runtime.claims.release(tenant_id, in_use)
+        if not released and not kept:
+            await _audit(runtime, actor, "claim.release", tenant_id, "refused", "no claims")
+            raise NotFound("admin.no_claims", f"tenant {tenant_id!r} holds no claims")
+        described = ", ".join(f"{c.resource} {c.value!r}" for c in released) or "nothing"
+        await _audit(runtime, actor, "claim.release", tenant_id, "ok", f"released {described}")
+        return ClaimsAnswer(released=released, kept=kept)
+
+    @get("/audit", summary="The audit log, newest first")
+    async def read_audit(
+        self,
+        request: Request[Any, Any, Any],
+        actor: AdminActorDep,
+        tenant: str | None = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> AuditPage:
+        """Return audit entries, newest first; a scoped token sees only its tenants' entries.
+
+        Args:
+            request: the request.
+            actor: the token.
+            tenant: only this tenant's entries.
+            limit: at most this many entries (1-500, default 50).
+            before: only entries older than this entry id (``next_before`` of
+                the previous page).
+        """
+        entries = await request.app.state.runtime.audit.entries(
+            actor, tenant=tenant, limit=limit, before=before
+        )
+        next_before = entries[-1].id if len(entries) == limit else None
+        return AuditPage(entries=entries, next_before=next_before)

@@ -1,0 +1,1 @@
+"""The runtime's lifecycle: settings, the plugin manager, tenants and their registry, the control schema, logging."""

@@ -1,0 +1,120 @@
+"""The table of what every plugin contributed: the one place that asks each plugin alone.
+
+Static registrations (settings Structs, status machines, texts, migrations,
+jobs, route handlers) are gathered from the plugin manager once and kept per
+plugin name, so the loader, the migrations, the JSON Schema, the HTTP app and
+the CLI read a typed table instead of calling hooks by name. Each phase is
+collected the first time it is read: ``tenantry check`` reads only the config
+phase and never imports a plugin's bot or HTTP modules.
+
+Per-tenant hooks (routers, commands, events, lifecycle) are not here: a tenant
+calls them through pluggy's own subset hook callers (:class:`core.runtime.tenant.Tenant`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from core.runtime.plugins import CORE_PLUGIN, plugin_names
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import msgspec
+
+    from core.storage.jobs import JobSpec
+    from core.storage.migrations import Migration
+    from core.storage.statuses import StatusEntity
+
+__all__ = ["Contributions", "contributions_of"]
+
+_TABLES: weakref.WeakKeyDictionary[pluggy.PluginManager, Contributions] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class Contributions:
+    """What each registered plugin contributed, by plugin name (feature key).
+
+    Build it with :func:`contributions_of`. Every mapping holds one entry per
+    plugin that returned something; a plugin whose hook returned None is absent.
+
+    Attributes:
+        names: every plugin name, ``core`` first, then alphabetical.
+        features: the names a tenant may enable (all but ``core``).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self._pm = pm
+        self.names: tuple[str, ...] = tuple(plugin_names(pm))
+        self.features: frozenset[str] = frozenset(self.names) - {CORE_PLUGIN}
+
+    def _ask_each(self, hook: str) -> dict[str, Any]:
+        """Call ``hook`` of each plugin alone (a pluggy subset caller), keep non-None results."""
+        results: dict[str, Any] = {}
+        plugins = dict(self._pm.list_name_plugin())
+        for name in self.names:
+            others = [plugin for other, plugin in plugins.items() if other != name]
+            answers = self._pm.subset_hook_caller(hook, remove_plugins=others)()
+            if answers and answers[0] is not None:
+                results[name] = answers[0]
+        return results
+
+    # ------------------------------------------------------------ config phase
+
+    @cached_property
+    def settings(self) -> dict[str, type[msgspec.Struct]]:
+        """Plugin name -> its settings Struct (``register_settings``)."""
+        return self._ask_each("register_settings")
+
+    @cached_property
+    def status_entities(self) -> dict[str, tuple[StatusEntity, ...]]:
+        """Plugin name -> the entities whose status it keeps (``register_status_machines``)."""
+        return {n: tuple(v) for n, v in self._ask_each("register_status_machines").items()}
+
+    @cached_property
+    def texts(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Plugin name -> locale -> text key -> text (``register_texts``)."""
+        return self._ask_each("register_texts")
+
+    # ------------------------------------------------------------ storage phase
+
+    @cached_property
+    def migrations(self) -> dict[str, Path | Sequence[Migration]]:
+        """Plugin name -> its migrations folder or list (``register_migrations``)."""
+        return self._ask_each("register_migrations")
+
+    @cached_property
+    def jobs(self) -> dict[str, tuple[JobSpec, ...]]:
+        """Plugin name -> its job specs (``register_jobs``)."""
+        return {n: tuple(v) for n, v in self._ask_each("register_jobs").items()}
+
+    # ------------------------------------------------------------ http phase
+
+    @cached_property
+    def route_handlers(self) -> dict[str, tuple[Any, ...]]:
+        """Plugin name -> its Litestar route handlers (``register_route_handlers``)."""
+        return {n: tuple(v) for n, v in self._ask_each("register_route_handlers").items() if v}
+
+
+def contributions_of(source: pluggy.PluginManager | Contributions) -> Contributions:
+    """The contributions table of a plugin manager, collected once per manager.
+
+    Args:
+        source: a plugin manager (its table is built on first use and kept as
+            long as the manager lives), or a table, returned as is.
+
+    Returns:
+        The :class:`Contributions` of ``source``.
+    """
+    if isinstance(source, Contributions):
+        return source
+    table = _TABLES.get(source)
+    if table is None:
+        table = _TABLES[source] = Contributions(source)
+    return table

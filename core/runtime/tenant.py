@@ -1,0 +1,353 @@
+"""The :class:`Tenant` object: everything a plugin may touch for one tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import structlog
+
+from core.runtime.plugins import CORE_PLUGIN, resolve
+from core.runtime.redaction import redact
+from core.storage.events import DomainEvent
+
+if TYPE_CHECKING:
+    import pluggy
+    from aiogram import Bot, Dispatcher
+    from redis.asyncio import Redis
+
+    from core.config.model import TenantConfig
+    from core.storage.db import TenantDB
+    from core.storage.jobs import JobRunner
+    from core.storage.statuses import StatusMachine
+
+__all__ = ["CommandSpec", "Tenant", "TenantState"]
+
+
+class CommandSpec(msgspec.Struct, frozen=True):
+    """A bot command of an enabled plugin.
+
+    Attributes:
+        command: without the slash (Bot API BotCommand.command: 1-32 chars ``a-z0-9_``).
+        description: shown in the menu and ``/help`` (1-256 chars).
+        admin_only: offered only to ``bot.admins`` (their chat's command menu
+            and ``/help``); the handler must still check ``tenant.is_admin``.
+    """
+
+    command: str
+    description: str
+    admin_only: bool = False
+
+    def visible_to(self, tenant: Tenant, user_id: int | None) -> bool:
+        """True when ``user_id`` should see this command."""
+        return not self.admin_only or tenant.is_admin(user_id)
+
+
+class TenantState:
+    """Names of the lifecycle states shown in ``/health`` and ``GET /admin/tenants``."""
+
+    LOADING = "loading"
+    MIGRATING = "migrating"
+    RUNNING = "running"
+    RETRYING = "retrying"  # serving, but Bot API registration keeps failing
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class Tenant:
+    """One running tenant, as handed to plugin hooks, handlers and jobs.
+
+    Attributes:
+        id: tenant id from the YAML.
+        config: the validated TenantConfig.
+        features: enabled plugin names (core first).
+        settings: plugin name -> its validated settings Struct (None if it has none).
+        statuses: entity name -> StatusMachine.
+        db: schema-confined PostgreSQL access.
+        redis: the shared Redis client; build keys with :meth:`key`.
+        bot: the tenant's aiogram Bot (shared HTTP session).
+        dispatcher: the tenant's aiogram Dispatcher.
+        state / detail: lifecycle state and a human explanation (shown in
+            ``/health`` and the admin API, so read back redacted: see
+            :func:`core.runtime.redaction.redact`).
+        log: structlog logger bound with ``tenant``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TenantConfig,
+        features: tuple[str, ...],
+        settings: Mapping[str, msgspec.Struct | None],
+        statuses: Mapping[str, StatusMachine],
+        texts: Mapping[str, Mapping[str, str]],
+        pm: pluggy.PluginManager,
+        db: TenantDB,
+        redis: Redis,
+        jobs: JobRunner | None,
+        source_hash: str,
+    ):
+        self.id = config.id
+        self.config = config
+        self.features = features
+        self.settings = dict(settings)
+        self.statuses = dict(statuses)
+        self.db = db
+        self.redis = redis
+        self.jobs = jobs
+        self.source_hash = source_hash
+        self.tz = ZoneInfo(config.timezone)
+        self.bot: Bot = None  # type: ignore[assignment]  # set by core.updates.bots before start
+        self.dispatcher: Dispatcher = None  # type: ignore[assignment]
+        self.spec: Any = None  # the TenantSpec it was built from (core.config.loader)
+        self.commands: list[CommandSpec] = []  # commands of the enabled plugins, core's last
+        self.webhook_secret: str | None = None  # filled in by core.updates.bots.BotHub.secret_for
+        self.state = TenantState.LOADING
+        self._detail = ""
+        self.started_at: float | None = None
+        self.log = structlog.get_logger("tenantry").bind(tenant=config.id)
+        self._texts = texts
+        disabled = [p for name, p in pm.list_name_plugin() if name not in features]
+        self.hook = _SubsetHooks(pm, disabled)
+        self._events: asyncio.Queue[DomainEvent] | None = None
+        self._event_task: asyncio.Task[None] | None = None
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def locale(self) -> str:
+        """The tenant's bot language (``ru``, ``en``...)."""
+        return self.config.locale
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of every Redis key of this tenant."""
+        return self.config.redis_prefix
+
+    def key(self, *parts: object) -> str:
+        """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``."""
+        return self.config.redis_prefix + ":".join(str(p) for p in parts)
+
+    def commands_for(self, user_id: int | None) -> list[CommandSpec]:
+        """The commands ``user_id`` may see: everyone's, plus admin-only ones for admins."""
+        return [c for c in self.commands if c.visible_to(self, user_id)]
+
+    def is_admin(self, user_id: int | None) -> bool:
+        """True when ``user_id`` is listed in ``bot.admins``."""
+        return user_id is not None and user_id in self.config.bot.admins
+
+    def enabled(self, feature: str) -> bool:
+        """True when the tenant enables the plugin ``feature``."""
+        return feature in self.features
+
+    def settings_for(self, feature: str) -> Any:
+        """The settings Struct of ``feature``.
+
+        Raises:
+            KeyError: the feature is not enabled for this tenant.
+        """
+        return self.settings[feature]
+
+    # ------------------------------------------------------------ texts and time
+
+    def text(self, key: str, /, **fields: object) -> str:
+        """The bot text ``key`` in the tenant's locale, formatted with ``fields``.
+
+        Looks in the tenant's ``texts:`` block, then the plugins' texts for the
+        locale, then English; an unknown key is returned as is so a missing
+        translation shows up instead of crashing a handler.
+        """
+        template = self.config.texts.get(key)
+        if template is None:
+            template = self._texts.get(self.locale, {}).get(key) or self._texts.get("en", {}).get(
+                key, key
+            )
+        if not fields:
+            return template
+        try:
+            return template.format(**fields)
+        except (KeyError, IndexError, ValueError):
+            self.log.warning("text_format_failed", key=key)
+            return template
+
+    def local_time(self, moment: datetime) -> datetime:
+        """Convert an aware UTC datetime to the tenant's time zone."""
+        return moment.astimezone(self.tz)
+
+    # ------------------------------------------------------------ events and jobs
+
+    async def publish(self, name: str, payload: dict[str, Any]) -> None:
+        """Publish a domain event to every enabled plugin's ``on_event``.
+
+        Call it after the transaction that made the change committed. Once the
+        tenant runs, delivery happens in the background, one event at a time in
+        publication order, so subscribers (notifications through the Bot API,
+        pushes to dashboards) never add to the latency of the request or update
+        that published; a subscriber's exception is logged and goes no further.
+        Stopping or swapping the tenant waits for queued events to be
+        delivered. Delivery is in memory: an event published just before the
+        process dies may be lost, so subscribers that must not miss anything
+        should queue a job (:meth:`enqueue`).
+
+        Args:
+            name: ``<plugin>.<what>`` (``booking.created``).
+            payload: JSON-ready dict.
+        """
+        event = DomainEvent(name=name, payload=payload, tenant_id=self.id)
+        if self._events is None:
+            await self._deliver(event)
+            return
+        self._events.put_nowait(event)
+
+    async def _deliver(self, event: DomainEvent) -> None:
+        for impl in reversed(self.hook.on_event.get_hookimpls()):
+            try:
+                await resolve(impl.function(tenant=self, event=event))
+            except Exception:
+                self.log.exception(
+                    "event_subscriber_failed", event_name=event.name, plugin=impl.plugin_name
+                )
+
+    def start_events(self) -> None:
+        """Start background event delivery (the registry calls it once the tenant runs)."""
+        self._events = asyncio.Queue()
+        self._event_task = asyncio.create_task(self._deliver_events(), name=f"events:{self.id}")
+
+    async def stop_events(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued (up to ``timeout`` seconds), then stop the delivery task."""
+        if self._events is None or self._event_task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), timeout)
+        self._event_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._event_task
+        self._event_task = None
+        # A request still holding this (replaced) tenant delivers in line from now on.
+        self._events = None
+
+    async def events_delivered(self) -> None:
+        """Wait until every event published so far has reached its subscribers (tests, drains)."""
+        if self._events is not None:
+            await self._events.join()
+
+    async def _deliver_events(self) -> None:
+        assert self._events is not None
+        while True:
+            event = await self._events.get()
+            try:
+                await self._deliver(event)
+            finally:
+                self._events.task_done()
+
+    async def enqueue(
+        self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any
+    ) -> bool:
+        """Queue the job ``job`` (a JobSpec name of an enabled plugin) for this tenant.
+
+        Args:
+            job: the JobSpec name, e.g. ``booking.remind``.
+            at: when to run (aware datetime); None runs as soon as possible.
+            key: dedupe key within the tenant; a job with the same key that is
+                still queued or recently finished is not queued again, so
+                several runtimes queueing it at once run it once.
+            **kwargs: JSON-ready arguments passed to the job function.
+
+        Returns:
+            True when queued, False when a job with ``key`` already exists.
+
+        Raises:
+            RuntimeError: the runtime was started without a job queue.
+        """
+        if self.jobs is None:
+            raise RuntimeError("this runtime has no job queue")
+        return await self.jobs.enqueue(self.id, job, at=at, key=key, kwargs=kwargs)
+
+    # ------------------------------------------------------------ in-flight tracking
+
+    def track(self) -> _InFlight:
+        """``with tenant.track(): ...`` counts an update in flight, so :meth:`drain` can wait for it.
+
+        A plain class rather than a generator-based context manager: it runs
+        for every webhook update.
+        """
+        return _InFlight(self)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait (up to ``timeout`` seconds) until nothing of this tenant is in flight."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    @property
+    def detail(self) -> str:
+        """The explanation of :attr:`state`, without known secrets or Bot API tokens.
+
+        Redacted when read, not when set: error texts quote what failed (a
+        Bot API URL with the token, a DSN), and a secret registered later is
+        hidden too.
+        """
+        return redact(self._detail)
+
+    @detail.setter
+    def detail(self, text: str) -> None:
+        self._detail = text
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready state for ``/health`` and the admin API."""
+        return {
+            "id": self.id,
+            "name": self.config.name or self.id,
+            "state": self.state,
+            "detail": self.detail,
+            "mode": self.config.bot.mode,
+            "bot_id": self.config.bot.bot_id,
+            "features": [f for f in self.features if f != CORE_PLUGIN],
+            "schema": self.config.schema,
+            "redis_prefix": self.config.redis_prefix,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1)
+            if self.started_at
+            else None,
+        }
+
+
+class _SubsetHooks:
+    """Hook callers limited to one tenant's enabled plugins (``pm.subset_hook_caller``)."""
+
+    def __init__(self, pm: pluggy.PluginManager, disabled: list[object]):
+        self._pm = pm
+        self._disabled = disabled
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        caller = self._cache.get(name)
+        if caller is None:
+            caller = self._pm.subset_hook_caller(name, remove_plugins=self._disabled)
+            self._cache[name] = caller
+        return caller
+
+
+class _InFlight:
+    """Context manager of :meth:`Tenant.track`."""
+
+    __slots__ = ("tenant",)
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+
+    def __enter__(self) -> None:
+        self.tenant._inflight += 1
+        self.tenant._idle.clear()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.tenant._inflight -= 1
+        if self.tenant._inflight == 0:
+            self.tenant._idle.set()

@@ -1,0 +1,1 @@
+"""The Bot API update protocol: bots and polling, the dedupe ledger, per-tenant update metrics."""

@@ -1,0 +1,376 @@
+"""aiogram wiring: one Bot and Dispatcher per tenant, one shared HTTP session.
+
+* All bots share one :class:`AiohttpSession` pointed at ``TENANTRY_BOT_API_URL``
+  with :meth:`TelegramAPIServer.from_base`.
+* FSM state lives in aiogram's ``RedisStorage`` with
+  ``DefaultKeyBuilder(prefix=<tenant prefix>fsm, with_bot_id=True)``.
+* Every handler and filter gets ``tenant`` and ``db`` as aiogram workflow data
+  (``Dispatcher(**kwargs)``). Log lines carry ``tenant`` and ``update_id``: the
+  webhook binds them before dispatching; polling tenants get an outer
+  middleware that does.
+* Webhook tenants register with setWebhook in the background, retrying with
+  exponential backoff while the Bot API is unreachable; polling tenants are
+  polled by the one runtime holding the tenant's Redis polling lock. A
+  removed webhook tenant gets deleteWebhook; a swapped one keeps its webhook.
+* A Bot API outage is logged as one warning line per retry or failed answer,
+  without a traceback (``bot_registration_failed``, ``polling_failed``,
+  ``bot_api_unavailable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiogram import BaseMiddleware, Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.filters import ExceptionTypeFilter
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+from aiogram.types import BotCommand, BotCommandScopeChat, ErrorEvent, TelegramObject, Update
+from redis.exceptions import LockError
+
+from core.runtime.tenant import CommandSpec, Tenant, TenantState
+
+__all__ = ["BotHub", "webhook_secret"]
+
+log = structlog.get_logger("tenantry.bots")
+
+# Bot API setWebhook retries: 1 s, 2 s, 4 s ... capped at 60 s.
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+POLLING_LOCK_SECONDS = 30
+# deleteWebhook of a removed tenant: one attempt, bounded so that removal
+# (an admin request) never waits long on an unreachable Bot API.
+DELETE_WEBHOOK_TIMEOUT = 10.0
+
+
+_PINNED_RESPONSE_MODELS: list[Any] = []
+
+
+def pin_response_models() -> None:
+    """Keep aiogram's ``Response[T]`` models alive for every Bot API method's result type.
+
+    aiogram validates each Bot API answer with ``Response[method.__returning__]``
+    (``aiogram/client/session/base.py``). pydantic caches parametrised generic
+    models in a ``WeakValueDictionary``, so without a strong reference the model
+    is garbage-collected and rebuilt (pydantic schema generation, milliseconds)
+    on later calls. Holding one reference per result type (about 40, built once
+    per process in roughly 0.1 s) makes every call reuse them.
+    """
+    if _PINNED_RESPONSE_MODELS:
+        return
+    import aiogram.methods
+    from aiogram.methods.base import Response
+
+    result_types = {}
+    for name in aiogram.methods.__all__:
+        returning = getattr(getattr(aiogram.methods, name), "__returning__", None)
+        if returning is not None:
+            result_types[repr(returning)] = returning
+    for result_type in result_types.values():
+        try:
+            _PINNED_RESPONSE_MODELS.append(Response[result_type])
+        except Exception:  # a method whose result type pydantic cannot build on its own
+            continue
+
+
+def webhook_secret(secret_key: str, tenant_id: str) -> str:
+    """Derive a tenant's webhook secret from the runtime secret key.
+
+    HMAC-SHA256(secret_key, "webhook:" + tenant_id) as hex: 64 characters, inside
+    the Bot API's setWebhook.secret_token alphabet (1-256 chars ``A-Za-z0-9_-``).
+    """
+    return hmac.new(
+        secret_key.encode(), f"webhook:{tenant_id}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+PREFETCHED_STATE: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "tenantry_prefetched_state", default=None
+)
+"""``(redis key, value)`` of the FSM state the webhook read with its dedupe claim."""
+
+
+class _TenantStorage(RedisStorage):
+    """RedisStorage on the runtime's shared client, which the Dispatcher must not close.
+
+    ``get_state`` first takes the value the webhook prefetched for this update
+    in the same Redis round trip as its dedupe claim (see
+    :func:`fsm_state_key`); the Dispatcher runs without event isolation, so
+    reading the state a moment earlier changes nothing.
+    """
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        """The FSM state of ``key``: the prefetched value when it is for this key."""
+        prefetched = PREFETCHED_STATE.get()
+        if prefetched is not None:
+            PREFETCHED_STATE.set(None)
+            if prefetched[0] == self.key_builder.build(key, "state"):
+                return prefetched[1]
+        return await super().get_state(key)
+
+    async def close(self) -> None:
+        """Keep the shared client open: the runtime closes it at shutdown."""
+
+
+def fsm_state_key(tenant: Tenant, update: Update) -> str | None:
+    """The Redis key aiogram's FSM will read for ``update``, or None when it reads none.
+
+    Resolved exactly as the Dispatcher does: ``UserContextMiddleware`` finds
+    the chat, user, thread and business connection, the FSM middleware applies
+    its strategy, and the storage's key builder names the ``state`` key.
+    """
+    context = UserContextMiddleware.resolve_event_context(update)
+    fsm = tenant.dispatcher.fsm.resolve_context(
+        tenant.bot,
+        chat_id=context.chat_id,
+        user_id=context.user_id,
+        thread_id=context.thread_id,
+        business_connection_id=context.business_connection_id,
+    )
+    if fsm is None:
+        return None
+    return tenant.dispatcher.fsm.storage.key_builder.build(fsm.key, "state")
+
+
+class _PollingLogContext(BaseMiddleware):
+    """Outer update middleware of polling tenants: binds the ``tenant`` and
+    ``update_id`` log context (the webhook binds it before dispatching)."""
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        update_id = event.update_id if isinstance(event, Update) else None
+        tokens = structlog.contextvars.bind_contextvars(tenant=self.tenant.id, update_id=update_id)
+        try:
+            return await handler(event, data)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _outage_router(tenant: Tenant) -> Router:
+    """The last router of every Dispatcher: Bot API outages met by a handler.
+
+    A handler's answer that cannot reach the Bot API (no connection, a
+    timeout, a 5xx of the Bot API server) is not a bug of the handler: it is
+    logged as one ``bot_api_unavailable`` warning naming the tenant, the
+    update and the Bot API method, without a traceback, and the update is
+    acknowledged like any other handler failure. Included last, so a
+    plugin's own error handlers see the error first.
+    """
+    router = Router(name=f"outages:{tenant.id}")
+
+    async def bot_api_unavailable(event: ErrorEvent) -> bool:
+        error = event.exception
+        method = getattr(getattr(error, "method", None), "__api_method__", None)
+        tenant.log.warning(
+            "bot_api_unavailable",
+            update_id=event.update.update_id,
+            method=method,
+            error=str(error) or type(error).__name__,
+        )
+        return True
+
+    router.errors.register(
+        bot_api_unavailable, ExceptionTypeFilter(TelegramNetworkError, TelegramServerError)
+    )
+    return router
+
+
+class BotHub:
+    """Creates and runs the bots of all tenants of a runtime.
+
+    Args:
+        redis: the shared Redis client (FSM storage and polling locks).
+        bot_api_url: Bot API base URL.
+        public_url: this runtime's external base URL for setWebhook, or None.
+        secret_key: derives webhook secrets.
+    """
+
+    def __init__(self, redis: Any, bot_api_url: str, public_url: str | None, secret_key: str):
+        pin_response_models()
+        self.redis = redis
+        self.session = AiohttpSession(api=TelegramAPIServer.from_base(bot_api_url.rstrip("/")))
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.secret_key = secret_key
+        self._tasks: dict[int, list[asyncio.Task[None]]] = {}
+
+    def secret_for(self, tenant: Tenant) -> str:
+        """The tenant's webhook secret: ``bot.webhook_secret`` or the derived one (cached)."""
+        if tenant.webhook_secret is None:
+            tenant.webhook_secret = tenant.config.bot.webhook_secret or webhook_secret(
+                self.secret_key, tenant.id
+            )
+        return tenant.webhook_secret
+
+    def build(self, tenant: Tenant, routers: list[Router]) -> None:
+        """Give ``tenant`` its Bot and a Dispatcher holding ``routers``."""
+        tenant.bot = Bot(tenant.config.bot.token, session=self.session)
+        storage = _TenantStorage(
+            self.redis,
+            key_builder=DefaultKeyBuilder(prefix=f"{tenant.redis_prefix}fsm", with_bot_id=True),
+        )
+        # ``tenant`` and ``db`` reach every handler and filter as aiogram workflow data.
+        dispatcher = Dispatcher(
+            storage=storage, name=f"tenant:{tenant.id}", tenant=tenant, db=tenant.db
+        )
+        if tenant.config.bot.mode == "polling":
+            dispatcher.update.outer_middleware(_PollingLogContext(tenant))
+        dispatcher.include_routers(*routers, _outage_router(tenant))
+        tenant.dispatcher = dispatcher
+
+    def start(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        """Start background registration (webhook) or polling for ``tenant``."""
+        tasks = [
+            asyncio.create_task(self._register(tenant, commands), name=f"register:{tenant.id}")
+        ]
+        if tenant.config.bot.mode == "polling":
+            tasks.append(asyncio.create_task(self._poll(tenant), name=f"poll:{tenant.id}"))
+        self._tasks[id(tenant)] = tasks
+
+    async def stop(self, tenant: Tenant, *, delete_webhook: bool = False) -> None:
+        """Stop polling and registration retries of ``tenant``.
+
+        Args:
+            tenant: the tenant being swapped out, removed or shut down.
+            delete_webhook: also call Bot API deleteWebhook for a webhook
+                tenant, so Telegram stops posting its updates (the tenant was
+                removed). False keeps the webhook set: for a swap the new
+                config serves the same webhook, and at shutdown Telegram
+                queues updates until the runtime is back. A failure (Bot API
+                unreachable) is logged as ``webhook_delete_failed`` and the
+                tenant is stopped anyway.
+        """
+        for task in self._tasks.pop(id(tenant), []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if delete_webhook and tenant.bot is not None and tenant.config.bot.mode == "webhook":
+            try:
+                async with asyncio.timeout(DELETE_WEBHOOK_TIMEOUT):
+                    await tenant.bot.delete_webhook()
+                tenant.log.info("webhook_deleted")
+            except (TelegramNetworkError, TelegramAPIError, OSError, TimeoutError) as exc:
+                tenant.log.warning("webhook_delete_failed", error=str(exc) or type(exc).__name__)
+
+    async def close(self) -> None:
+        """Close the shared HTTP session."""
+        await self.session.close()
+
+    async def _register(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        # Log lines of this task (aiogram's too) name the tenant.
+        structlog.contextvars.bind_contextvars(tenant=tenant.id)
+        delay = RETRY_FIRST_DELAY
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if tenant.config.bot.mode == "webhook":
+                    if self.public_url is None:
+                        tenant.detail = "webhook not registered: TENANTRY_PUBLIC_URL is not set"
+                    else:
+                        await tenant.bot.set_webhook(
+                            f"{self.public_url}/webhook/{tenant.id}",
+                            secret_token=self.secret_for(tenant),
+                            allowed_updates=tenant.dispatcher.resolve_used_update_types(),
+                        )
+                        tenant.detail = ""
+                else:
+                    await tenant.bot.delete_webhook()
+                await self._set_commands(tenant, commands)
+                if tenant.state == TenantState.RETRYING:
+                    tenant.state = TenantState.RUNNING
+                tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
+                return
+            except (TelegramNetworkError, TelegramAPIError, OSError) as exc:
+                if tenant.state in (TenantState.RUNNING, TenantState.RETRYING):
+                    tenant.state = TenantState.RETRYING
+                tenant.detail = f"Bot API registration failed (attempt {attempt}): {exc}; retrying in {delay:.0f} s"
+                tenant.log.warning(
+                    "bot_registration_failed", attempt=attempt, error=str(exc), retry_in=delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _set_commands(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        """Bot API setMyCommands: public commands for everyone, all of them in each admin's chat."""
+
+        def menu(specs: list[CommandSpec]) -> list[BotCommand]:
+            return [BotCommand(command=c.command, description=c.description) for c in specs]
+
+        public = [c for c in commands if not c.admin_only]
+        if public:
+            await tenant.bot.set_my_commands(menu(public))
+        if len(public) != len(commands):
+            for admin in tenant.config.bot.admins:
+                await tenant.bot.set_my_commands(
+                    menu(commands), scope=BotCommandScopeChat(chat_id=admin)
+                )
+
+    async def _poll(self, tenant: Tenant) -> None:
+        """Poll ``tenant``'s bot while this runtime holds its polling lock, until cancelled.
+
+        Telegram allows one getUpdates consumer per bot, so among runtimes
+        sharing this Redis only the holder of the lock polls. Polling that
+        cannot start (getMe fails while the Bot API is unreachable) is logged
+        as one ``polling_failed`` warning per attempt and retried with the
+        registration's backoff (1, 2, 4 ... 60 s); once running, aiogram
+        retries getUpdates itself, one log line per retry.
+        """
+        # aiogram's own polling log lines run in this task: make them name the tenant.
+        structlog.contextvars.bind_contextvars(tenant=tenant.id)
+        lock = self.redis.lock(tenant.key("polling-lock"), timeout=POLLING_LOCK_SECONDS)
+        delay, attempt = RETRY_FIRST_DELAY, 0
+        while True:
+            if not await lock.acquire(blocking=False):
+                await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
+                continue
+            attempt += 1
+            started = asyncio.get_running_loop().time()
+            polling = asyncio.create_task(
+                tenant.dispatcher.start_polling(
+                    tenant.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
+                )
+            )
+            try:
+                while not polling.done():
+                    await asyncio.wait({polling}, timeout=POLLING_LOCK_SECONDS / 3)
+                    if not polling.done():
+                        await lock.extend(POLLING_LOCK_SECONDS, replace_ttl=True)
+            except (LockError, OSError):
+                tenant.log.warning("polling_lock_lost")
+            finally:
+                if not polling.done():
+                    await tenant.dispatcher.stop_polling()
+                    with contextlib.suppress(Exception):
+                        await polling
+                with contextlib.suppress(LockError, OSError):
+                    await lock.release()
+            error = None if polling.cancelled() else polling.exception()
+            if asyncio.get_running_loop().time() - started > RETRY_MAX_DELAY:
+                delay, attempt = RETRY_FIRST_DELAY, 1
+            if error is not None:
+                tenant.log.warning(
+                    "polling_failed",
+                    attempt=attempt,
+                    error=str(error) or type(error).__name__,
+                    retry_in=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)

@@ -1,0 +1,214 @@
+"""Webhook update dedupe: each update_id is processed once per bot, across runtimes.
+
+A delivery claims ``<prefix>updates:<bot id>:<update_id>`` as ``processing``
+for :data:`IN_PROGRESS_TTL_SECONDS` (``SET NX``). After processing, the key
+becomes ``done`` for :data:`DEDUPE_TTL_SECONDS`. If a runtime dies while
+processing, the claim expires and Telegram's re-delivery is processed.
+
+Both steps are one Redis round trip per update together, through two Lua
+scripts (``EVALSHA``; Redis runs a script atomically):
+
+* the claim script takes the update's key, the FSM state key aiogram is about
+  to read (returned in the same reply, so the Dispatcher needs no round trip
+  of its own) and the keys of updates this runtime finished since its last
+  call, which it marks ``done`` first;
+* ``done`` marks of a quiet runtime (no claim for
+  :attr:`UpdateLedger.flush_interval` seconds) are written by a background
+  task with the second script.
+
+Until its mark lands, a re-delivery of a finished update to another runtime
+sees ``processing`` and gets 503, so Telegram tries again; to this runtime it
+is a duplicate at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import structlog
+
+from core.errors import STORAGE_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from core.runtime.tenant import Tenant
+
+__all__ = ["DEDUPE_TTL_SECONDS", "IN_PROGRESS_TTL_SECONDS", "Claim", "UpdateLedger"]
+
+log = structlog.get_logger("tenantry.dedupe")
+
+# Telegram re-sends an update until it gets a 2xx; a day covers its retry window.
+DEDUPE_TTL_SECONDS = 24 * 3600
+# A claim of a runtime that died mid-update expires after this long.
+IN_PROGRESS_TTL_SECONDS = 120
+# At most this many done marks ride along with one claim.
+MAX_MARKS_PER_CALL = 256
+
+# KEYS[1] the update's key; KEYS[2] the FSM state key to read (ARGV[3] == "1") or
+# a placeholder; KEYS[3..] finished updates to mark done.
+# ARGV[1] in-progress TTL, ARGV[2] done TTL, ARGV[3] "1" when KEYS[2] is to be read.
+# Returns {1, state} when claimed, {0, current value of KEYS[1]} otherwise.
+_CLAIM_SCRIPT = """
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], 'done', 'EX', ARGV[2])
+end
+if redis.call('SET', KEYS[1], 'processing', 'NX', 'EX', ARGV[1]) then
+  if ARGV[3] == '1' then
+    return {1, redis.call('GET', KEYS[2])}
+  end
+  return {1, false}
+end
+return {0, redis.call('GET', KEYS[1])}
+"""
+
+# KEYS: finished updates; ARGV[1] done TTL. Returns how many were marked.
+_MARK_SCRIPT = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], 'done', 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
+
+# Script arguments, encoded once (redis-py passes bytes through as they are).
+_CLAIM_ARGS = (b"%d" % IN_PROGRESS_TTL_SECONDS, b"%d" % DEDUPE_TTL_SECONDS, b"0")
+_CLAIM_AND_READ_ARGS = (*_CLAIM_ARGS[:2], b"1")
+_MARK_ARGS = (b"%d" % DEDUPE_TTL_SECONDS,)
+
+
+class Claim(Enum):
+    """Outcome of :meth:`UpdateLedger.claim`."""
+
+    CLAIMED = "claimed"  # process it now
+    DONE = "done"  # processed before: acknowledge, do nothing
+    IN_PROGRESS = "in_progress"  # another delivery is processing it: 503
+
+
+class UpdateLedger:
+    """Claims and completes update ids in Redis for all tenants of a runtime.
+
+    Args:
+        redis: the shared Redis client (``decode_responses=True``).
+        flush_interval: seconds a ``done`` mark may wait for a claim to carry
+            it before the background task writes it.
+    """
+
+    def __init__(self, redis: Redis, flush_interval: float = 0.01):
+        self.redis = redis
+        self.flush_interval = flush_interval
+        self._pending: set[str] = set()
+        self._claims = 0  # claims made so far (the writer watches for quiet intervals)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self._mark = redis.register_script(_MARK_SCRIPT)
+
+    @property
+    def pending(self) -> int:
+        """How many ``done`` marks are not written to Redis yet."""
+        return len(self._pending)
+
+    @staticmethod
+    def key(tenant: Tenant, update_id: int) -> str:
+        """The Redis key of ``update_id`` for the tenant's current bot."""
+        return tenant.key("updates", tenant.config.bot.bot_id, update_id)
+
+    async def claim(self, key: str, *, prefetch: str | None = None) -> tuple[Claim, str | None]:
+        """Try to take ``key`` for processing, reading ``prefetch`` in the same round trip.
+
+        Pending ``done`` marks of this runtime are written by the same call.
+
+        Args:
+            key: from :meth:`key`.
+            prefetch: another Redis key to read along (the update's FSM state
+                key), so processing does not need a round trip of its own.
+
+        Returns:
+            The claim outcome and the value of ``prefetch`` (None when not asked,
+            not set, or not claimed).
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: Redis is unreachable
+                (the carried marks stay pending).
+        """
+        self._claims += 1
+        marks = self._take_pending()
+        try:
+            claimed, value = await self._claim(
+                keys=[key, prefetch if prefetch is not None else key, *marks],
+                args=_CLAIM_ARGS if prefetch is None else _CLAIM_AND_READ_ARGS,
+            )
+        except BaseException:
+            self._pending.update(marks)
+            raise
+        if claimed:
+            return Claim.CLAIMED, value
+        if value == "done" or key in self._pending:
+            return Claim.DONE, None
+        return Claim.IN_PROGRESS, None
+
+    def done(self, key: str) -> None:
+        """Record that ``key`` was processed; written by the next claim or flush."""
+        self._pending.add(key)
+        self._wakeup.set()
+
+    async def release(self, key: str) -> None:
+        """Give up a claim (processing could not happen), so a re-delivery is processed."""
+        with contextlib.suppress(*STORAGE_UNAVAILABLE):
+            await self.redis.delete(key)
+
+    def start(self) -> None:
+        """Start the background writer."""
+        self._task = asyncio.create_task(self._run(), name="tenantry-update-ledger")
+
+    async def stop(self) -> None:
+        """Stop the writer after a last flush."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._pending:
+            if not await self._flush():
+                break
+
+    def _take_pending(self) -> list[str]:
+        if not self._pending:
+            return []
+        if len(self._pending) <= MAX_MARKS_PER_CALL:
+            marks = list(self._pending)
+            self._pending.clear()
+        else:
+            marks = [self._pending.pop() for _ in range(MAX_MARKS_PER_CALL)]
+        return marks
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            # Under load every claim carries the marks: write them here only once
+            # a whole interval passed without a claim (a quiet runtime).
+            while True:
+                claims = self._claims
+                await asyncio.sleep(self.flush_interval)
+                if self._claims == claims:
+                    break
+            self._wakeup.clear()
+            while self._pending and await self._flush():
+                pass
+
+    async def _flush(self) -> bool:
+        """Write pending marks; False when Redis failed (they are dropped, see below)."""
+        marks = self._take_pending()
+        if not marks:
+            return True
+        try:
+            await self._mark(keys=marks, args=_MARK_ARGS)
+        except STORAGE_UNAVAILABLE as exc:
+            # The claims expire on their own; a re-delivery is then processed again.
+            log.warning("dedupe_flush_failed", keys=len(marks), error=str(exc))
+            return False
+        return True
