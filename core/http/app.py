@@ -29,6 +29,7 @@ from core.errors import (
     Conflict,
     Problem,
     ServiceUnavailable,
+    Unprocessable,
     internal_error,
     problem_from_http_exception,
 )
@@ -251,6 +252,18 @@ def _storage_unavailable(exc: Exception) -> ApiError:
     )
 
 
+def _value_refused(exc: asyncpg.DataError) -> ApiError:
+    # PostgreSQL (or asyncpg, before sending) refused a value the request
+    # carried: an integer beyond bigint, a NUL in a text, a date out of range
+    # (SQLSTATE class 22, data exception). The statement's transaction rolled
+    # back, so nothing was written; the client sent a value we cannot store.
+    reason = str(exc).split("\n", 1)[0]
+    if "query argument" in reason:
+        # "invalid input for query argument $1: <value> (...)": keep only the why.
+        reason = reason.rsplit("(", 1)[-1].rstrip(")") if "(" in reason else "invalid value"
+    return Unprocessable("request.value_out_of_range", f"a value cannot be stored: {reason}")
+
+
 def _refusal_status(exception: BaseException) -> int | None:
     """The status a deliberate refusal is answered with; None for a crash (a bug)."""
     if isinstance(exception, ApiError):
@@ -261,6 +274,8 @@ def _refusal_status(exception: BaseException) -> int | None:
         return status if status < 500 or status == 503 else None
     if isinstance(exception, TransitionError):
         return 400 if exception.unknown_target else 409
+    if isinstance(exception, asyncpg.DataError):
+        return 422
     return None
 
 
@@ -290,6 +305,8 @@ async def _log_unhandled(exception: BaseException, scope: Any) -> None:
         return
     if isinstance(exception, TransitionError):
         refusal = _transition_error(exception)
+    elif isinstance(exception, asyncpg.DataError):
+        refusal = _value_refused(exception)
     elif isinstance(exception, ApiError):
         refusal = exception
     else:  # Litestar's own (validation, 404, 405): logged with the code it is answered with
@@ -370,6 +387,7 @@ def create_app(
                     exception_to_problem_detail_map={
                         HTTPException: problem_from_http_exception,
                         TransitionError: _transition_error,
+                        asyncpg.DataError: _value_refused,
                         **dict.fromkeys(STORAGE_UNAVAILABLE, _storage_unavailable),
                         Exception: internal_error,
                     }
