@@ -473,3 +473,22 @@ async def test_a_scoped_upload_reads_only_its_own_environment_variables(tenantry
         "/admin/tenants", content=dump(alpha), headers=tenantry.admin_headers()
     )
     assert by_ops.status_code == 201, by_ops.text
+
+
+async def test_ids_that_cannot_be_tenant_ids_are_unknown_not_server_errors(tenantry):
+    await tenantry.start(watch=False)
+    ops = tenantry.admin_headers()
+    client = tenantry.client
+    for method, url in [
+        ("DELETE", "/admin/claims/a%00b"),
+        ("DELETE", "/admin/tenants/a%00b"),
+        ("POST", "/admin/tenants/a%00b/reload"),
+    ]:
+        assert (await client.request(method, url, headers=ops)).status_code == 404, url
+    for url, params in [
+        ("/admin/audit", {"tenant": "a\x00b"}),
+        ("/admin/claims", {"tenant": "a\x00b"}),
+        ("/admin/audit", {"before": str(2**64)}),
+    ]:
+        assert (await client.get(url, params=params, headers=ops)).status_code == 400, params
+    assert await audit(tenantry) == []

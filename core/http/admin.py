@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,13 @@ from litestar.params import FromPath
 from litestar.params import Parameter as QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from core.config.model import MAX_TENANT_FILE_BYTES, ConfigError, ConfigIssue, parse_tenant_text
+from core.config.model import (
+    MAX_TENANT_FILE_BYTES,
+    TENANT_ID_PATTERN,
+    ConfigError,
+    ConfigIssue,
+    parse_tenant_text,
+)
 from core.errors import (
     Forbidden,
     NotFound,
@@ -72,6 +79,17 @@ def _unknown_tenant(tenant_id: str) -> NotFound:
     # The same answer for a tenant that does not exist and for one outside a
     # scoped token's scope: the token cannot even learn that it exists.
     return NotFound("admin.unknown_tenant", f"unknown tenant {tenant_id!r}")
+
+
+def _well_formed(tenant_id: str) -> bool:
+    # A path that cannot be a tenant id names no tenant: answered 404 without
+    # a database round trip or an audit entry (PostgreSQL text cannot even
+    # hold some of what a client may send, NUL for one).
+    return re.match(TENANT_ID_PATTERN, tenant_id) is not None
+
+
+TenantFilter = Annotated[str | None, QueryParameter(pattern=TENANT_ID_PATTERN)]
+"""A ``tenant`` query parameter: a tenant id (``core.config.model.TENANT_ID_PATTERN``)."""
 
 
 def _running_text(runtime: Any, tenant_id: str) -> str:
@@ -304,6 +322,8 @@ class AdminController(Controller):
         runtime = request.app.state.runtime
         registry = runtime.registry
         missing = NotFound("admin.no_tenant_file", f"no tenant file for {tenant_id!r}")
+        if not _well_formed(tenant_id):
+            raise missing
         if not actor.may_manage(tenant_id):
             await _audit(runtime, actor, "tenant.reload", tenant_id, "refused", OUTSIDE_SCOPE)
             raise missing
@@ -364,6 +384,8 @@ class AdminController(Controller):
             NotFound: unknown tenant, or one outside the token's scope.
         """
         runtime = request.app.state.runtime
+        if not _well_formed(tenant_id):
+            raise _unknown_tenant(tenant_id)
         if not actor.may_manage(tenant_id):
             await _audit(runtime, actor, "tenant.remove", tenant_id, "refused", OUTSIDE_SCOPE)
             raise _unknown_tenant(tenant_id)
@@ -381,7 +403,7 @@ class AdminController(Controller):
 
     @get("/claims", summary="Storage claims: which tenant id holds which schema, prefix and bot")
     async def list_claims(
-        self, request: Request[Any, Any, Any], actor: AdminActorDep, tenant: str | None = None
+        self, request: Request[Any, Any, Any], actor: AdminActorDep, tenant: TenantFilter = None
     ) -> ClaimsAnswer:
         """Return the claims of ``tenant`` (or of every tenant) in the token's scope."""
         claims = await request.app.state.runtime.claims.held_by(
@@ -414,12 +436,15 @@ class AdminController(Controller):
             reason = "only the ops token may release claims"
             await _audit(runtime, actor, "claim.release", tenant_id, "refused", reason)
             raise Forbidden("admin.ops_only", reason)
+        no_claims = NotFound("admin.no_claims", f"tenant {tenant_id!r} holds no claims")
+        if not _well_formed(tenant_id):
+            raise no_claims
         loaded = runtime.registry.get(tenant_id)
         in_use = claims_of(loaded.config) if loaded is not None else []
         released, kept = await runtime.claims.release(tenant_id, in_use)
         if not released and not kept:
             await _audit(runtime, actor, "claim.release", tenant_id, "refused", "no claims")
-            raise NotFound("admin.no_claims", f"tenant {tenant_id!r} holds no claims")
+            raise no_claims
         described = ", ".join(f"{c.resource} {c.value!r}" for c in released) or "nothing"
         await _audit(runtime, actor, "claim.release", tenant_id, "ok", f"released {described}")
         return ClaimsAnswer(released=released, kept=kept)
@@ -429,9 +454,9 @@ class AdminController(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: AdminActorDep,
-        tenant: str | None = None,
+        tenant: TenantFilter = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,
     ) -> AuditPage:
         """Return audit entries, newest first; a scoped token sees only its tenants' entries.
 
