@@ -64,12 +64,22 @@ def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
     return [("start", tenant.text("command.start")), ("help", tenant.text("command.help"))]
 
 
+def _storable(name: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL (U+0000); a name is kept without it.
+    return name.replace("\x00", "") if name else name
+
+
 async def start(message: Message, tenant: Tenant) -> None:
     """``/start``: store the user in ``users`` and answer ``texts.welcome``."""
     user = message.from_user
     if user is not None:
         await tenant.db.execute(
-            UPSERT_USER, user.id, user.first_name, user.last_name, user.username, user.language_code
+            UPSERT_USER,
+            user.id,
+            _storable(user.first_name),
+            _storable(user.last_name),
+            user.username,
+            user.language_code,
         )
     await message.answer(tenant.text("welcome", name=tenant.config.name or tenant.id))
 

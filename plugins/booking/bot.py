@@ -97,8 +97,14 @@ async def calendar_pressed(
     settings = service.settings_of(tenant)
     await callback.answer()
     if callback_data.action == "m":
-        month = datetime.strptime(callback_data.value, "%Y%m")
-        markup = kb.calendar_keyboard(tenant, settings, month.year, month.month, _now())
+        try:
+            month = datetime.strptime(callback_data.value, "%Y%m")
+            markup = kb.calendar_keyboard(tenant, settings, month.year, month.month, _now())
+        except (ValueError, OverflowError):
+            # Not a month this bot packed (or one at the ends of the calendar,
+            # whose neighbour month does not exist): an outdated button.
+            await callback.message.answer(tenant.text("booking.outdated"))
+            return
         await callback.message.answer(tenant.text("booking.pick_date"), reply_markup=markup)
         return
     if callback_data.action != "d":
@@ -193,7 +199,8 @@ async def staff_pressed(
 async def name_given(message: Message, state: FSMContext, tenant: Tenant) -> None:
     """The name: ask for the phone with a contact button."""
     name = (message.text or "").strip()
-    if not 1 <= len(name) <= 100 or name.startswith("/"):
+    # PostgreSQL text cannot hold NUL: such a name could never be stored.
+    if not 1 <= len(name) <= 100 or name.startswith("/") or "\x00" in name:
         await message.answer(tenant.text("booking.bad_name"))
         return
     await state.update_data(name=name)

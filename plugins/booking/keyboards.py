@@ -5,6 +5,11 @@ each packs to well under the Bot API's 64-byte ``callback_data`` limit (the
 longest, :class:`StatusAction`, is ``bka:<id>:<status>`` with a status of at
 most 40 characters: under 60 bytes). Times travel as minutes since the Unix
 epoch (UTC), which stays unambiguous across days and DST changes.
+
+Callback data come back from the client, so a press can carry anything: ids
+and times are bounded here (a bigint id, a minute within Python's datetime
+range), and data outside the bounds match no handler of their prefix; the
+bot's catch-all for ``bk...:`` answers them as an outdated button.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from core import Tenant
 from core.kit import format_datetime, weekday_names
@@ -47,6 +54,16 @@ __all__ = [
 ]
 
 
+_LAST_MINUTE = int(datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp()) // 60
+"""The last minute since the epoch that :func:`from_epoch_minutes` can turn into a datetime."""
+
+BookingId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+"""A booking id in callback data: ``bookings.id`` is a PostgreSQL bigint."""
+
+EpochMinutes = Annotated[int, Field(ge=0, le=_LAST_MINUTE)]
+"""A start time in callback data, minutes since the Unix epoch (UTC), up to year 9999."""
+
+
 class CalendarAction(CallbackData, prefix="bkcal"):
     """A calendar press: ``action`` ``d`` (day ``YYYYMMDD``), ``m`` (month ``YYYYMM``) or ``x`` (no-op)."""
 
@@ -57,7 +74,7 @@ class CalendarAction(CallbackData, prefix="bkcal"):
 class PickTime(CallbackData, prefix="bkt"):
     """A start time, in minutes since the epoch (UTC)."""
 
-    at: int
+    at: EpochMinutes
 
 
 class PickParty(CallbackData, prefix="bkp"):
@@ -87,20 +104,20 @@ class ConfirmFlow(CallbackData, prefix="bkc"):
 class StatusAction(CallbackData, prefix="bka"):
     """An admin's status button: move booking ``booking_id`` to ``to``."""
 
-    booking_id: int
+    booking_id: BookingId
     to: str
 
 
 class CancelBooking(CallbackData, prefix="bkx"):
     """A customer's Cancel button in /mybookings."""
 
-    booking_id: int
+    booking_id: BookingId
 
 
 class Rate(CallbackData, prefix="bkr"):
     """A 1-5 rating of a completed booking."""
 
-    booking_id: int
+    booking_id: BookingId
     rating: int
 
 

@@ -282,7 +282,8 @@ def _plan(
                 "booking.wrong_kind",
                 "this place books tables: send party_size (and table), not service",
             )
-        size = party_size or 1
+        # Only an omitted party size means 1: availability refuses 0, so create does too.
+        size = 1 if party_size is None else party_size
         if size < 1:
             raise BadRequest("booking.party_size", "party_size must be at least 1")
         if size > settings.max_party_size:
@@ -495,10 +496,39 @@ def _validate_contact(tenant: Tenant, request: NewBooking) -> tuple[str, str, st
     name = request.customer_name.strip()
     if not 1 <= len(name) <= 100:
         raise BadRequest("booking.customer_name", "customer_name must be 1-100 characters")
+    # PostgreSQL text cannot hold NUL (U+0000): refused here with the field named.
+    if "\x00" in name:
+        raise BadRequest("booking.customer_name", "customer_name may not contain NUL characters")
     phone = normalize_customer_phone(tenant, request.phone)
     if len(request.comment) > 500:
         raise BadRequest("booking.comment", "comment must be at most 500 characters")
+    if "\x00" in request.comment:
+        raise BadRequest("booking.comment", "comment may not contain NUL characters")
     return name, phone, request.comment
+
+
+def _start_and_day(
+    tenant: Tenant, settings: BookingSettings, starts_at: datetime
+) -> tuple[datetime, date]:
+    """``starts_at`` in UTC and its local date in the tenant's zone.
+
+    Raises:
+        BadRequest: ``booking.past`` or ``booking.too_far`` (with ``days``) for
+            a start whose UTC or local form falls outside Python's datetime
+            range (years 1-9999): such a start is long past or far beyond
+            ``days_ahead``, as availability answers for its date.
+    """
+    try:
+        start = starts_at.astimezone(UTC)
+        return start, start.astimezone(tenant.tz).date()
+    except OverflowError:
+        if starts_at.year <= 1:
+            raise BadRequest("booking.past", f"{starts_at.isoformat()} is in the past") from None
+        raise BadRequest(
+            "booking.too_far",
+            f"{starts_at.isoformat()} is more than {settings.days_ahead} days ahead",
+            days=settings.days_ahead,
+        ) from None
 
 
 async def create_booking(
@@ -530,11 +560,10 @@ async def create_booking(
         raise BadRequest(
             "booking.starts_at", "starts_at needs a UTC offset (e.g. 2025-06-01T19:00:00+03:00)"
         )
-    start = request.starts_at.astimezone(UTC)
     now = _now()
+    start, day = _start_and_day(tenant, settings, request.starts_at)
     if start <= now:
         raise BadRequest("booking.past", f"{start.isoformat()} is in the past")
-    day = start.astimezone(tenant.tz).date()
     if _check_day(settings, tenant, day, now) == "closed":
         raise BadRequest("booking.closed", f"closed on {day.isoformat()}")
     plan_args = {
@@ -706,9 +735,22 @@ async def get_booking(
 
 
 def _day_bounds(tenant: Tenant, day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, datetime.min.time(), tzinfo=tenant.tz)
-    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tenant.tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    """Start and end (UTC) of local ``day``.
+
+    Raises:
+        BadRequest: ``booking.date_out_of_range``, the day's bounds fall outside
+            Python's datetime range (years 1-9999), as the first and last days
+            of that range do in most zones.
+    """
+    try:
+        start = datetime.combine(day, datetime.min.time(), tzinfo=tenant.tz)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tenant.tz)
+        return start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:
+        raise BadRequest(
+            "booking.date_out_of_range",
+            f"{day.isoformat()} is too close to the ends of the calendar (years 1 and 9999)",
+        ) from None
 
 
 async def bookings_on(
@@ -905,6 +947,13 @@ async def create_block(
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise BadRequest("booking.naive_time", "starts_at and ends_at need a UTC offset")
+    try:
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+    except OverflowError:
+        # Stored, such a time could not be read back into a Python datetime.
+        raise BadRequest(
+            "booking.range", "starts_at and ends_at must fall within years 1-9999 in UTC"
+        ) from None
     if end <= start:
         raise BadRequest("booking.range", "ends_at must be after starts_at")
     if end - start > timedelta(days=31):

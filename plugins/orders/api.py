@@ -61,6 +61,10 @@ __all__ = [
 
 _SLUG = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 _NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_CATEGORY_NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+"""categories.name is 1-100 characters (CHECK in migrations/0001_init.sql)."""
+_POSITION = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+"""categories.position is a PostgreSQL integer (int4)."""
 _MONEY = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 
 
@@ -72,15 +76,15 @@ class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     id: _SLUG
     store_id: str
-    name: _NAME
-    position: int = 0
+    name: _CATEGORY_NAME
+    position: _POSITION = 0
 
 
 class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Changes to a category; omitted fields stay."""
 
-    name: _NAME | None = None
-    position: int | None = None
+    name: _CATEGORY_NAME | None = None
+    position: _POSITION | None = None
 
 
 class ItemIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -7,9 +7,15 @@ Callback data (Bot API: 1-64 bytes):
 * ``oc:inc:<item id>`` / ``oc:dec:<item id>`` / ``oc:clear`` / ``oc:go`` cart;
 * ``ck:t:<pickup|delivery>`` / ``ck:ok`` / ``ck:no`` checkout;
 * ``os:<order id>:<state seen>:<target>:<c|p|a>`` status change in a role.
+
+Callback data come back from the client, so a press can carry anything: an
+id is only ASCII digits of a positive bigint (:func:`_row_id`), a store or
+category only a slug; anything else is answered as a button that is gone.
 """
 
 from __future__ import annotations
+
+import re
 
 from aiogram import F, Router
 from aiogram.filters import Command
@@ -47,6 +53,22 @@ from plugins.orders.views import ROLE_CODES, money, order_card, status_keyboard,
 __all__ = ["Checkout", "build_router"]
 
 MY_ORDERS_SHOWN = 5
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+"""Store and category ids (``plugins.orders.config`` and the API take only these)."""
+
+
+def _row_id(text: str) -> int | None:
+    """The database id packed in callback data, or None when ``text`` is not one.
+
+    ``items.id`` and ``orders.id`` are positive PostgreSQL bigints. Only ASCII
+    digits count: ``str.isdigit`` also accepts digits such as ``²`` that
+    ``int`` refuses.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 1 <= value <= 2**63 - 1 else None
 
 
 class Checkout(StatesGroup):
@@ -155,6 +177,9 @@ async def menu_callback(callback: CallbackQuery, tenant: Tenant) -> None:
     if action == "a":
         await _add_to_cart(callback, tenant, argument)
         return
+    if action in ("s", "c") and not _SLUG.fullmatch(argument):
+        await callback.answer(tenant.text("orders.item_gone"), show_alert=True)
+        return
     if action == "s":
         text, keyboard = await _categories_view(tenant, argument)
     elif action == "c":
@@ -169,7 +194,8 @@ async def menu_callback(callback: CallbackQuery, tenant: Tenant) -> None:
 async def _add_to_cart(callback: CallbackQuery, tenant: Tenant, argument: str) -> None:
     settings = settings_of(tenant)
     async with tenant.db.acquire() as conn:
-        item = await repo.get_item(conn, int(argument)) if argument.isdigit() else None
+        item_id = _row_id(argument)
+        item = await repo.get_item(conn, item_id) if item_id is not None else None
         store = await repo.get_store(conn, item["store_id"]) if item else None
     if item is None or store is None or not item["available"]:
         await callback.answer(tenant.text("orders.item_gone"), show_alert=True)
@@ -246,7 +272,7 @@ async def cart_callback(callback: CallbackQuery, tenant: Tenant, state: FSMConte
     if action == "clear":
         await cart.clear(tenant, user_id)
         await callback.answer(tenant.text("orders.cart_cleared"))
-    elif action in ("inc", "dec") and argument.isdigit():
+    elif action in ("inc", "dec") and _row_id(argument) is not None:
         delta = 1 if action == "inc" else -1
         await cart.change_quantity(
             tenant, user_id, int(argument), delta, settings.max_quantity, settings.cart_ttl_seconds
@@ -511,7 +537,7 @@ async def status_button(callback: CallbackQuery, tenant: Tenant) -> None:
     ``bot.admins``; the machine then checks the move.
     """
     parts = (callback.data or "").split(":")
-    if len(parts) != 5 or not parts[1].isdigit() or parts[4] not in ROLE_CODES:
+    if len(parts) != 5 or _row_id(parts[1]) is None or parts[4] not in ROLE_CODES:
         await callback.answer()
         return
     order_id, seen, target, role = int(parts[1]), parts[2] or None, parts[3], ROLE_CODES[parts[4]]

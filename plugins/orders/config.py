@@ -11,6 +11,13 @@ __all__ = ["CategorySeed", "ItemSeed", "OrdersSettings", "StoreSettings"]
 _SLUG = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 _MONEY = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 _CURRENCY = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+# Bounds of the columns the seeds are written to (migrations/0001_init.sql):
+# categories.name 1-100 characters, items.name 1-200, position an integer
+# (int4), partner ids bigint.
+_CATEGORY_NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+_ITEM_NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_POSITION = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+_TELEGRAM_ID = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -31,7 +38,7 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     id: _SLUG
     name: str
-    partners: list[int] = []
+    partners: list[_TELEGRAM_ID] = []
     pickup: bool = True
     delivery: bool = False
     delivery_fee: _MONEY = 0
@@ -52,8 +59,8 @@ class CategorySeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     id: _SLUG
     store: _SLUG
-    name: str
-    position: int = 0
+    name: _CATEGORY_NAME
+    position: _POSITION = 0
 
 
 class ItemSeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,7 +79,7 @@ class ItemSeed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sku: _SLUG
     store: _SLUG
     category: _SLUG
-    name: str
+    name: _ITEM_NAME
     price: _MONEY
     description: str = ""
     available: bool = True

@@ -116,7 +116,8 @@ def _validate(
             ``orders.too_many_lines``, ``orders.bad_quantity``,
             ``orders.over_max_quantity``, ``orders.location_pair``,
             ``orders.location_range``, ``orders.address_required``,
-            ``orders.text_too_long``, ``orders.phone_required``.
+            ``orders.text_too_long``, ``orders.bad_text`` (a NUL character),
+            ``orders.phone_required``.
     """
     if store is None:
         raise BadRequest("orders.unknown_store", f"unknown store {draft.store_id!r}")
@@ -168,6 +169,9 @@ def _validate(
         raise BadRequest(
             "orders.text_too_long", "address and comment are limited to 500 characters"
         )
+    if "\x00" in draft.address or "\x00" in draft.comment:
+        # PostgreSQL text cannot hold NUL (U+0000).
+        raise BadRequest("orders.bad_text", "address and comment may not contain NUL characters")
     if settings.require_phone and not draft.phone:
         raise BadRequest("orders.phone_required", "a phone number is required")
     return quantities
