@@ -72,12 +72,20 @@ class Child:
         argv: the command.
         env: the full environment of the child.
         log_path: stdout and stderr go here.
+        cwd: the child's working directory (default: this process's).
 
     Attributes:
         spawned_at: ``time.monotonic()`` just before the process was created.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+    ):
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -88,6 +96,7 @@ class Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
     @property

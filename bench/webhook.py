@@ -115,6 +115,9 @@ class BenchContext:
         bot_api: the Bot API stand-in process, once started.
         bot_api_url: its base URL.
         schemas / redis_patterns: what to drop and delete at the end.
+        control_schema: ``TENANTRY_CONTROL_SCHEMA`` of every runtime of this run,
+            so their storage claims and audit rows go to a schema of their own
+            (dropped at the end) instead of accumulating in the shared ``tenantry``.
         next_bot_id: the next unused bot id (token prefix).
         next_user_id: the next unused Telegram user id.
     """
@@ -130,6 +133,11 @@ class BenchContext:
     redis_patterns: set[str] = field(default_factory=set)
     next_bot_id: int = field(default_factory=lambda: 700_000_000 + secrets.randbelow(10**8))
     next_user_id: int = field(default_factory=lambda: 5_000_000_000 + secrets.randbelow(10**9))
+    control_schema: str = ""
+
+    def __post_init__(self) -> None:
+        self.control_schema = self.control_schema or f"{self.tag}_control"
+        self.schemas.add(self.control_schema)
 
     def runtime_env(self, tenants_dir: Path, port: int, queue: str) -> dict[str, str]:
         """Environment of a runtime (or the baseline) on ``port`` serving ``tenants_dir``."""
@@ -142,6 +150,7 @@ class BenchContext:
             TENANTRY_TENANTS_DIR=str(tenants_dir),
             TENANTRY_DATA_DIR=str(self.work_dir / "data"),
             TENANTRY_SECRET_KEY=self.secret_key,
+            TENANTRY_CONTROL_SCHEMA=self.control_schema,
             TENANTRY_QUEUE=queue,
             TENANTRY_WATCH="0",
             TENANTRY_DB_POOL_MIN=str(POOL_MIN),
@@ -255,15 +264,24 @@ async def clear_bot_api(ctx: BenchContext, session: aiohttp.ClientSession) -> No
 
 
 def start_runtime(
-    ctx: BenchContext, tenants_dir: Path, name: str, extra_env: dict[str, str] | None = None
+    ctx: BenchContext,
+    tenants_dir: Path,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+    code_dir: Path | None = None,
 ) -> tuple[Child, str]:
     """Spawn ``python -m core.cli run`` for ``tenants_dir``; return it and its base URL.
 
     ``extra_env`` is added to the runtime's environment (``TENANTRY_*`` included).
+    ``code_dir`` runs the ``core`` package of another checkout (a ``git worktree``
+    of an older commit, say) instead of this one: it becomes the child's working
+    directory and ``PYTHONPATH``.
     """
     port = free_port()
     env = ctx.runtime_env(tenants_dir, port, f"tenantry-bench-{ctx.tag}-{name}")
     env.update(extra_env or {})
+    if code_dir is not None:
+        env["PYTHONPATH"] = str(code_dir)
     child = Child(
         name,
         [
@@ -280,6 +298,7 @@ def start_runtime(
         ],
         env,
         ctx.work_dir / f"{name}.log",
+        cwd=code_dir,
     )
     return child, f"http://127.0.0.1:{port}"
 

@@ -12,11 +12,16 @@ server of ``bench/webhook.py`` as a third side.
 
 The two sides differ by environment variables, ``TENANTRY_*`` settings
 included (``--a TENANTRY_GC_FREEZE=0 --b TENANTRY_GC_FREEZE=1``), or by any
-variable a trial branch of the code reads.
+variable a trial branch of the code reads, and by their code: ``--a-code``
+/ ``--b-code`` run the ``core`` package of another checkout, such as a ``git
+worktree`` of an older commit (``git worktree add /tmp/wt-1f02a7f 1f02a7f``),
+which bisects a slowdown with paired ratios instead of runs on different
+minutes of a shared machine.
 
 Usage::
 
     .venv/bin/python bench/webhook_ab.py --a TENANTRY_GC_FREEZE=0 --b TENANTRY_GC_FREEZE=1
+    .venv/bin/python bench/webhook_ab.py --a-code /tmp/wt-1f02a7f --aiogram
 
 PostgreSQL and Redis as in ``bench/webhook.py`` (``TENANTRY_BENCH_*_URL``).
 """
@@ -66,11 +71,18 @@ async def ab(args: argparse.Namespace) -> int:
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             await wb.start_bot_api(ctx, session)
-            for side, env in (("A", args.a), ("B", args.b)):
+            for side, env, code in (("A", args.a, args.a_code), ("B", args.b, args.b_code)):
                 folder = ctx.work_dir / f"side-{side}"
                 [tenant] = ctx.write_tenants(folder, 1, side.lower())
-                child, url = wb.start_runtime(ctx, folder, f"side-{side}", env)
+                # A control schema per side: checkouts of different commits may carry
+                # different control migrations.
+                control = f"{ctx.control_schema}_{side.lower()}"
+                ctx.schemas.add(control)
+                side_env = {"TENANTRY_CONTROL_SCHEMA": control, **env}
+                child, url = wb.start_runtime(ctx, folder, f"side-{side}", side_env, code)
                 label = f"{side} " + (",".join(f"{k}={v}" for k, v in env.items()) or "(as is)")
+                if code is not None:
+                    label += f" code {code}"
                 targets.append(wb.Target(label, child, url, tenant))
             if args.aiogram:
                 child, url, tenant = wb.start_baseline(ctx, dedupe=False)
@@ -126,6 +138,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", type=parse_env, default={}, help="NAME=VALUE,... of side A")
     parser.add_argument("--b", type=parse_env, default={}, help="NAME=VALUE,... of side B")
+    parser.add_argument(
+        "--a-code", type=Path, help="checkout whose core side A runs (default this one)"
+    )
+    parser.add_argument(
+        "--b-code", type=Path, help="checkout whose core side B runs (default this one)"
+    )
     parser.add_argument("--rounds", type=int, default=12, help="rounds (default 12)")
     parser.add_argument("--updates", type=int, default=1000, help="updates per run (default 1000)")
     parser.add_argument("--concurrency", type=int, default=16, help="in flight (default 16)")

@@ -18,16 +18,21 @@ from typing import TYPE_CHECKING, Any
 from core.hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
+    from core.actors import Actor, Grant, HasRole, Role, resolve_actor
     from core.runtime.tenant import Tenant, TenantState
-    from core.storage.events import DomainEvent
+    from core.events.model import DomainEvent
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
 
 __all__ = [
+    "Actor",
     "DomainEvent",
+    "Grant",
+    "HasRole",
     "JobSpec",
     "Migration",
+    "Role",
     "StatusEntity",
     "StatusMachineSpec",
     "Tenant",
@@ -36,10 +41,16 @@ __all__ = [
     "TransitionError",
     "hookimpl",
     "hookspec",
+    "resolve_actor",
 ]
 
 _LAZY_EXPORTS = {
-    "DomainEvent": "core.storage.events",
+    "Actor": "core.actors",
+    "Grant": "core.actors",
+    "HasRole": "core.actors",
+    "Role": "core.actors",
+    "resolve_actor": "core.actors",
+    "DomainEvent": "core.events.model",
     "JobSpec": "core.storage.jobs",
     "Migration": "core.storage.migrations",
     "StatusEntity": "core.storage.statuses",

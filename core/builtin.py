@@ -1,10 +1,13 @@
-"""The always-enabled ``core`` plugin: the users table, ``/start``, ``/help``, blocked users."""
+"""The always-enabled ``core`` plugin: the users table, ``/start``, ``/help``, blocked users,
+the roles every tenant has (``admin``, ``customer``, ``system``) and the refusal of
+role-only commands."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.actors import ADMIN, CUSTOMER, SYSTEM, Actor, Grant, Role
 from core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -24,6 +27,10 @@ TEXTS = {
         "error.rate_limited": "You are doing this too often. Please try again in {seconds} s.",
         "command.help": "list commands",
         "command.start": "start over",
+        "error.role_required": "This command is for {roles}.",
+        "role.admin": "admins",
+        "role.customer": "customers",
+        "role.system": "the system",
     },
     "ru": {
         "welcome": "Здравствуйте! Я бот {name}.",
@@ -33,6 +40,10 @@ TEXTS = {
         "error.rate_limited": "Слишком много действий подряд. Попробуйте снова через {seconds} с.",
         "command.help": "список команд",
         "command.start": "начать сначала",
+        "error.role_required": "Эта команда только для {roles}.",
+        "role.admin": "администраторов",
+        "role.customer": "покупателей",
+        "role.system": "системы",
     },
 }
 
@@ -56,6 +67,28 @@ def register_migrations() -> Path:
 def register_texts() -> dict[str, dict[str, str]]:
     """Texts of /start, /help and generic errors in English and Russian."""
     return TEXTS
+
+
+ROLES = (
+    Role(ADMIN, "everything in the tenant: bot.admins, and plain API keys"),
+    Role(CUSTOMER, "every user of the tenant's bot and WebApp"),
+    Role(SYSTEM, "the runtime itself (jobs)"),
+)
+
+_CUSTOMER_GRANTS = (Grant(CUSTOMER),)
+_ADMIN_GRANTS = (Grant(ADMIN), Grant(CUSTOMER))
+
+
+@hookimpl
+def register_roles() -> tuple[Role, ...]:
+    """``admin``, ``customer`` and ``system``, which every tenant has."""
+    return ROLES
+
+
+@hookimpl
+def grant_roles(tenant: Tenant, user_id: int) -> tuple[Grant, ...]:
+    """``admin`` (and ``customer``) to ``bot.admins``, ``customer`` to everyone; no I/O."""
+    return _ADMIN_GRANTS if user_id in tenant.config.bot.admins else _CUSTOMER_GRANTS
 
 
 @hookimpl(trylast=True)
@@ -84,10 +117,9 @@ async def start(message: Message, tenant: Tenant) -> None:
     await message.answer(tenant.text("welcome", name=tenant.config.name or tenant.id))
 
 
-async def help_command(message: Message, tenant: Tenant) -> None:
-    """``/help``: list the commands of the tenant's enabled plugins this user may use."""
-    user_id = message.from_user.id if message.from_user else None
-    lines = [f"/{c.command} — {c.description}" for c in tenant.commands_for(user_id)]
+async def help_command(message: Message, tenant: Tenant, actor: Actor | None = None) -> None:
+    """``/help``: list the commands of the tenant's enabled plugins this actor may use."""
+    lines = [f"/{c.command} — {c.description}" for c in tenant.commands_for(actor)]
     if not lines:
         await message.answer(tenant.text("help.empty"))
         return
@@ -102,6 +134,20 @@ async def chat_member_changed(event: ChatMemberUpdated, tenant: Tenant) -> None:
         event.from_user.id,
         blocked,
     )
+
+
+def role_labels(tenant: Tenant, roles: tuple[str, ...]) -> str:
+    """``admins`` / ``store partners, admins``: the roles in the tenant's words (``role.<name>``)."""
+    labels = []
+    for role in roles:
+        label = tenant.text(f"role.{role}")
+        labels.append(role if label == f"role.{role}" else label)
+    return ", ".join(labels)
+
+
+def role_refusal(tenant: Tenant, roles: tuple[str, ...]) -> str:
+    """The polite answer to a role-only command from someone without the role (``error.role_required``)."""
+    return tenant.text("error.role_required", roles=role_labels(tenant, roles))
 
 
 @hookimpl(trylast=True)

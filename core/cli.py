@@ -1,4 +1,4 @@
-"""The ``tenantry`` command: run, migrate, check, schema, plugins, fake-botapi."""
+"""The ``tenantry`` command: run, migrate, import, check, schema, plugins, fake-botapi."""
 
 from __future__ import annotations
 
@@ -106,6 +106,85 @@ async def _migrate(settings: object, only: str | None) -> int:
     return 0 if ok else 1
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from core.runtime.logging import configure_logging
+    from core.runtime.settings import RuntimeSettings
+
+    for file in args.files:
+        if not file.is_file():
+            print(f"{file}: no such file", file=sys.stderr)
+            return 2
+    configure_logging("WARNING", json=False)
+    settings = RuntimeSettings.from_env(tenants_dir=args.tenants, watch=False)
+    return asyncio.run(_import(settings, args.tenant, args.importer, args.files, args.dry_run))
+
+
+async def _import(
+    settings: object, tenant_id: str, name: str, paths: list[Path], dry_run: bool
+) -> int:
+    """Run one plugin importer (``register_importers``) for one tenant; print its report."""
+    from core.runtime.embedded import EmbeddedServers
+    from core.runtime.plugins import build_plugin_manager
+    from core.storage.db import create_pool
+    from core.storage.migrations import prepare_tenant_schema
+
+    pm = build_plugin_manager()
+    specs, _ = _load_folder(_tenant_files(settings.tenants_dir), pm)
+    spec = next((s for s in specs if s.config.id == tenant_id), None)
+    if spec is None:
+        print(f"no valid tenant {tenant_id!r} in {settings.tenants_dir}", file=sys.stderr)
+        return 2
+    importers = {i.name: i for group in pm.hook.register_importers() for i in group or ()}
+    importer = importers.get(name)
+    if importer is None or importer.feature not in spec.features:
+        known = ", ".join(sorted(i for i, imp in importers.items() if imp.feature in spec.features))
+        print(f"{tenant_id} has no importer {name!r} (it has: {known or 'none'})", file=sys.stderr)
+        return 2
+    if len(paths) > 1 and not importer.many_files:
+        print(f"importer {name!r} reads one file, not {len(paths)}", file=sys.stderr)
+        return 2
+    path = paths[0]
+    embedded = EmbeddedServers()
+    dsn = settings.database_url or embedded.start_postgres(settings.data_dir / "pg")
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await prepare_tenant_schema(
+            pool, pm, spec.config.schema, spec.features, list(spec.machines.values())
+        )
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                await conn.execute(f'SET LOCAL search_path TO "{spec.config.schema}"')
+                report = await importer.run(
+                    conn, paths if importer.many_files else path, spec.config
+                )
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if dry_run:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await pool.close()
+        embedded.close()
+    for issue in report.issues:
+        print(f"{issue.file or path}:{issue.line}: {issue.reason}", file=sys.stderr)
+    verb = "would write" if dry_run else "wrote"
+    print(
+        f"{tenant_id} {name}: read {report.read}, {verb} {report.written}, "
+        f"already present {report.skipped}, bad lines {len(report.issues)}"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    for line in report.details:
+        print(line)
+    return 1 if report.issues else 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from core.runtime.plugins import build_plugin_manager
 
@@ -185,6 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("files", nargs="*")
     check.add_argument("--tenants", default="tenants")
     check.set_defaults(handler=_cmd_check)
+
+    load = sub.add_parser("import", help="load a tenant's data from a file (a plugin's importer)")
+    load.add_argument("tenant", help="tenant id")
+    load.add_argument("importer", help="what to import, e.g. subscribers (broadcast)")
+    load.add_argument(
+        "files", type=Path, nargs="+", metavar="file", help="one file, or several for shifts"
+    )
+    load.add_argument("--tenants", type=Path, default=None)
+    load.add_argument(
+        "--dry-run", action="store_true", help="report what would be written, write nothing"
+    )
+    load.set_defaults(handler=_cmd_import)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a tenant file")
     schema.set_defaults(handler=_cmd_schema)

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     import msgspec
     from aiogram import Router
 
+    from core.actors import Grant, Role
+    from core.imports import Importer
     from core.runtime.tenant import Tenant
-    from core.storage.events import DomainEvent
+    from core.segments import Segment
+    from core.events.model import DomainEvent
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity
@@ -120,19 +123,25 @@ def register_routers(tenant: Tenant) -> Router | Sequence[Router] | None:
 
 
 @hookspec
-def register_commands(tenant: Tenant) -> Sequence[tuple[str, str] | tuple[str, str, str]] | None:
+def register_commands(
+    tenant: Tenant,
+) -> Sequence[tuple[str, str] | tuple[str, str, str | tuple[str, ...]]] | None:
     """List the bot commands this plugin adds, for ``/help`` and setMyCommands.
 
-    Admin-only commands (third element ``"admin"``) are shown only to
-    ``bot.admins``: in ``/help`` and in the command menu of their chats
+    A third element names the role (``"admin"``, ``"manager"``) or roles
+    (``("staff", "manager")``) the command is for. Such a command is listed
+    in ``/help`` only for actors holding one of them, and in the command menu
+    of the chats of ``bot.admins`` when ``admin`` is among them
     (setMyCommands with BotCommandScopeChat); everyone else's menu holds the
-    public ones. Handlers must still check ``tenant.is_admin``.
+    public ones. Register its handler on a sub-router filtered with
+    :class:`core.actors.HasRole`: someone without the role who sends the
+    command gets the core's polite refusal (text ``error.role_required``).
 
     Args:
         tenant: the tenant being started; use ``tenant.text`` to translate.
 
     Returns:
-        ``(command, description)`` or ``(command, description, "admin")``
+        ``(command, description)`` or ``(command, description, roles)``
         tuples, command without the slash (Bot API BotCommand: 1-32 chars
         a-z0-9_, description 1-256 chars).
     """
@@ -171,6 +180,49 @@ def register_route_handlers() -> Sequence[Any] | None:
     """
 
 
+# ---------------------------------------------------------------- actors
+
+
+@hookspec
+def register_roles() -> Sequence[Role] | None:
+    """Declare the roles this plugin uses, with the scope kinds a grant of each may carry.
+
+    Called once per plugin when tenant files are validated (gathered into
+    the contributions table). A role declared by several plugins is one
+    role: its scope kinds are the union of theirs. The core declares
+    ``admin``, ``customer`` and ``system``. The tenant YAML may name only
+    declared roles in ``api.keys[].role``, and only the scope kinds that
+    role declares in ``api.keys[].scope``; ``register_commands`` and
+    :class:`core.actors.HasRole` name roles the same way.
+
+    Returns:
+        A sequence of :class:`core.actors.Role` (``Role("partner", "a store's
+        staff", scopes=("store",))``), or None.
+    """
+
+
+@hookspec
+def grant_roles(tenant: Tenant, user_id: int) -> Sequence[Grant] | Awaitable[Sequence[Grant]] | None:
+    """Say which roles Telegram user ``user_id`` holds in ``tenant``.
+
+    Called for every enabled plugin (and the core) once per bot update and
+    once per WebApp request, by :func:`core.actors.resolve_actor`; every
+    answer is merged into one :class:`core.actors.Actor`. This is on the
+    webhook's hot path: answer from memory (the tenant's settings, or a copy
+    kept per tenant and refreshed on change) rather than with a query per
+    call. The core grants ``admin`` to ``bot.admins`` and ``customer`` to
+    everyone.
+
+    Args:
+        tenant: the tenant the user acts in.
+        user_id: the Telegram user id.
+
+    Returns:
+        :class:`core.actors.Grant` objects (``Grant("partner", {"store":
+        frozenset({"bakery"})})``), an awaitable of them, or None.
+    """
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -179,14 +231,55 @@ def on_event(tenant: Tenant, event: DomainEvent) -> Awaitable[None] | None:
     """React to a domain event published by any plugin of the same tenant.
 
     Called for every enabled plugin of that tenant (the publisher included),
-    in the background after ``tenant.publish`` returned, one event at a time in
-    publication order. An exception is logged with the tenant and event name
-    and does not reach the publisher or other plugins.
+    in the background once the publishing transaction committed, on whichever
+    runtime reads the event first (:mod:`core.events.consumers`: one Redis
+    consumer group per plugin). Delivered at least once: an exception (or the
+    runtime dying meanwhile) means the event is delivered again after
+    ``TENANTRY_EVENTS_CLAIM_IDLE_SECONDS``, up to ``TENANTRY_EVENTS_MAX_ATTEMPTS``
+    times; an event already handled by this plugin is skipped, and one event is
+    never run by two runtimes for one plugin at the same time. Make side
+    effects idempotent on ``event.id`` where a repeat would hurt. An exception
+    is logged with the tenant, plugin and event and reaches nobody else.
 
     Args:
         tenant: the tenant the event belongs to.
-        event: name (``"booking.created"``), payload (JSON-ready dict), and
-            occurred_at (UTC).
+        event: ``id`` (stable across deliveries), ``name``
+            (``"booking.created"``), ``payload`` (JSON-ready dict),
+            ``tenant_id`` and ``occurred_at`` (UTC).
+    """
+
+
+# ---------------------------------------------------------------- audiences and imports
+
+
+@hookspec
+def register_segments(tenant: Tenant) -> Sequence[Segment] | Awaitable[Sequence[Segment]] | None:
+    """Offer groups of this tenant's users as audiences (campaigns of the broadcast plugin).
+
+    Called per tenant, for its enabled plugins only, each time an audience is
+    listed or resolved (cheap: build the Segment objects, run no query). Each
+    :class:`core.segments.Segment` names itself ``<plugin>.<what>`` and
+    computes its members (Telegram user ids) on a connection in the tenant's
+    schema when asked.
+
+    Args:
+        tenant: the tenant; use ``tenant.text`` for titles and its settings for presets.
+
+    Returns:
+        A sequence of Segment, or None.
+    """
+
+
+@hookspec
+def register_importers() -> Sequence[Importer] | None:
+    """Offer importers to ``tenantry import`` (loading a tenant's data from a file).
+
+    Called once per plugin by the CLI. Each :class:`core.imports.Importer`
+    runs inside one transaction in the tenant's schema; ``--dry-run`` rolls
+    it back.
+
+    Returns:
+        A sequence of Importer, or None.
     """
 
 

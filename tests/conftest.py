@@ -14,6 +14,10 @@ def sample():
         sample_hookimpls.JOB_RUNS,
         sample_hookimpls.STARTED,
         sample_hookimpls.STOPPED,
+        sample_hookimpls.EVENT_IDS,
+        sample_hookimpls.FAILED_ONCE,
+        sample_hookimpls.RUNNING,
+        sample_hookimpls.OVERLAPS,
     ):
         recorder.clear()
     return sample_hookimpls

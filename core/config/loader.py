@@ -20,7 +20,7 @@ from core.config.model import (
     secret_values,
     validation_issue,
 )
-from core.runtime.contributions import contributions_of
+from core.runtime.contributions import Contributions, contributions_of
 from core.runtime.plugins import CORE_PLUGIN
 from core.storage.statuses import StatusEntity, StatusMachine, StatusMachineSpec
 
@@ -140,6 +140,7 @@ def load_tenant_text(
         settings[feature] = value
         issues.extend(problems)
     features = tuple(enabled)
+    issues.extend(_api_key_issues(config, doc, table))
     machines = _load_machines(config, features, pm, doc, issues, unknown_features)
     if issues:
         # In file order, as an editor shows them (cross-field checks come last otherwise).
@@ -161,6 +162,40 @@ def load_tenant_text(
         secrets=secret_values(config, doc),
         text=text,
     )
+
+
+def _api_key_issues(config: TenantConfig, doc: YamlDocument, table: Contributions) -> list[ConfigIssue]:
+    """Problems of the ``api.keys`` mappings: a role no plugin declares, a scope kind its role lacks.
+
+    Roles are those of every installed plugin (``register_roles``), enabled
+    or not, so a key may be written before its plugin is enabled. No message
+    shows a key's value: only its position, role and scope kinds.
+    """
+    roles = table.role_table
+    issues: list[ConfigIssue] = []
+    for index, item in enumerate(config.api.keys):
+        if isinstance(item, str):
+            continue
+        role = roles.get(item.role)
+        if role is None:
+            known = ", ".join(sorted(roles)) or "none"
+            issues.append(
+                doc.issue(
+                    ["api", "keys", index, "role"],
+                    f"unknown role {item.role!r} (declared by the installed plugins: {known})",
+                )
+            )
+            continue
+        for kind in item.scope:
+            if kind not in role.scopes:
+                declared = ", ".join(role.scopes) or "none"
+                issues.append(
+                    doc.issue(
+                        ["api", "keys", index, "scope", kind],
+                        f"role {role.name!r} has no scope kind {kind!r} (it declares: {declared})",
+                    )
+                )
+    return issues
 
 
 def _load_machines(

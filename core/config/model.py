@@ -25,6 +25,7 @@ import yaml
 __all__ = [
     "MAX_TENANT_FILE_BYTES",
     "ApiConfig",
+    "ApiKey",
     "BotConfig",
     "ConfigError",
     "ConfigIssue",
@@ -90,16 +91,61 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
 
 
+class ApiKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One API key with the actor it stands for (an item of ``api.keys`` written as a mapping).
+
+    Attributes:
+        key: the secret (``X-API-Key`` or ``Authorization: Bearer``); write
+            it as ``${ENV_VAR}``. Empty: the entry is ignored.
+        role: the role the key acts in, one a plugin declares
+            (``register_roles``): default ``admin``.
+        scope: scope kind -> the value or values the key is limited to
+            (``{store: bakery}`` or ``{store: [bakery, cafe]}``); only kinds
+            the role declares. Empty: unrestricted.
+        read_only: refused (403 ``auth.read_only``) on every request but GET and HEAD.
+        name: shown in order history, logs and audit instead of the key,
+            1-64 chars ``A-Za-z0-9_.-``; default none.
+    """
+
+    key: str
+    role: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "admin"
+    scope: dict[
+        Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+        | list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+    ] = {}
+    read_only: bool = False
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{0,64}$")] = ""
+
+    def scope_values(self) -> dict[str, frozenset[str]]:
+        """``scope`` as a grant's: kind -> frozenset of values."""
+        return {
+            kind: frozenset([values] if isinstance(values, str) else values)
+            for kind, values in self.scope.items()
+        }
+
+
 class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """HTTP API access to ``/api/tenants/<id>/...``.
 
     Attributes:
         keys: accepted API keys (``X-API-Key`` header or ``Authorization:
-            Bearer``); write them as ``${ENV_VAR}``, never inline. Empty keys
-            are ignored, so ``${KEY:-}`` disables key access.
+            Bearer``); write them as ``${ENV_VAR}``, never inline. A plain
+            string is an unscoped ``admin`` key; a mapping is an
+            :class:`ApiKey` with its role, scope, ``read_only`` and name.
+            Empty keys are ignored, so ``${KEY:-}`` disables key access.
     """
 
-    keys: list[str] = []
+    keys: list[str | ApiKey] = []
+
+    @property
+    def entries(self) -> tuple[ApiKey, ...]:
+        """Every non-empty key as an :class:`ApiKey` (a plain string: role ``admin``, no scope)."""
+        return tuple(
+            ApiKey(key=item) if isinstance(item, str) else item
+            for item in self.keys
+            if (item if isinstance(item, str) else item.key)
+        )
 
 
 class WebAppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -900,7 +946,8 @@ def secret_values(config: TenantConfig, doc: YamlDocument) -> tuple[str, ...]:
     secret is added when the tenant starts (:meth:`core.updates.bots.BotHub.secret_for`).
     """
     token = config.bot.token
-    values = [token, token.partition(":")[2], config.bot.webhook_secret, *config.api.keys]
+    keys = [item if isinstance(item, str) else item.key for item in config.api.keys]
+    values = [token, token.partition(":")[2], config.bot.webhook_secret, *keys]
     if isinstance(doc, TenantDocument):
         values.extend(doc.referenced_values())
     return tuple(v for v in values if v)

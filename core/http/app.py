@@ -33,6 +33,7 @@ from core.errors import (
     internal_error,
     problem_from_http_exception,
 )
+from core.events.bus import EventBus
 from core.http.admin import AdminController
 from core.http.admin_tokens import AdminTokens
 from core.http.assets import openapi_assets_router, openapi_render_plugins
@@ -68,7 +69,8 @@ class Runtime:
     Attributes:
         settings: the RuntimeSettings.
         pm: the plugin manager.
-        pool / redis / ledger / bots / jobs / registry: set by :meth:`start`.
+        pool / redis / ledger / bots / jobs / registry / events: set by
+            :meth:`start` (``events``: :class:`core.events.bus.EventBus`).
         admin_tokens: the tokens ``/admin`` accepts (:mod:`core.http.admin_tokens`),
             read by :meth:`start`.
         claims / audit: storage claims and the audit log in the control
@@ -86,6 +88,7 @@ class Runtime:
         self.jobs: JobRunner | None = None
         self.ledger: UpdateLedger | None = None
         self.registry: TenantRegistry = None  # type: ignore[assignment]
+        self.events: EventBus | None = None
         self.admin_tokens = AdminTokens(None)
         self.claims: ClaimStore = None  # type: ignore[assignment]
         self.audit: AuditLog = None  # type: ignore[assignment]
@@ -142,6 +145,9 @@ class Runtime:
             specs,
             concurrency=settings.job_concurrency,
         )
+        self.events = EventBus(
+            settings, database_url, self.pool, self.redis, self.pm, lambda: self.registry.tenants
+        )
         self.registry = TenantRegistry(
             self.pm,
             self.pool,
@@ -154,12 +160,15 @@ class Runtime:
             on_change=self.audit.tenant_changed,
             tenant_env_allow=settings.tenant_env_allow,
             listen_host=settings.listen_host,
+            events=self.events,
         )
         if settings.run_jobs:
             await self.jobs.start()
         else:
             await self.jobs.queue.connect()
         await self.registry.sync()
+        # After the tenants are known: a consumer drops events of tenants it does not hold.
+        await self.events.start(consume=settings.run_events)
         if settings.watch:
             self._background.append(
                 asyncio.create_task(self.registry.watch(), name="tenantry-watch")
@@ -178,6 +187,8 @@ class Runtime:
                 await task
         if self.registry is not None:
             await self.registry.stop_all()
+        if self.events is not None:
+            await self.events.stop()
         self.heap.restore()
         if self.jobs is not None:
             with contextlib.suppress(Exception):

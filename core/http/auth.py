@@ -1,16 +1,23 @@
 """Litestar guards and dependencies for ``/api/tenants/{tenant_id}/...`` routes.
 
 * :func:`require_api_key`: a key from the tenant's ``api.keys`` in ``X-API-Key``
-  or ``Authorization: Bearer``. Acts with the ``admin`` role.
+  or ``Authorization: Bearer``. A plain key acts as an unscoped ``admin``; a
+  key written as a mapping acts in its ``role`` within its ``scope``
+  (:class:`core.config.model.ApiKey`). A ``read_only`` key is refused with 403
+  ``auth.read_only`` on every method but GET and HEAD, here and nowhere else.
 * :func:`require_webapp_user`: Telegram WebApp ``X-Telegram-Init-Data``,
   validated as Telegram documents ("Validating data received via the Mini
   App": secret = HMAC-SHA256("WebAppData", bot token)), with ``auth_date`` no
-  older than ``webapp.max_age_seconds``. Acts as that Telegram user only.
+  older than ``webapp.max_age_seconds``. Acts as that Telegram user, with the
+  roles every enabled plugin grants them (:func:`core.actors.resolve_actor`):
+  a store partner opening the WebApp is a partner.
 * :func:`require_api_key_or_webapp`: either of the two.
+* :func:`require_role`: after one of those, the actor must hold one of the
+  given roles (403 ``auth.role_required``).
 
-Each guard leaves a :class:`Caller` in ``connection.state.caller``; handlers
-receive it through the ``caller`` dependency, and the resolved tenant through
-``tenant`` (annotate them ``tenant: TenantDep``, ``caller: CallerDep``).
+Each auth guard leaves a :class:`core.actors.Actor` in ``connection.state.actor``;
+handlers receive it through the ``actor`` dependency, and the resolved tenant
+through ``tenant`` (annotate them ``tenant: TenantDep``, ``actor: ActorDep``).
 A key of one tenant never opens another: keys are looked up in
 the tenant named by the path only.
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
@@ -31,8 +39,15 @@ from aiogram.utils.web_app import safe_parse_webapp_init_data
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
+from litestar.exceptions import (
+    HTTPException,
+    ImproperlyConfiguredException,
+    NotAuthorizedException,
+    NotFoundException,
+)
 
+from core.actors import Actor, Grant, resolve_actor
+from core.errors import Forbidden
 from core.http.admin_tokens import AdminActor
 from core.runtime.tenant import Tenant, TenantState
 
@@ -40,19 +55,20 @@ if TYPE_CHECKING:
     from litestar.handlers import BaseRouteHandler
 
 __all__ = [
+    "READ_METHODS",
+    "ActorDep",
     "AdminActorDep",
-    "Caller",
-    "CallerDep",
     "ServiceUnavailable",
     "TenantDep",
     "admin_actor",
     "admin_token_valid",
+    "provide_actor",
     "provide_admin_actor",
-    "provide_caller",
     "provide_tenant",
     "require_admin_token",
     "require_api_key",
     "require_api_key_or_webapp",
+    "require_role",
     "require_webapp_user",
     "resolve_tenant",
 ]
@@ -69,25 +85,11 @@ class ServiceUnavailable(HTTPException):
     status_code = 503
 
 
-class Caller(msgspec.Struct, frozen=True):
-    """Who is calling a tenant API route.
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""The methods a ``read_only`` API key may use."""
 
-    Attributes:
-        role: ``admin`` (API key) or ``customer`` (WebApp user).
-        via: ``api_key`` or ``webapp``.
-        user_id: Telegram user id for WebApp callers, else None.
-        user: the WebApp user's fields (``first_name``, ``username``,
-            ``language_code``...), empty for API keys.
-    """
-
-    role: str
-    via: str
-    user_id: int | None = None
-    user: dict[str, Any] = {}
-
-
-CallerDep: TypeAlias = NamedDependency[Caller]
-"""Annotate a route handler parameter ``caller: CallerDep`` to receive the authenticated caller."""
+ActorDep: TypeAlias = NamedDependency[Actor]
+"""Annotate a route handler parameter ``actor: ActorDep`` to receive who the auth guard let in."""
 
 AdminActorDep: TypeAlias = NamedDependency[AdminActor]
 """Annotate an ``/admin`` handler parameter ``actor: AdminActorDep`` to get the token's actor."""
@@ -125,15 +127,40 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _api_key_caller(
-    connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant
-) -> Caller | None:
+def _key_actor(entry: Any) -> Actor:
+    """The actor an ``api.keys`` entry (:class:`core.config.model.ApiKey`) stands for."""
+    return Actor(
+        via="api_key",
+        grants=(Grant(entry.role, entry.scope_values()),),
+        key_name=entry.name,
+        read_only=entry.read_only,
+    )
+
+
+def _api_key_actor(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant) -> Actor | None:
+    """The actor of the presented API key, or None without a key.
+
+    The one place ``read_only`` is enforced: every route that takes a key
+    goes through here.
+
+    Raises:
+        NotAuthorizedException: 401, a key that is not one of this tenant's.
+        Forbidden: 403 ``auth.read_only``, a read-only key on a method other
+            than GET or HEAD.
+    """
     presented = _presented_key(connection)
     if presented is None:
         return None
-    for key in tenant.config.api.keys:
-        if key and hmac.compare_digest(key.encode(), presented.encode()):
-            return Caller(role="admin", via="api_key")
+    for entry in tenant.config.api.entries:
+        if hmac.compare_digest(entry.key.encode(), presented.encode()):
+            actor = _key_actor(entry)
+            method = connection.scope.get("method", "GET")
+            if actor.read_only and method not in READ_METHODS:
+                raise Forbidden(
+                    "auth.read_only",
+                    f"this API key is read-only: {method} is refused (only GET and HEAD)",
+                )
+            return actor
     raise NotAuthorizedException(detail="invalid API key for this tenant")
 
 
@@ -143,8 +170,13 @@ little, but init data "signed later than now" by more than that is forged or rep
 from a wrong clock."""
 
 
-def _webapp_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant) -> Caller | None:
-    """The WebApp user of ``X-Telegram-Init-Data``, or None without the header.
+async def _webapp_actor(
+    connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenant
+) -> Actor | None:
+    """The WebApp user of ``X-Telegram-Init-Data`` as an actor, or None without the header.
+
+    The user's roles come from every enabled plugin's ``grant_roles``
+    (:func:`core.actors.resolve_actor`), as in the bot.
 
     Ages are counted in whole seconds (``auth_date`` is whole Unix seconds):
     accepted from ``max_age_seconds`` old up to
@@ -181,50 +213,88 @@ def _webapp_caller(connection: ASGIConnection[Any, Any, Any, Any], tenant: Tenan
     if parsed.user is None:
         raise NotAuthorizedException(detail=f"{INIT_DATA_HEADER} carries no user")
     user = parsed.user.model_dump(exclude_none=True)
-    return Caller(role="customer", via="webapp", user_id=parsed.user.id, user=user)
+    return await resolve_actor(tenant, parsed.user.id, via="webapp", user=user)
 
 
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: the tenant's API key is required.
+    """Guard: one of the tenant's API keys is required; leaves its :class:`~core.actors.Actor`.
 
     Raises:
         NotAuthorizedException: 401, no key or a wrong one.
+        Forbidden: 403 ``auth.read_only``, a read-only key on a write.
     """
     tenant = resolve_tenant(connection)
-    caller = _api_key_caller(connection, tenant)
-    if caller is None:
+    actor = _api_key_actor(connection, tenant)
+    if actor is None:
         raise NotAuthorizedException(detail="API key required (X-API-Key or Authorization: Bearer)")
-    connection.state.caller = caller
+    connection.state.actor = actor
 
 
-def require_webapp_user(
+async def require_webapp_user(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard: valid, fresh Telegram WebApp init data is required.
+    """Guard: valid, fresh Telegram WebApp init data is required; leaves the user's actor.
 
     Raises:
         NotAuthorizedException: 401, missing, forged or expired init data.
     """
     tenant = resolve_tenant(connection)
-    caller = _webapp_caller(connection, tenant)
-    if caller is None:
+    actor = await _webapp_actor(connection, tenant)
+    if actor is None:
         raise NotAuthorizedException(detail=f"{INIT_DATA_HEADER} required")
-    connection.state.caller = caller
+    connection.state.actor = actor
 
 
-def require_api_key_or_webapp(
+async def require_api_key_or_webapp(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard: the tenant's API key, or valid WebApp init data.
+    """Guard: one of the tenant's API keys, or valid WebApp init data; leaves the actor.
 
     Raises:
         NotAuthorizedException: 401, neither present, or the one given is invalid.
+        Forbidden: 403 ``auth.read_only``, a read-only key on a write.
     """
     tenant = resolve_tenant(connection)
-    caller = _api_key_caller(connection, tenant) or _webapp_caller(connection, tenant)
-    if caller is None:
+    actor = _api_key_actor(connection, tenant) or await _webapp_actor(connection, tenant)
+    if actor is None:
         raise NotAuthorizedException(detail=f"API key or {INIT_DATA_HEADER} required")
-    connection.state.caller = caller
+    connection.state.actor = actor
+
+
+def require_role(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Any], None]:
+    """Build a guard: the actor an auth guard left must hold one of ``roles`` (any scope).
+
+    List it after the auth guard: ``guards=[require_api_key, require_role("admin", "partner")]``.
+    Scopes are the handler's to check (``actor.allows("partner", "store", store_id)``).
+
+    Args:
+        *roles: role names (``register_roles``); at least one.
+
+    Returns:
+        The guard. It raises Forbidden (403 ``auth.role_required``, with
+        ``roles``) for an actor holding none of them, and
+        ImproperlyConfiguredException (500, a plugin bug) on a route without
+        an auth guard before it.
+
+    Raises:
+        ValueError: no role given.
+    """
+    if not roles:
+        raise ValueError("require_role needs at least one role name")
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        actor: Actor | None = getattr(connection.state, "actor", None)
+        if actor is None:
+            raise ImproperlyConfiguredException("require_role needs an auth guard before it")
+        if not actor.has_role(*roles):
+            raise Forbidden(
+                "auth.role_required",
+                f"this route is for the role {' or '.join(roles)}",
+                roles=list(roles),
+            )
+
+    guard.__name__ = f"require_role_{'_'.join(roles)}"
+    return guard
 
 
 def admin_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminActor | None:
@@ -294,16 +364,16 @@ async def provide_tenant(request: Request[Any, Any, Any]) -> Tenant:
     return resolve_tenant(request)
 
 
-async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
-    """Dependency ``caller``: who the auth guard let in.
+async def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Dependency ``actor``: who the auth guard let in (:class:`core.actors.Actor`).
 
     Raises:
         NotAuthorizedException: the route has no auth guard (a plugin bug caught early).
     """
-    caller = getattr(request.state, "caller", None)
-    if caller is None:
+    actor = getattr(request.state, "actor", None)
+    if actor is None:
         raise NotAuthorizedException(detail="this route needs an auth guard")
-    return caller
+    return actor
 
 
 def admin_token_valid(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:

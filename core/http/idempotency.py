@@ -183,7 +183,7 @@ async def idempotent_response(
     Raises:
         BadRequest, Unprocessable, Conflict: see :func:`idempotent`.
     """
-    caller = caller_identity(request) if getattr(request.state, "caller", None) else "anonymous"
+    caller = caller_identity(request) if getattr(request.state, "actor", None) else "anonymous"
     status, result, replayed = await idempotent(
         tenant,
         scope,

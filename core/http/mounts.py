@@ -10,7 +10,7 @@ from litestar.di import Provide
 
 from core.http.auth import (
     feature_guard,
-    provide_caller,
+    provide_actor,
     provide_tenant,
 )
 from core.runtime.contributions import contributions_of
@@ -24,7 +24,7 @@ def build_plugin_routers(pm: Any) -> list[Router]:
     """Mount each plugin's route handlers under ``/api/tenants/{tenant_id}/<plugin>``.
 
     Each mount carries a guard that answers 404 for tenants without the plugin,
-    and the ``tenant`` and ``caller`` dependencies.
+    and the ``tenant`` and ``actor`` dependencies.
     """
     routers = []
     for name, handlers in contributions_of(pm).route_handlers.items():
@@ -35,7 +35,7 @@ def build_plugin_routers(pm: Any) -> list[Router]:
                 guards=[feature_guard(name)],
                 dependencies={
                     "tenant": Provide(provide_tenant),
-                    "caller": Provide(provide_caller),
+                    "actor": Provide(provide_actor),
                 },
                 tags=[name],
             )

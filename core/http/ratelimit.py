@@ -177,7 +177,7 @@ def caller_identity(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         ImproperlyConfiguredException: the route has no auth guard before this
             check (a plugin bug, answered 500 and logged).
     """
-    caller = getattr(connection.state, "caller", None)
+    caller = getattr(connection.state, "actor", None)
     if caller is None:
         raise ImproperlyConfiguredException("limit_writes needs an auth guard before it")
     if caller.via == "webapp":

@@ -186,6 +186,15 @@ def mask_secrets(text: str, key: bytes) -> str | None:
         for block in _values_at(root, section):
             for value in _values_at(block, field):
                 items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                if field == "keys":
+                    # A scoped key is a mapping: its secret is its ``key`` (ApiKey).
+                    items = [
+                        secret
+                        for item in items
+                        for secret in (
+                            _values_at(item, "key") if isinstance(item, yaml.MappingNode) else [item]
+                        )
+                    ]
                 for item in items:
                     if isinstance(item, yaml.ScalarNode):
                         scalars[item.start_mark.index] = (item.end_mark.index, item.value)

@@ -1,7 +1,7 @@
 """The table of what every plugin contributed: the one place that asks each plugin alone.
 
-Static registrations (settings Structs, status machines, texts, migrations,
-jobs, route handlers) are gathered from the plugin manager once and kept per
+Static registrations (settings Structs, status machines, texts, roles,
+migrations, jobs, route handlers) are gathered from the plugin manager once and kept per
 plugin name, so the loader, the migrations, the JSON Schema, the HTTP app and
 the CLI read a typed table instead of calling hooks by name. Each phase is
 collected the first time it is read: ``tenantry check`` reads only the config
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     import msgspec
 
+    from core.actors import Role
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity
@@ -81,6 +82,44 @@ class Contributions:
     def texts(self) -> dict[str, dict[str, dict[str, str]]]:
         """Plugin name -> locale -> text key -> text (``register_texts``)."""
         return self._ask_each("register_texts")
+
+    @cached_property
+    def roles(self) -> dict[str, tuple[Role, ...]]:
+        """Plugin name -> the roles it declares (``register_roles``)."""
+        return {n: tuple(v) for n, v in self._ask_each("register_roles").items()}
+
+    @cached_property
+    def role_table(self) -> dict[str, Role]:
+        """Role name -> the role, merged over every plugin that declares it.
+
+        The description is the first plugin's (``core`` first); the scope
+        kinds are the union of all declarations, in first-seen order.
+
+        Raises:
+            ValueError: a role name or scope kind outside
+                :data:`core.actors.ROLE_NAME_PATTERN` (a plugin bug, caught at start).
+        """
+        import re
+
+        from core.actors import ROLE_NAME_PATTERN, Role
+
+        pattern = re.compile(ROLE_NAME_PATTERN)
+        table: dict[str, Role] = {}
+        for plugin, roles in self.roles.items():
+            for role in roles:
+                for name in (role.name, *role.scopes):
+                    if not pattern.match(name):
+                        raise ValueError(
+                            f"plugin {plugin!r} declares role or scope kind {name!r}, "
+                            f"which does not match {ROLE_NAME_PATTERN}"
+                        )
+                held = table.get(role.name)
+                if held is None:
+                    table[role.name] = role
+                else:
+                    scopes = (*held.scopes, *(k for k in role.scopes if k not in held.scopes))
+                    table[role.name] = Role(held.name, held.description, scopes)
+        return table
 
     # ------------------------------------------------------------ storage phase
 

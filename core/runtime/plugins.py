@@ -31,7 +31,9 @@ CORE_PLUGIN = "core"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     (CORE_PLUGIN, "core.builtin"),
     ("booking", "plugins.booking.hookimpls"),
+    ("broadcast", "plugins.broadcast.hookimpls"),
     ("orders", "plugins.orders.hookimpls"),
+    ("shifts", "plugins.shifts.hookimpls"),
 )
 """``(feature name, module)`` of the plugins shipped with Tenantry."""
 

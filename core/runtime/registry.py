@@ -41,6 +41,7 @@ from core.updates.bots import BotHub
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from core.events.bus import EventBus
     from core.runtime.control import ClaimStore
     from core.storage.jobs import JobRunner
 
@@ -95,6 +96,7 @@ class TenantRegistry:
         on_change: Callable[[TenantChange], Awaitable[None]] | None = None,
         tenant_env_allow: Iterable[str] = (),
         listen_host: str = "127.0.0.1",
+        events: EventBus | None = None,
     ):
         self.pm = pm
         self.pool = pool
@@ -102,6 +104,7 @@ class TenantRegistry:
         self.bots = bots
         self.jobs = jobs
         self.tenants_dir = tenants_dir
+        self.events = events
         # Keyword arguments of every tenant file load (core.config.model.parse_tenant_text).
         self.load_options: dict[str, Any] = {
             "env_allow": tuple(tenant_env_allow),
@@ -361,6 +364,7 @@ class TenantRegistry:
             redis=self.redis,
             jobs=self.jobs,
             source_hash=spec.source_hash,
+            events=self.events,
         )
         tenant.spec = spec
         # From here on its secrets never reach a log line or a shown text.
@@ -378,7 +382,7 @@ class TenantRegistry:
                 if r is not None
             ]
             commands = [
-                CommandSpec(str(entry[0]), str(entry[1]), len(entry) > 2 and entry[2] == "admin")
+                CommandSpec.of(entry)
                 for group in tenant.hook.register_commands(tenant=tenant)
                 for entry in (await resolve(group)) or ()
             ]
@@ -405,7 +409,6 @@ class TenantRegistry:
             return tenant.detail
         tenant.state = TenantState.RUNNING
         tenant.started_at = time.monotonic()
-        tenant.start_events()
         self.tenants[config.id] = tenant
         self._sources[config.id] = source
         self.bots.start(tenant, commands)
@@ -415,6 +418,9 @@ class TenantRegistry:
             features=list(spec.features),
         )
         await self._changed(TenantChange(config.id, str(source), spec))
+        if self.events is not None:
+            # Events committed while it was stopped or served elsewhere.
+            self.events.relay.wake(config.id)
         if previous is not None and previous is not tenant:
             retiring = asyncio.create_task(self._retire(previous))
             self._retiring.add(retiring)
@@ -439,6 +445,11 @@ class TenantRegistry:
 
     async def _stop(self, tenant_id: str, *, report: bool = True) -> None:
         """Stop ``tenant_id``; ``report=False`` at shutdown, which changes no tenant."""
+        tenant = self.tenants.get(tenant_id)
+        if report and tenant is not None and tenant.serving:
+            # A removed tenant's committed events reach its plugins first; at
+            # shutdown they wait, durable, for the next start.
+            await tenant.events_delivered(timeout=10.0)
         tenant = self.tenants.pop(tenant_id, None)
         source = self._sources.pop(tenant_id, None)
         if tenant is None:
@@ -452,7 +463,6 @@ class TenantRegistry:
             await self._changed(TenantChange(tenant_id, str(source or tenant_id), None))
 
     async def _finish(self, tenant: Tenant) -> None:
-        await tenant.stop_events()
         if tenant.state != TenantState.FAILED:
             for result in tenant.hook.on_tenant_stopped(tenant=tenant):
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import msgspec
@@ -15,6 +16,11 @@ from core.runtime.heap import DEFAULT_GEN0_THRESHOLD
 __all__ = ["RuntimeSettings"]
 
 TELEGRAM_BOT_API_URL = "https://api.telegram.org"
+
+
+def _default_runtime_name() -> str:
+    # The random part keeps two runtimes of one process (tests) apart.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class RuntimeSettings(msgspec.Struct, kw_only=True):
@@ -82,6 +88,25 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             this many seconds of the first read, else 408
             (:class:`core.http.serving.BodyReadTimeout`;
             ``TENANTRY_HTTP_BODY_TIMEOUT_SECONDS``, default 10; 0 for none).
+        runtime_name: this runtime's consumer name in the event groups, unique
+            among cooperating runtimes (``TENANTRY_RUNTIME_NAME``, default
+            ``<host>:<pid>:<random>``; give each runtime a stable name so a restarted
+            one takes back its pending events at once).
+        run_events: consume domain events in this process
+            (``TENANTRY_RUN_EVENTS``, default on; the relay always runs).
+        events_shards: number of shard streams (``TENANTRY_EVENTS_SHARDS``,
+            default 8; the same on every cooperating runtime).
+        events_maxlen: entries kept per shard stream, approximately
+            (``TENANTRY_EVENTS_MAXLEN``, default 100000).
+        events_sweep_seconds: seconds between sweeps of the outboxes for rows
+            a notification missed (``TENANTRY_EVENTS_SWEEP_SECONDS``, default 30).
+        events_claim_idle_seconds: an event pending this long (its consumer
+            died or its handler failed) is delivered again
+            (``TENANTRY_EVENTS_CLAIM_IDLE_SECONDS``, default 30).
+        events_max_attempts: failed deliveries of one event to one plugin
+            before it is dead-lettered (``TENANTRY_EVENTS_MAX_ATTEMPTS``, default 10).
+        events_done_ttl_seconds: how long "handled" markers are kept, seconds
+            (``TENANTRY_EVENTS_DONE_TTL_SECONDS``, default 604800, 7 days).
     """
 
     tenants_dir: Path = Path("tenants")
@@ -110,6 +135,14 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     http_keep_alive_seconds: int = 5
     http_max_incomplete_event_bytes: int = 16 * 1024
     http_body_timeout_seconds: float = 10.0
+    runtime_name: str = msgspec.field(default_factory=_default_runtime_name)
+    run_events: bool = True
+    events_shards: int = 8
+    events_maxlen: int = 100_000
+    events_sweep_seconds: float = 30.0
+    events_claim_idle_seconds: float = 30.0
+    events_max_attempts: int = 10
+    events_done_ttl_seconds: int = 7 * 86400
 
     @classmethod
     def from_env(cls, **overrides: object) -> RuntimeSettings:
@@ -155,6 +188,16 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "http_body_timeout_seconds": float(
                 env.get("TENANTRY_HTTP_BODY_TIMEOUT_SECONDS") or 10.0
             ),
+            "runtime_name": env.get("TENANTRY_RUNTIME_NAME") or _default_runtime_name(),
+            "run_events": flag("TENANTRY_RUN_EVENTS", True),
+            "events_shards": int(env.get("TENANTRY_EVENTS_SHARDS") or 8),
+            "events_maxlen": int(env.get("TENANTRY_EVENTS_MAXLEN") or 100_000),
+            "events_sweep_seconds": float(env.get("TENANTRY_EVENTS_SWEEP_SECONDS") or 30),
+            "events_claim_idle_seconds": float(
+                env.get("TENANTRY_EVENTS_CLAIM_IDLE_SECONDS") or 30
+            ),
+            "events_max_attempts": int(env.get("TENANTRY_EVENTS_MAX_ATTEMPTS") or 10),
+            "events_done_ttl_seconds": int(env.get("TENANTRY_EVENTS_DONE_TTL_SECONDS") or 604800),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -13,16 +13,19 @@ from zoneinfo import ZoneInfo
 import msgspec
 import structlog
 
-from core.runtime.plugins import CORE_PLUGIN, resolve
+from core.events.model import DomainEvent
+from core.runtime.plugins import CORE_PLUGIN
 from core.runtime.redaction import redact
-from core.storage.events import DomainEvent
 
 if TYPE_CHECKING:
+    import asyncpg
     import pluggy
     from aiogram import Bot, Dispatcher
     from redis.asyncio import Redis
 
+    from core.actors import Actor
     from core.config.model import TenantConfig
+    from core.events.bus import EventBus
     from core.storage.db import TenantDB
     from core.storage.jobs import JobRunner
     from core.storage.statuses import StatusMachine
@@ -36,17 +39,35 @@ class CommandSpec(msgspec.Struct, frozen=True):
     Attributes:
         command: without the slash (Bot API BotCommand.command: 1-32 chars ``a-z0-9_``).
         description: shown in the menu and ``/help`` (1-256 chars).
-        admin_only: offered only to ``bot.admins`` (their chat's command menu
-            and ``/help``); the handler must still check ``tenant.is_admin``.
+        roles: the roles the command is for; empty for everyone. Offered
+            (``/help``, the command menu) only to actors holding one; others
+            who send it get the core's refusal (``core.builtin``).
     """
 
     command: str
     description: str
-    admin_only: bool = False
+    roles: tuple[str, ...] = ()
 
-    def visible_to(self, tenant: Tenant, user_id: int | None) -> bool:
-        """True when ``user_id`` should see this command."""
-        return not self.admin_only or tenant.is_admin(user_id)
+    @classmethod
+    def of(cls, entry: Sequence[Any]) -> CommandSpec:
+        """A spec from a ``register_commands`` tuple: ``(command, description[, roles])``.
+
+        The third element is a role name (``"admin"``) or a sequence of them.
+        """
+        roles: tuple[str, ...] = ()
+        if len(entry) > 2 and entry[2]:
+            third = entry[2]
+            roles = (third,) if isinstance(third, str) else tuple(str(r) for r in third)
+        return cls(str(entry[0]), str(entry[1]), roles)
+
+    @property
+    def admin_only(self) -> bool:
+        """True for a command only ``admin`` may use (the roles are exactly ``admin``)."""
+        return self.roles == ("admin",)
+
+    def visible_to(self, roles: frozenset[str]) -> bool:
+        """True when an actor holding ``roles`` should see this command."""
+        return not self.roles or not roles.isdisjoint(self.roles)
 
 
 class TenantState:
@@ -92,6 +113,7 @@ class Tenant:
         redis: Redis,
         jobs: JobRunner | None,
         source_hash: str,
+        events: EventBus | None = None,
     ):
         self.id = config.id
         self.config = config
@@ -115,8 +137,7 @@ class Tenant:
         self._texts = texts
         disabled = [p for name, p in pm.list_name_plugin() if name not in features]
         self.hook = _SubsetHooks(pm, disabled)
-        self._events: asyncio.Queue[DomainEvent] | None = None
-        self._event_task: asyncio.Task[None] | None = None
+        self.events = events
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -137,12 +158,22 @@ class Tenant:
         """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``."""
         return self.config.redis_prefix + ":".join(str(p) for p in parts)
 
-    def commands_for(self, user_id: int | None) -> list[CommandSpec]:
-        """The commands ``user_id`` may see: everyone's, plus admin-only ones for admins."""
-        return [c for c in self.commands if c.visible_to(self, user_id)]
+    def commands_for(self, who: Actor | int | None) -> list[CommandSpec]:
+        """The commands ``who`` may see: everyone's, plus those of the roles it holds.
+
+        Args:
+            who: the resolved actor (handlers get it as ``actor``), or a
+                Telegram user id, taken as ``admin`` when in ``bot.admins``
+                and ``customer`` otherwise (no plugin's grants).
+        """
+        if who is None or isinstance(who, int):
+            roles = frozenset({"admin", "customer"} if self.is_admin(who) else {"customer"})
+        else:
+            roles = who.roles
+        return [c for c in self.commands if c.visible_to(roles)]
 
     def is_admin(self, user_id: int | None) -> bool:
-        """True when ``user_id`` is listed in ``bot.admins``."""
+        """True when ``user_id`` is listed in ``bot.admins`` (the core's ``admin`` grant)."""
         return user_id is not None and user_id in self.config.bot.admins
 
     def enabled(self, feature: str) -> bool:
@@ -185,69 +216,54 @@ class Tenant:
 
     # ------------------------------------------------------------ events and jobs
 
-    async def publish(self, name: str, payload: dict[str, Any]) -> None:
-        """Publish a domain event to every enabled plugin's ``on_event``.
+    async def publish(
+        self, name: str, payload: dict[str, Any], *, conn: asyncpg.Connection | None = None
+    ) -> DomainEvent:
+        """Publish a domain event through this tenant's outbox (durable, at least once).
 
-        Call it after the transaction that made the change committed. Once the
-        tenant runs, delivery happens in the background, one event at a time in
-        publication order, so subscribers (notifications through the Bot API,
-        pushes to dashboards) never add to the latency of the request or update
-        that published; a subscriber's exception is logged and goes no further.
-        Stopping or swapping the tenant waits for queued events to be
-        delivered. Delivery is in memory: an event published just before the
-        process dies may be lost, so subscribers that must not miss anything
-        should queue a job (:meth:`enqueue`).
+        Call it inside the transaction that makes the change, with that
+        transaction's connection: the event is written to the tenant's outbox
+        in the same transaction, so a committed change always has its event
+        and a rolled-back one never does. After the commit the relay moves it
+        to the Redis stream and every enabled plugin's ``on_event`` receives
+        it in the background, on this runtime or another, at least once
+        (``event.id`` is stable across deliveries). Without ``conn`` the event
+        is written in a transaction of its own (an event not tied to a change).
 
         Args:
             name: ``<plugin>.<what>`` (``booking.created``).
-            payload: JSON-ready dict.
+            payload: JSON-ready dict (ids, minor units, ISO 8601 UTC times).
+            conn: the connection of the open ``tenant.db.transaction()``.
+
+        Returns:
+            The event as it will be delivered.
+
+        Raises:
+            RuntimeError: ``conn`` is not in a transaction, or the runtime has no event bus.
+            TypeError: ``payload`` is not JSON-serialisable.
         """
-        event = DomainEvent(name=name, payload=payload, tenant_id=self.id)
-        if self._events is None:
-            await self._deliver(event)
-            return
-        self._events.put_nowait(event)
+        if self.events is None:
+            raise RuntimeError("this tenant was built without an event bus")
+        if conn is not None:
+            return await self.events.publish(self, name, payload, conn)
+        async with self.db.transaction() as own:
+            return await self.events.publish(self, name, payload, own)
 
-    async def _deliver(self, event: DomainEvent) -> None:
-        for impl in reversed(self.hook.on_event.get_hookimpls()):
-            try:
-                await resolve(impl.function(tenant=self, event=event))
-            except Exception:
-                self.log.exception(
-                    "event_subscriber_failed", event_name=event.name, plugin=impl.plugin_name
-                )
+    async def events_delivered(self, timeout: float = 10.0) -> bool:
+        """Wait until every event this tenant committed so far reached every plugin (tests, drains).
 
-    def start_events(self) -> None:
-        """Start background event delivery (the registry calls it once the tenant runs)."""
-        self._events = asyncio.Queue()
-        self._event_task = asyncio.create_task(self._deliver_events(), name=f"events:{self.id}")
+        Returns:
+            True when delivered, False after ``timeout`` seconds (a handler
+            keeps failing, or no runtime consumes events).
+        """
+        if self.events is None or not self.serving:
+            return True
+        return await self.events.delivered(self, timeout)
 
-    async def stop_events(self, timeout: float = 30.0) -> None:
-        """Deliver what is queued (up to ``timeout`` seconds), then stop the delivery task."""
-        if self._events is None or self._event_task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._events.join(), timeout)
-        self._event_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._event_task
-        self._event_task = None
-        # A request still holding this (replaced) tenant delivers in line from now on.
-        self._events = None
-
-    async def events_delivered(self) -> None:
-        """Wait until every event published so far has reached its subscribers (tests, drains)."""
-        if self._events is not None:
-            await self._events.join()
-
-    async def _deliver_events(self) -> None:
-        assert self._events is not None
-        while True:
-            event = await self._events.get()
-            try:
-                await self._deliver(event)
-            finally:
-                self._events.task_done()
+    @property
+    def serving(self) -> bool:
+        """True while the tenant takes updates and requests (``running`` or ``retrying``)."""
+        return self.state in (TenantState.RUNNING, TenantState.RETRYING)
 
     async def enqueue(
         self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any

@@ -127,6 +127,14 @@ _DEFAULT_DESCRIPTIONS = {
 }
 _NOT_FOUND = _TelegramError(404, "Not Found")
 
+RATE_LIMITED_METHODS = frozenset({
+    "sendmessage", "sendphoto", "sendvideo", "senddocument", "sendaudio", "sendanimation",
+    "sendvoice", "sendmediagroup", "sendlocation", "sendcontact", "sendpoll", "sendsticker",
+    "copymessage", "copymessages", "forwardmessage", "forwardmessages",
+})  # fmt: skip
+"""Lower-cased methods that send a message and count toward :meth:`BotAPIStandIn.set_rate_limit`."""
+_NOT_COPIED = ("message_id", "from", "chat", "date", "edit_date", "reply_markup")
+
 
 class BotAPIStandIn:
     """An in-process HTTP server that answers Bot API requests for any number of bots.
@@ -151,6 +159,9 @@ class BotAPIStandIn:
         self._members: dict[tuple[int, int], dict[str, Any]] = {}
         self._files: dict[str, dict[str, Any]] = {}
         self._file_contents: dict[str, bytes] = {}
+        # bot id (None: every bot) -> (messages per second, retry_after) and each bot's bucket.
+        self._rate_limits: dict[int | None, tuple[float, int]] = {}
+        self._buckets: dict[int, tuple[float, float]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -325,6 +336,42 @@ class BotAPIStandIn:
         """
         self._unavailable = how if unavailable else None
 
+    def set_rate_limit(
+        self, per_second: float | None, *, bot_id: int | None = None, retry_after: int = 1
+    ) -> None:
+        """Enforce Telegram's per-bot flood limit on message-sending methods, like Telegram.
+
+        Each bot gets a token bucket of ``per_second`` messages that refills at
+        ``per_second`` a second (a burst of one second's budget, then the
+        rate); a send with the bucket empty is answered 429 "Too Many
+        Requests: retry after N" with ``parameters.retry_after``. Methods that
+        send (:data:`RATE_LIMITED_METHODS`) count; edits, answers and getters do not.
+
+        Args:
+            per_second: messages per second per bot; None removes the limit.
+            bot_id: limit only this bot; None every bot without a limit of its own.
+            retry_after: seconds in the 429 answers.
+        """
+        if per_second is None:
+            self._rate_limits.pop(bot_id, None)
+        else:
+            self._rate_limits[bot_id] = (float(per_second), retry_after)
+
+    def _check_rate(self, bot_id: int, method: str) -> None:
+        limit = self._rate_limits.get(bot_id) or self._rate_limits.get(None)
+        if limit is None or method not in RATE_LIMITED_METHODS:
+            return
+        per_second, retry_after = limit
+        now = time.monotonic()
+        tokens, at = self._buckets.get(bot_id, (per_second, now))
+        tokens = min(per_second, tokens + (now - at) * per_second)
+        if tokens < 1:
+            self._buckets[bot_id] = (tokens, now)
+            raise _TelegramError(
+                429, f"Too Many Requests: retry after {retry_after}", retry_after
+            )
+        self._buckets[bot_id] = (tokens - 1, now)
+
     def enqueue_update(self, bot_id: int, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for a bot's getUpdates.
 
@@ -406,6 +453,7 @@ class BotAPIStandIn:
         return response
 
     async def _answer(self, bot_id: int, method: str, params: dict[str, Any]) -> Any:
+        self._check_rate(bot_id, method)
         failures = self._failures.get(method)
         if failures:
             chat = str(params.get("chat_id"))
@@ -576,6 +624,12 @@ class BotAPIStandIn:
         document = self._input_file(params.get("document"), "documents", "document")
         return self._send(bot_id, chat, params, {"document": document, **_caption(params)})
 
+    def _api_sendvideo(self, bot_id: int, params: dict[str, Any]) -> dict[str, Any]:
+        chat = _resolve_chat(params)
+        video = self._input_file(params.get("video"), "videos", "video")
+        content = {"video": {**video, "width": 1280, "height": 720, "duration": 1}}
+        return self._send(bot_id, chat, params, {**content, **_caption(params)})
+
     def _api_sendlocation(self, bot_id: int, params: dict[str, Any]) -> dict[str, Any]:
         chat = _resolve_chat(params)
         location = {"latitude": params.get("latitude"), "longitude": params.get("longitude")}
@@ -585,6 +639,32 @@ class BotAPIStandIn:
         chat = _resolve_chat(params)
         contact = _pick(params, "phone_number", "first_name", "last_name", "vcard")
         return self._send(bot_id, chat, params, {"contact": contact})
+
+    def _api_copymessage(self, bot_id: int, params: dict[str, Any]) -> dict[str, int]:
+        chat = _resolve_chat(params)
+        source = self._copy_source(bot_id, params, params.get("message_id"))
+        message = self._send(bot_id, chat, params, {**source, **_caption(params)})
+        return {"message_id": message["message_id"]}  # Bot API: copyMessage returns a MessageId
+
+    def _api_copymessages(self, bot_id: int, params: dict[str, Any]) -> list[dict[str, int]]:
+        chat = _resolve_chat(params)
+        message_ids = params.get("message_ids")
+        if not isinstance(message_ids, list) or not 1 <= len(message_ids) <= 100:
+            raise _TelegramError(400, "Bad Request: message_ids must hold 1-100 ids")
+        copies = []
+        for message_id in sorted(message_ids):  # Bot API: identifiers in strictly increasing order
+            source = self._copy_source(bot_id, params, message_id)
+            copies.append({"message_id": self._send(bot_id, chat, {}, source)["message_id"]})
+        return copies
+
+    def _copy_source(self, bot_id: int, params: dict[str, Any], message_id: Any) -> dict[str, Any]:
+        """The content of the message being copied: a message the stand-in sent, else a stub."""
+        if not isinstance(message_id, int):
+            raise _TelegramError(400, "Bad Request: message identifier is not specified")
+        source_chat = _resolve_chat({"chat_id": params.get("from_chat_id")})
+        original = self._messages.get((bot_id, source_chat["id"], message_id), {})
+        kept = {k: v for k, v in original.items() if k not in _NOT_COPIED}
+        return kept or {"text": f"copy of message {message_id} of chat {source_chat['id']}"}
 
     def _api_editmessagetext(self, bot_id: int, params: dict[str, Any]) -> dict[str, Any] | bool:
         changes = {"text": _message_text(params), **_pick(params, "entities")}

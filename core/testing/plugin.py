@@ -227,8 +227,10 @@ class TenantryHarness:
                 register, e.g. the plugin under test when it is not installed.
             **settings: other RuntimeSettings fields. ``control_schema``
                 defaults to :attr:`control_schema` (pass another harness's to
-                start two runtimes that share claims), ``admin_tokens`` to the
-                tokens of :meth:`add_admin_token`.
+                start two runtimes that share claims), ``queue_name`` to
+                ``tenantry-test-<run_id>`` (pass another harness's to share its
+                job queue and event streams), ``admin_tokens`` to the tokens of
+                :meth:`add_admin_token`.
 
         Raises:
             RuntimeError: the runtime did not start (its error is chained).
@@ -244,6 +246,7 @@ class TenantryHarness:
         self.url = f"http://127.0.0.1:{port}"
         settings.setdefault("control_schema", self.control_schema)
         settings.setdefault("admin_tokens", list(self._admin_tokens))
+        settings.setdefault("queue_name", f"tenantry-test-{self.run_id}")
         runtime_settings = RuntimeSettings(
             tenants_dir=self.tenants_dir,
             data_dir=self.data_dir,
@@ -253,7 +256,6 @@ class TenantryHarness:
             public_url=self.url,
             secret_key=self.secret_key,
             admin_token=self.admin_token,
-            queue_name=f"tenantry-test-{self.run_id}",
             watch=watch,
             pool_min_size=1,
             pool_max_size=10,
@@ -413,6 +415,13 @@ class TenantryHarness:
             ]
             if saq_keys:
                 await redis.delete(*saq_keys)
+            # The event streams and markers of the queue names this test used.
+            event_keys = [
+                k
+                async for k in redis.scan_iter(match=f"*{self.run_id}:events:*", count=500)
+            ]
+            if event_keys:
+                await redis.delete(*event_keys)
         finally:
             await redis.aclose()
 

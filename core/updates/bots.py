@@ -7,7 +7,8 @@
 * Every handler and filter gets ``tenant`` and ``db`` as aiogram workflow data
   (``Dispatcher(**kwargs)``). Log lines carry ``tenant`` and ``update_id``: the
   webhook binds them before dispatching; polling tenants get an outer
-  middleware that does.
+  middleware that does. An outer middleware resolves the update's ``actor``
+  (:class:`core.actors.Actor`) once, for handlers and role filters.
 * Webhook tenants register with setWebhook in the background, retrying with
   exponential backoff while the Bot API is unreachable; polling tenants are
   polled by the one runtime holding the tenant's Redis polling lock. A
@@ -39,6 +40,7 @@ from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.types import BotCommand, BotCommandScopeChat, ErrorEvent, TelegramObject, Update
 from redis.exceptions import LockError
 
+from core.actors import resolve_actor
 from core.runtime.tenant import CommandSpec, Tenant, TenantState
 
 __all__ = ["BotHub", "webhook_secret"]
@@ -164,6 +166,77 @@ class _PollingLogContext(BaseMiddleware):
             structlog.contextvars.reset_contextvars(**tokens)
 
 
+class _ActorContext(BaseMiddleware):
+    """Outer update middleware of every tenant: the update's actor, once, as ``actor``.
+
+    Runs after aiogram's ``UserContextMiddleware`` (which finds
+    ``event_from_user``) and resolves the user through every enabled
+    plugin's ``grant_roles`` (:func:`core.actors.resolve_actor`); handlers
+    and filters (:class:`core.actors.HasRole`) take it as ``actor``. An
+    update without a user (a channel post) has no actor.
+    """
+
+    __slots__ = ("tenant",)
+
+    def __init__(self, tenant: Tenant):
+        self.tenant = tenant
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user = data.get("event_from_user")
+        if user is not None:
+            fields = {"first_name": user.first_name}
+            if user.username:
+                fields["username"] = user.username
+            if user.language_code:
+                fields["language_code"] = user.language_code
+            data["actor"] = await resolve_actor(self.tenant, user.id, via="bot", user=fields)
+        return await handler(event, data)
+
+
+class _RoleCommandGate(BaseMiddleware):
+    """Outer message middleware: a role-only command from an actor without the role is refused.
+
+    The commands are the tenant's ``register_commands`` entries that name
+    roles (:class:`core.runtime.tenant.CommandSpec`). Such a message never
+    reaches the routers: the sender gets the core's polite text
+    (``error.role_required``, :func:`core.builtin.role_refusal`) and the
+    refusal is logged at info as ``command_refused``. Other messages cost a
+    look at their first character.
+    """
+
+    __slots__ = ("roles_of", "tenant")
+
+    def __init__(self, tenant: Tenant, commands: list[CommandSpec]):
+        self.tenant = tenant
+        self.roles_of = {c.command: c.roles for c in commands if c.roles}
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        text = getattr(event, "text", None)
+        if text and text[0] == "/" and len(text) > 1:
+            # Bot API: a command is "/name" or "/name@bot_username", then arguments.
+            name = text[1:].split(maxsplit=1)[0].partition("@")[0].lower()
+            roles = self.roles_of.get(name)
+            actor = data.get("actor")
+            if roles and actor is not None and not actor.has_role(*roles):
+                from core.builtin import role_refusal
+
+                self.tenant.log.info(
+                    "command_refused", command=name, roles=list(roles), user_id=actor.user_id
+                )
+                return await event.answer(role_refusal(self.tenant, roles))  # type: ignore[attr-defined]
+        return await handler(event, data)
+
+
 def _outage_router(tenant: Tenant) -> Router:
     """The last router of every Dispatcher: Bot API outages met by a handler.
 
@@ -232,6 +305,9 @@ class BotHub:
         )
         if tenant.config.bot.mode == "polling":
             dispatcher.update.outer_middleware(_PollingLogContext(tenant))
+        dispatcher.update.outer_middleware(_ActorContext(tenant))
+        if any(c.roles for c in tenant.commands):
+            dispatcher.message.outer_middleware(_RoleCommandGate(tenant, tenant.commands))
         dispatcher.include_routers(*routers, _outage_router(tenant))
         tenant.dispatcher = dispatcher
 
@@ -309,18 +385,20 @@ class BotHub:
                 delay = min(delay * 2, RETRY_MAX_DELAY)
 
     async def _set_commands(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
-        """Bot API setMyCommands: public commands for everyone, all of them in each admin's chat."""
+        """Bot API setMyCommands: public commands for everyone; in each admin's chat, those
+        an admin may use too (the other roles' commands are listed by ``/help``)."""
 
         def menu(specs: list[CommandSpec]) -> list[BotCommand]:
             return [BotCommand(command=c.command, description=c.description) for c in specs]
 
-        public = [c for c in commands if not c.admin_only]
+        public = [c for c in commands if not c.roles]
         if public:
             await tenant.bot.set_my_commands(menu(public))
-        if len(public) != len(commands):
+        admins = [c for c in commands if c.visible_to(frozenset({"admin", "customer"}))]
+        if len(public) != len(admins):
             for admin in tenant.config.bot.admins:
                 await tenant.bot.set_my_commands(
-                    menu(commands), scope=BotCommandScopeChat(chat_id=admin)
+                    menu(admins), scope=BotCommandScopeChat(chat_id=admin)
                 )
 
     async def _poll(self, tenant: Tenant) -> None:

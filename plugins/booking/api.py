@@ -1,9 +1,12 @@
 """HTTP API of the booking plugin, mounted by the core under ``/api/tenants/{tenant_id}/booking``.
 
-Admin routes need the tenant's API key. ``/availability``, ``POST /bookings``,
-``GET /bookings/{id}``, ``POST /bookings/{id}/status`` and ``/my-bookings``
-also accept Telegram WebApp init data (``X-Telegram-Init-Data``) and then act
-as that user only. Bodies are decoded and validated by Litestar from the
+Admin routes need an API key acting as ``admin`` (a plain key; a key of
+another role is 403 ``auth.role_required``). ``/availability``, ``POST
+/bookings``, ``GET /bookings/{id}``, ``POST /bookings/{id}/status`` and
+``/my-bookings`` also accept Telegram WebApp init data
+(``X-Telegram-Init-Data``) and then act as that user: on their own bookings
+as ``customer``, on any booking when the user is one of ``bot.admins``
+(the actor's ``admin`` role, :mod:`core.actors`). Bodies are decoded and validated by Litestar from the
 Structs below (and documented in the OpenAPI document); answers are Structs.
 Refusals are the runtime's problem bodies (``core.errors``) with a code
 ``booking.<what>``; illegal status moves are the core's 409
@@ -19,12 +22,14 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from core.actors import Actor
+from core.errors import Forbidden
 from core.http.auth import (
-    Caller,
-    CallerDep,
+    ActorDep,
     TenantDep,
     require_api_key,
     require_api_key_or_webapp,
+    require_role,
     require_webapp_user,
 )
 from core.http.idempotency import idempotent_response
@@ -71,9 +76,29 @@ class NewBlock(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str = ""
 
 
-def _owner(caller: Caller) -> int | None:
-    """The user a WebApp caller may act for; None for API keys (any booking)."""
-    return caller.user_id if caller.via == "webapp" else None
+_ROLES = ("admin", "customer")
+"""The roles booking knows (``register_roles``), in precedence order."""
+
+_admin_only = require_role("admin")
+
+
+def _role(actor: Actor) -> str:
+    """The booking role ``actor`` acts in: ``admin`` before ``customer``.
+
+    Raises:
+        Forbidden: 403 ``auth.role_required``, an API key of a role booking does not know.
+    """
+    role = actor.role_for(_ROLES)
+    if role is None:
+        raise Forbidden(
+            "auth.role_required", "booking is for the role admin or customer", roles=list(_ROLES)
+        )
+    return role
+
+
+def _owner(actor: Actor) -> int | None:
+    """The user whose bookings ``actor`` may see and change; None for admins (any booking)."""
+    return None if _role(actor) == "admin" else actor.user_id
 
 
 class BookingController(Controller):
@@ -85,7 +110,7 @@ class BookingController(Controller):
     async def get_availability(
         self,
         tenant: TenantDep,
-        caller: CallerDep,
+        actor: ActorDep,
         day: _Day,
         party_size: Annotated[int | None, QueryParameter(ge=1, le=500)] = None,
         service_code: Annotated[str | None, QueryParameter(name="service", max_length=32)] = None,
@@ -110,7 +135,7 @@ class BookingController(Controller):
     async def create(
         self,
         tenant: TenantDep,
-        caller: CallerDep,
+        actor: ActorDep,
         request: Request[Any, Any, Any],
         data: JSONBody[NewBooking],
     ) -> Response[BookingView]:
@@ -123,21 +148,23 @@ class BookingController(Controller):
             ``alternatives`` (UTC ISO starts).
         """
 
+        role = _role(actor)
+
         async def run() -> tuple[int, Any]:
             view = await service.create_booking(
                 tenant,
                 data,
-                user_id=caller.user_id,
-                source="webapp" if caller.via == "webapp" else "api",
-                actor_role=caller.role,
+                user_id=actor.user_id,
+                source="webapp" if actor.via == "webapp" else "api",
+                actor_role=role,
             )
             return 201, view
 
         return await idempotent_response(
-            request, tenant, f"booking.create:{caller.user_id or 'api'}", run
+            request, tenant, f"booking.create:{actor.user_id or 'api'}", run
         )
 
-    @get("/bookings", guards=[require_api_key], summary="Bookings of a date")
+    @get("/bookings", guards=[require_api_key, _admin_only], summary="Bookings of a date")
     async def list_bookings(
         self,
         tenant: TenantDep,
@@ -151,10 +178,10 @@ class BookingController(Controller):
 
     @get("/bookings/{booking_id:int}", guards=[require_api_key_or_webapp], summary="One booking")
     async def get_one(
-        self, tenant: TenantDep, caller: CallerDep, booking_id: FromPath[int]
+        self, tenant: TenantDep, actor: ActorDep, booking_id: FromPath[int]
     ) -> BookingView:
-        """One booking (a WebApp user sees only their own; others are 404)."""
-        return await service.get_booking(tenant, booking_id, owner_id=_owner(caller))
+        """One booking (a customer sees only their own; others are 404)."""
+        return await service.get_booking(tenant, booking_id, owner_id=_owner(actor))
 
     @post(
         "/bookings/{booking_id:int}/status",
@@ -165,11 +192,11 @@ class BookingController(Controller):
     async def set_status(
         self,
         tenant: TenantDep,
-        caller: CallerDep,
+        actor: ActorDep,
         booking_id: FromPath[int],
         data: JSONBody[StatusChange],
     ) -> BookingView:
-        """Move a booking through the tenant's machine as the caller's role.
+        """Move a booking through the tenant's machine in the actor's role (admin, else customer).
 
         Raises:
             BadRequest: ``booking.comment`` too long.
@@ -181,21 +208,21 @@ class BookingController(Controller):
             tenant,
             booking_id,
             data.status,
-            role=caller.role,
-            actor_id=caller.user_id,
+            role=_role(actor),
+            actor_id=actor.user_id,
             comment=data.comment,
-            owner_id=_owner(caller),
+            owner_id=_owner(actor),
         )
         return view
 
     @get(
         "/my-bookings", guards=[require_webapp_user], summary="The WebApp user's upcoming bookings"
     )
-    async def mine(self, tenant: TenantDep, caller: CallerDep) -> list[BookingView]:
+    async def mine(self, tenant: TenantDep, actor: ActorDep) -> list[BookingView]:
         """Upcoming bookings of the WebApp user that still hold their time."""
-        return await service.upcoming_for(tenant, caller.user_id or 0)
+        return await service.upcoming_for(tenant, actor.user_id or 0)
 
-    @get("/stats", guards=[require_api_key], summary="Daily stats")
+    @get("/stats", guards=[require_api_key, _admin_only], summary="Daily stats")
     async def stats(
         self,
         tenant: TenantDep,
@@ -209,7 +236,7 @@ class BlockedSlotsController(Controller):
     """Admin-made blocks of a resource or the whole place."""
 
     path = "/blocked-slots"
-    guards = [require_api_key, limit_writes]  # limit_writes counts POST and DELETE only
+    guards = [require_api_key, _admin_only, limit_writes]  # limit_writes counts POST and DELETE only
 
     @get("/", summary="Blocks overlapping a date")
     async def list_blocks(
@@ -221,10 +248,16 @@ class BlockedSlotsController(Controller):
         return await service.list_blocks(tenant, day)
 
     @post("/", summary="Block a time", status_code=201)
-    async def create_block(self, tenant: TenantDep, data: JSONBody[NewBlock]) -> BlockView:
-        """Block a time; 409 ``booking.conflict`` with ``bookings`` when bookings already hold it."""
+    async def create_block(
+        self, tenant: TenantDep, actor: ActorDep, data: JSONBody[NewBlock]
+    ) -> BlockView:
+        """Block a time; 409 ``booking.conflict`` with ``bookings`` when bookings already hold it.
+
+        ``created_by`` is ``api``, or ``api:<name>`` for a key with a ``name``.
+        """
+        created_by = f"api:{actor.key_name}" if actor.key_name else "api"
         return await service.create_block(
-            tenant, data.starts_at, data.ends_at, data.resource, data.reason, created_by="api"
+            tenant, data.starts_at, data.ends_at, data.resource, data.reason, created_by=created_by
         )
 
     @delete("/{block_id:int}", summary="Remove a block", status_code=204)

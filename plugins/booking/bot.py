@@ -19,7 +19,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from core import Tenant, TransitionError
+from core import HasRole, Tenant, TransitionError
 from core.errors import ApiError
 from core.http.ratelimit import BOT_WRITE, limit_bot_writes
 from core.kit import error_text, format_date, format_datetime
@@ -462,17 +462,11 @@ async def _admin_list(message: Message, tenant: Tenant, day: date) -> None:
 
 async def today(message: Message, tenant: Tenant) -> None:
     """``/today`` (admins): today's bookings, each with its status buttons."""
-    if not tenant.is_admin(message.from_user.id):
-        await message.answer(tenant.text("booking.admin_only"))
-        return
     await _admin_list(message, tenant, _now().astimezone(tenant.tz).date())
 
 
 async def bookings_of_day(message: Message, command: CommandObject, tenant: Tenant) -> None:
     """``/bookings YYYY-MM-DD`` (admins): that day's bookings with status buttons."""
-    if not tenant.is_admin(message.from_user.id):
-        await message.answer(tenant.text("booking.admin_only"))
-        return
     try:
         day = date.fromisoformat((command.args or "").strip())
     except ValueError:
@@ -483,9 +477,6 @@ async def bookings_of_day(message: Message, command: CommandObject, tenant: Tena
 
 async def block(message: Message, command: CommandObject, tenant: Tenant) -> None:
     """``/block YYYY-MM-DD HH:MM-HH:MM [resource] [reason]`` (admins): block a time."""
-    if not tenant.is_admin(message.from_user.id):
-        await message.answer(tenant.text("booking.admin_only"))
-        return
     parts = (command.args or "").split()
     try:
         day = date.fromisoformat(parts[0])
@@ -527,9 +518,6 @@ async def status_pressed(
     callback: CallbackQuery, callback_data: kb.StatusAction, tenant: Tenant
 ) -> None:
     """An admin's status button: change through the tenant's machine, show the new buttons."""
-    if not tenant.is_admin(callback.from_user.id):
-        await callback.answer(tenant.text("booking.admin_only"), show_alert=True)
-        return
     try:
         view, _ = await service.change_status(
             tenant,
@@ -553,33 +541,55 @@ async def status_pressed(
     )
 
 
+async def admin_button_refused(callback: CallbackQuery, tenant: Tenant) -> None:
+    """An admin's status button pressed by someone who is not (a forwarded message): refuse."""
+    await callback.answer(tenant.text("booking.admin_only"), show_alert=True)
+
+
 # ---------------------------------------------------------------- wiring
 
 
+def _admin_router(tenant: Tenant) -> Router:
+    """The admins' commands and status buttons, behind the core's role filter."""
+    admin = Router(name=f"booking.admin:{tenant.id}")
+    admin.message.filter(HasRole("admin"))
+    admin.callback_query.filter(HasRole("admin"))
+    admin.message.register(today, Command("today"))
+    admin.message.register(bookings_of_day, Command("bookings"))
+    admin.message.register(block, Command("block"), flags=BOT_WRITE)
+    admin.callback_query.register(status_pressed, kb.StatusAction.filter(), flags=BOT_WRITE)
+    return admin
+
+
 def build_router(tenant: Tenant) -> Router:
-    """A new Router with every booking handler for ``tenant`` (never shared between tenants)."""
+    """A new Router with every booking handler for ``tenant`` (never shared between tenants).
+
+    Admins' handlers sit on a sub-router filtered with :class:`core.HasRole`,
+    tried first; the commands ``/today``, ``/bookings`` and ``/block`` from
+    anyone else are refused by the core (they are declared for ``admin`` in
+    ``register_commands``).
+    """
     router = Router(name=f"booking:{tenant.id}")
-    router.message.register(start_booking, Command("book"))
-    router.message.register(my_bookings, Command("mybookings"))
-    router.message.register(today, Command("today"))
-    router.message.register(bookings_of_day, Command("bookings"))
-    router.message.register(block, Command("block"), flags=BOT_WRITE)
-    router.callback_query.register(
+    customers = Router(name=f"booking.customers:{tenant.id}")
+    router.include_routers(_admin_router(tenant), customers)
+    customers.message.register(start_booking, Command("book"))
+    customers.message.register(my_bookings, Command("mybookings"))
+    customers.callback_query.register(
         calendar_pressed, kb.CalendarAction.filter(), StateFilter(BookFlow.date, BookFlow.time)
     )
-    router.callback_query.register(time_pressed, kb.PickTime.filter(), BookFlow.time)
-    router.callback_query.register(retime_pressed, kb.PickTime.filter(), BookFlow.retime)
-    router.callback_query.register(party_pressed, kb.PickParty.filter(), BookFlow.choice)
-    router.callback_query.register(service_pressed, kb.PickService.filter(), BookFlow.choice)
-    router.callback_query.register(staff_pressed, kb.PickStaff.filter(), BookFlow.staff)
+    customers.callback_query.register(time_pressed, kb.PickTime.filter(), BookFlow.time)
+    customers.callback_query.register(retime_pressed, kb.PickTime.filter(), BookFlow.retime)
+    customers.callback_query.register(party_pressed, kb.PickParty.filter(), BookFlow.choice)
+    customers.callback_query.register(service_pressed, kb.PickService.filter(), BookFlow.choice)
+    customers.callback_query.register(staff_pressed, kb.PickStaff.filter(), BookFlow.staff)
     # Handlers that write are counted against limits.bot_writes (core.http.ratelimit).
-    router.callback_query.register(
+    customers.callback_query.register(
         confirm_pressed, kb.ConfirmFlow.filter(), BookFlow.confirm, flags=BOT_WRITE
     )
-    router.callback_query.register(cancel_pressed, kb.CancelBooking.filter(), flags=BOT_WRITE)
-    router.callback_query.register(rate_pressed, kb.Rate.filter(), flags=BOT_WRITE)
-    router.callback_query.register(status_pressed, kb.StatusAction.filter(), flags=BOT_WRITE)
-    router.callback_query.register(outdated_button, F.data.regexp(r"^bk[a-z]*:"))
-    router.message.register(name_given, BookFlow.name, F.text)
-    router.message.register(phone_given, BookFlow.phone, F.contact | F.text)
+    customers.callback_query.register(cancel_pressed, kb.CancelBooking.filter(), flags=BOT_WRITE)
+    customers.callback_query.register(rate_pressed, kb.Rate.filter(), flags=BOT_WRITE)
+    customers.callback_query.register(admin_button_refused, kb.StatusAction.filter())
+    customers.callback_query.register(outdated_button, F.data.regexp(r"^bk[a-z]*:"))
+    customers.message.register(name_given, BookFlow.name, F.text)
+    customers.message.register(phone_given, BookFlow.phone, F.contact | F.text)
     return limit_bot_writes(router)

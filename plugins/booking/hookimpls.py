@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import StatusEntity, StatusMachineSpec, Transition, hookimpl
+from core import Role, StatusEntity, StatusMachineSpec, Transition, hookimpl
 from plugins.booking.config import BookingSettings
 
 if TYPE_CHECKING:
@@ -63,10 +63,28 @@ def register_migrations() -> Path:
 
 @hookimpl
 def register_texts() -> dict[str, dict[str, str]]:
-    """English and Russian bot texts (``booking.*``)."""
+    """English and Russian bot texts (``booking.*``), the segment titles included."""
+    from plugins.booking import segments
     from plugins.booking.texts import TEXTS
 
-    return TEXTS
+    return {locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {})} for locale in TEXTS}
+
+
+@hookimpl
+def register_segments(tenant: Tenant) -> list[Any]:
+    """Audiences for campaigns: ``booking.visited`` (last N days) and ``booking.upcoming``."""
+    from plugins.booking.segments import segments
+
+    return segments(tenant)
+
+
+@hookimpl
+def register_roles() -> list[Role]:
+    """``customer`` (books for themselves) and ``admin`` (every booking, /today, /block)."""
+    return [
+        Role("customer", "books, sees and cancels own bookings"),
+        Role("admin", "sees and changes every booking, blocks times"),
+    ]
 
 
 @hookimpl

@@ -457,3 +457,28 @@ async def daily_stats(
         list(released),
         no_show,
     )
+
+
+# ---------------------------------------------------------------- audience segments
+
+
+async def guests_visited(conn: asyncpg.Connection, days: int, released: Sequence[str]) -> list[int]:
+    """Telegram ids of guests with a booking that started in the last ``days`` days (not released)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM bookings WHERE user_id IS NOT NULL"
+        " AND starts_at <= now() AND starts_at > now() - make_interval(days => $1)"
+        " AND NOT (status = ANY($2::text[]))",
+        days,
+        list(released),
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def guests_upcoming(conn: asyncpg.Connection, finished: Sequence[str]) -> list[int]:
+    """Telegram ids of guests with a booking still to come, in none of the ``finished`` statuses."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT user_id FROM bookings WHERE user_id IS NOT NULL"
+        " AND starts_at > now() AND NOT (status = ANY($1::text[]))",
+        list(finished),
+    )
+    return [r["user_id"] for r in rows]

@@ -605,12 +605,13 @@ async def create_booking(
                 comment=comment, source=source, actor_role=actor_role,
             )  # fmt: skip
             break
-        except asyncpg.ExclusionViolationError:
-            continue  # taken by a concurrent request since we read the holds
+        except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
+            # Taken by a concurrent request since we read the holds (or PostgreSQL
+            # broke a wait cycle with it and rolled our attempt back): try the next.
+            continue
     if booking_id is None:
         raise SlotTaken(await next_free_times(tenant, start, plan_args))
     view = await get_booking(tenant, booking_id)
-    await tenant.publish("booking.created", msgspec.to_builtins(view))
     if view.status == settings.confirmed_status:
         await schedule_reminder(tenant, view)
     return view
@@ -657,9 +658,11 @@ async def _insert(
                 "source": source,
             },
         )
+        # Sorted, so concurrent creates wait for each other's holds in one order, never in a cycle.
         await repo.insert_holds(
-            conn, [ids[c] for c in allocation.codes], held_start, held_end, booking_id=booking_id
-        )
+            conn, sorted(ids[c] for c in allocation.codes), held_start, held_end,
+            booking_id=booking_id,
+        )  # fmt: skip
         await repo.insert_history(conn, booking_id, None, status, actor_role, user_id)
         if confirm:
             machine.check(status, settings.confirmed_status, "system", _entity(settings, source))
@@ -673,6 +676,8 @@ async def _insert(
                 None,
                 "auto-confirmed",
             )
+        view = _view(tenant, await repo.fetch_booking(conn, booking_id))
+        await tenant.publish("booking.created", msgspec.to_builtins(view), conn=conn)
     return booking_id
 
 
@@ -864,14 +869,14 @@ async def change_status(
             elif was_released and not now_released:
                 await repo.activate_holds(conn, booking_id)
             await repo.insert_history(conn, booking_id, current, target, role, actor_id, comment)
+            view = _view(tenant, await repo.fetch_booking(conn, booking_id))
+            payload = msgspec.to_builtins(view)
+            payload.update(
+                {"from_status": current, "to_status": target, "actor_role": role, "comment": comment}
+            )
+            await tenant.publish("booking.status_changed", payload, conn=conn)
     except asyncpg.ExclusionViolationError:
         raise SlotTaken([]) from None
-    view = await get_booking(tenant, booking_id)
-    payload = msgspec.to_builtins(view)
-    payload.update(
-        {"from_status": current, "to_status": target, "actor_role": role, "comment": comment}
-    )
-    await tenant.publish("booking.status_changed", payload)
     if target == settings.confirmed_status:
         await schedule_reminder(tenant, view)
     return view, current

@@ -31,7 +31,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from core import Tenant, TransitionError
+from core import Actor, HasRole, Tenant, TransitionError
 from core.errors import ApiError
 from core.http.ratelimit import BOT_WRITE, limit_bot_writes
 from core.kit import error_text, format_datetime
@@ -529,25 +529,22 @@ async def my_orders(message: Message, tenant: Tenant) -> None:
     await message.answer("\n".join(text), reply_markup=_keyboard(buttons) if buttons else None)
 
 
-async def status_button(callback: CallbackQuery, tenant: Tenant) -> None:
+async def status_button(callback: CallbackQuery, tenant: Tenant, actor: Actor) -> None:
     """A status button (``os:<id>:<seen>:<target>:<role>``) pressed by a partner, admin or customer.
 
-    The role in the data is only a claim: the service checks that a partner
-    is one of the store's, a customer owns the order, and admins are in
-    ``bot.admins``; the machine then checks the move.
+    The role in the data is only a claim: the service acts in it only when
+    the actor holds it (a partner of the order's store, the order's
+    customer, an admin: :func:`plugins.orders.service.acting_role`); the
+    machine then checks the move.
     """
     parts = (callback.data or "").split(":")
     if len(parts) != 5 or _row_id(parts[1]) is None or parts[4] not in ROLE_CODES:
         await callback.answer()
         return
     order_id, seen, target, role = int(parts[1]), parts[2] or None, parts[3], ROLE_CODES[parts[4]]
-    user_id = callback.from_user.id
-    if role == "admin" and not tenant.is_admin(user_id):
-        await callback.answer(tenant.text("orders.not_yours"), show_alert=True)
-        return
     try:
         order = await change_status(
-            tenant, order_id, target, role=role, actor_id=user_id, expected=seen
+            tenant, order_id, target, actor=actor, as_role=role, expected=seen
         )
     except TransitionError as exc:
         if seen is not None and exc.current != seen:
@@ -585,9 +582,27 @@ async def _refresh(callback: CallbackQuery, tenant: Tenant, order_id: int, role:
     )
 
 
+def _staff_router(tenant: Tenant) -> Router:
+    """Partners' and admins' status buttons (role code ``p`` or ``a``), behind the role filter."""
+    staff = Router(name=f"orders.staff:{tenant.id}")
+    staff.callback_query.filter(HasRole("partner", "admin"))
+    staff.callback_query.register(
+        status_button, F.data.startswith("os:"), F.data.regexp(r":[pa]$"), flags=BOT_WRITE
+    )
+    return staff
+
+
 def build_router(tenant: Tenant) -> Router:
-    """A new Router with the orders commands, checkout states and buttons (one per tenant start)."""
-    router = Router(name=f"orders:{tenant.id}")
+    """A new Router with the orders commands, checkout states and buttons (one per tenant start).
+
+    Partners' and admins' buttons sit on a sub-router filtered with
+    :class:`core.HasRole`; a store's button pressed by anyone else (a
+    forwarded card) reaches the customers' handler, whose service call
+    refuses it (``orders.not_yours``).
+    """
+    parent = Router(name=f"orders:{tenant.id}")
+    router = Router(name=f"orders.customers:{tenant.id}")
+    parent.include_routers(_staff_router(tenant), router)
     router.message.register(menu, Command("menu"))
     router.message.register(show_cart, Command("cart"))
     router.message.register(my_orders, Command("myorders"))
@@ -604,4 +619,4 @@ def build_router(tenant: Tenant) -> Router:
     router.message.register(address_location, Checkout.address, F.location)
     router.message.register(phone_contact, Checkout.phone, F.contact)
     router.message.register(phone_text, Checkout.phone, not_command)
-    return limit_bot_writes(router)
+    return limit_bot_writes(parent)

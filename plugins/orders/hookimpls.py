@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import hookimpl
+from core import Grant, Role, hookimpl
 from plugins.orders.config import OrdersSettings
 from plugins.orders.machine import ORDERS_ENTITY
 from plugins.orders.texts import TEXTS
@@ -40,8 +41,54 @@ def register_migrations() -> Path:
 
 @hookimpl
 def register_texts() -> dict[str, dict[str, str]]:
-    """``orders.*`` texts in English and Russian."""
-    return TEXTS
+    """``orders.*`` texts in English and Russian, the segment titles included."""
+    from plugins.orders import segments
+
+    return {locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {})} for locale in TEXTS}
+
+
+@hookimpl
+def register_segments(tenant: Tenant) -> list[Any]:
+    """Audiences for campaigns: ``orders.store_customers`` (store X) and ``orders.recent`` (N days)."""
+    from plugins.orders.segments import segments
+
+    return segments(tenant)
+
+
+@hookimpl
+def register_roles() -> list[Role]:
+    """``customer``, ``partner`` (scope kind ``store``) and ``admin``."""
+    return [
+        Role("customer", "orders for themselves, sees and cancels own orders"),
+        Role("partner", "a store's staff: its orders and catalog", scopes=("store",)),
+        Role("admin", "every store's orders and catalog"),
+    ]
+
+
+_PARTNER_GRANTS: weakref.WeakKeyDictionary[Tenant, dict[int, tuple[Grant, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@hookimpl
+def grant_roles(tenant: Tenant, user_id: int) -> tuple[Grant, ...]:
+    """``partner`` scoped to the stores whose ``partners`` list the user (no query).
+
+    The stores come from ``features.orders.stores`` (the YAML is their source
+    of truth, and a changed file starts a new Tenant), so the map is built
+    once per Tenant and kept while it lives.
+    """
+    grants = _PARTNER_GRANTS.get(tenant)
+    if grants is None:
+        stores: dict[int, set[str]] = {}
+        for store in tenant.settings_for("orders").stores:
+            for partner in store.partners:
+                stores.setdefault(partner, set()).add(store.id)
+        grants = {
+            user: (Grant("partner", {"store": frozenset(ids)}),) for user, ids in stores.items()
+        }
+        _PARTNER_GRANTS[tenant] = grants
+    return grants.get(user_id, ())
 
 
 @hookimpl

@@ -337,14 +337,18 @@ async def active_orders_of_customer(conn: Conn, customer_id: int, excluded: Sequ
 
 
 async def search_orders(
-    conn: Conn, store_id: str | None, status: str | None, limit: int, before_id: int | None
+    conn: Conn,
+    store_ids: Sequence[str] | None,
+    status: str | None,
+    limit: int,
+    before_id: int | None,
 ) -> list[asyncpg.Record]:
-    """Orders filtered by store and status, newest first, keyset-paged by id."""
+    """Orders of ``store_ids`` (None: every store) in ``status``, newest first, keyset-paged by id."""
     return await conn.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE ($1::text IS NULL OR store_id = $1)"
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE ($1::text[] IS NULL OR store_id = ANY($1))"
         " AND ($2::text IS NULL OR status = $2) AND ($4::bigint IS NULL OR id < $4)"
         " ORDER BY id DESC LIMIT $3",
-        store_id,
+        None if store_ids is None else list(store_ids),
         status,
         limit,
         before_id,
@@ -392,3 +396,21 @@ async def partner_messages(conn: Conn, order_id: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT chat_id, message_id FROM partner_messages WHERE order_id = $1", order_id
     )
+
+
+# ---------------------------------------------------------------- audience segments
+
+
+async def customers_of_store(conn: Conn, store_id: str) -> list[int]:
+    """Telegram ids of everyone who ever ordered from ``store_id``."""
+    rows = await conn.fetch("SELECT DISTINCT customer_id FROM orders WHERE store_id = $1", store_id)
+    return [r["customer_id"] for r in rows]
+
+
+async def recent_customers(conn: Conn, days: int) -> list[int]:
+    """Telegram ids of customers with an order created in the last ``days`` days."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT customer_id FROM orders WHERE created_at > now() - make_interval(days => $1)",
+        days,
+    )
+    return [r["customer_id"] for r in rows]

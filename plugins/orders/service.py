@@ -14,6 +14,7 @@ text ``orders.error.<what>`` (``core.kit.error_text``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,15 +22,18 @@ import asyncpg
 import msgspec
 
 from core import Tenant, TransitionError
+from core.actors import SYSTEM_ACTOR, Actor
 from core.errors import BadRequest, Conflict, Forbidden, NotFound
 from core.kit.phones import InvalidPhoneNumber, normalize_phone, phone_region
 from plugins.orders import repository as repo
 from plugins.orders.config import OrdersSettings
 
 __all__ = [
+    "ACTING_ROLES",
     "ORDER_TYPES",
     "OrderDraft",
     "OrderLine",
+    "acting_role",
     "change_status",
     "create_order",
     "expire_pending",
@@ -329,10 +333,52 @@ async def create_order(
         role = "admin" if source == "api" else "customer"
         await repo.insert_history(conn, order["id"], None, initial, customer_id, role, "created")
         [view] = await order_views(conn, [order])
-    await tenant.publish(
-        "orders.created", _event_payload(view, store["name"], None, "created", role, source)
-    )
+        await tenant.publish(
+            "orders.created",
+            _event_payload(view, store["name"], None, "created", role, source),
+            conn=conn,
+        )
     return view
+
+
+ACTING_ROLES = ("admin", "system", "partner", "customer")
+"""The roles an order is changed in, in the order :func:`acting_role` tries them."""
+
+
+def acting_role(actor: Actor, order: Mapping[str, Any], as_role: str | None = None) -> str:
+    """The role ``actor`` acts in on ``order``: the first of :data:`ACTING_ROLES` it may use.
+
+    ``admin`` and ``system`` act on any order, ``partner`` on orders of the
+    stores in its scope (``actor.allows("partner", "store", ...)``),
+    ``customer`` on their own orders.
+
+    Args:
+        actor: who acts (:class:`core.actors.Actor`).
+        order: the order (``store_id``, ``customer_id``).
+        as_role: try only this role (a bot button or an admin key naming one).
+
+    Raises:
+        Forbidden: ``orders.not_partner``, ``as_role`` is ``partner`` and the
+            actor is a partner, but not of this order's store.
+        NotFound: ``orders.not_found``, no role applies (someone else's order,
+            another store's order for a scoped partner key).
+    """
+    store_id = order["store_id"]
+    for role in (as_role,) if as_role else ACTING_ROLES:
+        if role == "partner":
+            allowed = actor.allows("partner", "store", store_id)
+        elif role == "customer":
+            allowed = actor.has_role("customer") and actor.user_id == order["customer_id"]
+        else:
+            allowed = actor.has_role(role)
+        if allowed:
+            return role
+    if as_role == "partner" and (actor.has_role("partner") or actor.user_id is not None):
+        raise Forbidden(
+            "orders.not_partner",
+            f"user {actor.user_id} is not a partner of store {store_id!r}",
+        )
+    raise NotFound("orders.not_found", f"no order {order['id']}")
 
 
 async def change_status(
@@ -340,21 +386,21 @@ async def change_status(
     order_id: int,
     target: str,
     *,
-    role: str,
-    actor_id: int | None,
+    actor: Actor,
+    as_role: str | None = None,
     reason: str = "",
     expected: str | None = None,
 ) -> dict[str, Any]:
-    """Move an order to ``target`` if the tenant's machine lets ``role`` do it.
+    """Move an order to ``target`` if the tenant's machine lets the actor's role do it.
 
     Args:
         tenant: the tenant.
         order_id: the order.
         target: the requested state.
-        role: ``customer``, ``partner``, ``admin`` or ``system``.
-        actor_id: Telegram id of who acts (None for API keys and jobs). A
-            customer may only touch their own orders; a partner only orders
-            of stores listing them.
+        actor: who acts (:class:`core.actors.Actor`; ``SYSTEM_ACTOR`` for
+            jobs). The role is chosen by :func:`acting_role` under the
+            order's row lock; the history records it with ``actor.user_id``.
+        as_role: act only in this role (``customer``, ``partner``, ``admin``).
         reason: free text kept in the history and events (up to 500 chars).
         expected: the state the actor saw; when the order has moved since,
             the change is refused (stale bot buttons, optimistic API clients).
@@ -363,24 +409,21 @@ async def change_status(
         The updated order view.
 
     Raises:
-        NotFound: ``orders.not_found``, no such order, or a customer's order of
-            someone else.
-        Forbidden: ``orders.not_partner``, a partner acting on another store's order.
+        NotFound: ``orders.not_found``, no such order, or one the actor has
+            no role on (someone else's, another store's for a scoped key).
+        Forbidden: ``orders.not_partner``, acting as partner on another store's order.
         TransitionError: the machine refuses, or the order is no longer in
             ``expected`` (``current`` carries the state now).
     """
     machine = tenant.statuses["orders"]
     reason = reason.strip()[:500]
+    actor_id = actor.user_id
     async with tenant.db.transaction() as conn:
         order = await repo.get_order(conn, order_id, for_update=True)
-        if order is None or (role == "customer" and order["customer_id"] != actor_id):
+        if order is None:
             raise NotFound("orders.not_found", f"no order {order_id}")
+        role = acting_role(actor, order, as_role)
         store = await repo.get_store(conn, order["store_id"])
-        if role == "partner" and (actor_id is None or actor_id not in store["partner_ids"]):
-            raise Forbidden(
-                "orders.not_partner",
-                f"user {actor_id} is not a partner of store {order['store_id']!r}",
-            )
         current = order["status"]
         fields = {"type": order["type"]}
         if expected is not None and expected != current:
@@ -395,10 +438,10 @@ async def change_status(
         await repo.insert_history(conn, order_id, current, target, actor_id, role, reason)
         order = await repo.get_order(conn, order_id)
         [view] = await order_views(conn, [order])
-    payload = _event_payload(view, store["name"], current, reason, role, None)
-    await tenant.publish("orders.status_changed", payload)
-    if target in settings_of(tenant).cancelled_states:
-        await tenant.publish("orders.cancelled", payload)
+        payload = _event_payload(view, store["name"], current, reason, role, None)
+        await tenant.publish("orders.status_changed", payload, conn=conn)
+        if target in settings_of(tenant).cancelled_states:
+            await tenant.publish("orders.cancelled", payload, conn=conn)
     return view
 
 
@@ -433,8 +476,7 @@ async def expire_pending(
                 tenant,
                 order_id,
                 settings.expiry_status,
-                role="system",
-                actor_id=None,
+                actor=SYSTEM_ACTOR,
                 reason="expired",
                 expected=machine.initial,
             )

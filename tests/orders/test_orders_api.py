@@ -274,9 +274,9 @@ async def test_events_carry_dashboard_fields(market):
     tenant = market.tenant
     original = tenant.publish
 
-    async def record(name, payload):
+    async def record(name, payload, **options):
         published.append((name, payload))
-        await original(name, payload)
+        return await original(name, payload, **options)
 
     tenant.publish = record
     order = await market.pickup_order()

@@ -14,7 +14,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 
 from core.errors import NotFound
-from core.http.auth import CallerDep, TenantDep, require_api_key, require_api_key_or_webapp
+from core.http.auth import ActorDep, TenantDep, require_api_key, require_api_key_or_webapp
 
 
 class TicketIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,22 +61,22 @@ class TicketController(Controller):
     async def create(self, data: JSONBody[TicketIn], tenant: TenantDep) -> TicketState:
         """Create a ticket in the initial state and publish ``sample.created``."""
         machine = tenant.statuses["tickets"]
-        row = await tenant.db.fetchrow(
-            "INSERT INTO tickets (title, kind, status) VALUES ($1, $2, $3) RETURNING id, status",
-            data.title,
-            data.kind,
-            machine.initial,
-        )
-        await tenant.publish("sample.created", {"id": row["id"], "title": data.title})
+        async with tenant.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO tickets (title, kind, status) VALUES ($1, $2, $3) RETURNING id, status",
+                data.title,
+                data.kind,
+                machine.initial,
+            )
+            await tenant.publish("sample.created", {"id": row["id"], "title": data.title}, conn=conn)
         return TicketState(id=row["id"], status=row["status"])
 
     @get("/", guards=[require_api_key_or_webapp])
-    async def list_tickets(self, tenant: TenantDep, caller: CallerDep) -> TicketList:
-        """List tickets and say who asked."""
+    async def list_tickets(self, tenant: TenantDep, actor: ActorDep) -> TicketList:
+        """List tickets and say who asked (``role``: the actor's first role)."""
         rows = await tenant.db.fetch("SELECT id, title, status FROM tickets ORDER BY id")
-        return TicketList(
-            caller=msgspec.to_builtins(caller), tickets=[TicketRow(**dict(r)) for r in rows]
-        )
+        caller = {**msgspec.to_builtins(actor), "role": actor.grants[0].role}
+        return TicketList(caller=caller, tickets=[TicketRow(**dict(r)) for r in rows])
 
     @post("/{ticket_id:int}/status", guards=[require_api_key])
     async def move(

@@ -27,6 +27,10 @@ EVENTS: list[tuple[str, str, dict[str, Any]]] = []
 JOB_RUNS: list[tuple[str, dict[str, Any]]] = []
 STARTED: list[str] = []
 STOPPED: list[str] = []
+EVENT_IDS: list[str] = []  # ids of the events handled, in handling order
+FAILED_ONCE: set[str] = set()  # ids of "crash-once" events that already failed
+RUNNING: set[str] = set()  # ids being handled right now
+OVERLAPS: list[str] = []  # ids handled twice at the same time (must stay empty)
 
 
 class SampleSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -133,10 +137,27 @@ def register_jobs() -> list[JobSpec]:
 
 @hookimpl
 async def on_event(tenant: Tenant, event: Any) -> None:
-    """Record every event this tenant's plugins publish; a ticket titled "slow" takes 1 s."""
-    if event.payload.get("title") == "slow":
-        await asyncio.sleep(1)
-    EVENTS.append((tenant.id, event.name, event.payload))
+    """Record every event this tenant's plugins publish.
+
+    By the payload's ``title``: ``slow`` takes 1 s, ``hold`` 0.4 s,
+    ``crash-once`` raises on its first delivery, ``crash-always`` on every one.
+    """
+    if event.id in RUNNING:
+        OVERLAPS.append(event.id)
+    RUNNING.add(event.id)
+    try:
+        title = event.payload.get("title")
+        if title == "slow":
+            await asyncio.sleep(1)
+        elif title == "hold":
+            await asyncio.sleep(0.4)
+        elif title == "crash-always" or (title == "crash-once" and event.id not in FAILED_ONCE):
+            FAILED_ONCE.add(event.id)
+            raise RuntimeError(f"subscriber failed on {event.id}")
+        EVENTS.append((tenant.id, event.name, event.payload))
+        EVENT_IDS.append(event.id)
+    finally:
+        RUNNING.discard(event.id)
 
 
 @hookimpl

@@ -1,0 +1,303 @@
+"""Consumer groups: every plugin's ``on_event`` fed from the shard streams, at least once.
+
+Each plugin that implements ``on_event`` has one consumer group (named after
+the plugin) on every shard stream; each runtime is one consumer of each
+group, so cooperating runtimes share a group's work and Redis gives an entry
+to one consumer of the group at a time. Per group, one task per runtime reads
+all shards with a single blocking ``XREADGROUP``: the number of reads does
+not grow with the number of tenants.
+
+An entry is acknowledged (``XACK``) after the plugin's ``on_event`` returned,
+and a handled marker (kept ``done_ttl_seconds``) is set with it, so an event
+sent twice to the stream (the relay crashed between ``XADD`` and its commit)
+runs once per group. While a handler runs it holds a lock on the event
+(``SET NX`` with a TTL it keeps extending), so a consumer that claimed the
+entry meanwhile does not run it at the same time. An entry whose handler raised, or whose consumer died,
+stays pending and is claimed again (``XAUTOCLAIM``) after
+``claim_idle_seconds`` by any runtime; after ``max_attempts`` failed attempts
+it goes to the dead-letter stream ``<namespace>:events:dead`` and is logged
+as an error.
+
+Within one batch, a tenant's events run one after another in stream order,
+and different tenants run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from redis.exceptions import ResponseError
+
+from core.events.streams import StreamLayout, decode_entry
+from core.runtime.plugins import resolve
+
+if TYPE_CHECKING:
+    import pluggy
+    from redis.asyncio import Redis
+
+    from core.events.model import DomainEvent
+    from core.runtime.tenant import Tenant
+
+__all__ = ["EventConsumers"]
+
+log = structlog.get_logger("tenantry.events")
+
+_Entry = tuple[str, str, dict[str, Any]]  # stream, entry id, fields
+
+
+class EventConsumers:
+    """This runtime's consumer of every plugin's group.
+
+    Args:
+        pm: the plugin manager; the groups are the plugins implementing ``on_event``.
+        redis: the shared Redis client.
+        layout: the shard streams.
+        tenants: returns the tenants of this runtime by id.
+        consumer: this runtime's consumer name, unique among cooperating
+            runtimes (``host:pid`` by default). A runtime restarted under the
+            same name takes back its own pending entries at once; otherwise
+            they are claimed after ``claim_idle_seconds``.
+        claim_idle_seconds: an entry pending longer than this is claimed by
+            another consumer (its consumer died or its handler failed).
+        max_attempts: deliveries of one event to one group before it is dead-lettered.
+        done_ttl_seconds: how long the handled marker of an event is kept
+            (at least the stream retention).
+        block_seconds: longest wait of one read, in seconds.
+        batch: entries read at once.
+    """
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        redis: Redis,
+        layout: StreamLayout,
+        tenants: Callable[[], dict[str, Tenant]],
+        *,
+        consumer: str,
+        claim_idle_seconds: float = 30.0,
+        max_attempts: int = 10,
+        done_ttl_seconds: int = 7 * 86400,
+        block_seconds: float = 5.0,
+        batch: int = 100,
+    ):
+        self._redis = redis
+        self._layout = layout
+        self._tenants = tenants
+        self.consumer = consumer
+        self._claim_idle_ms = int(claim_idle_seconds * 1000)
+        # The running lock outlives a pause of the handler's loop up to the claim delay.
+        self._lock_ms = max(self._claim_idle_ms, 1000)
+        self._max_attempts = max_attempts
+        self._done_ttl = done_ttl_seconds
+        self._block_ms = int(block_seconds * 1000)
+        self._batch = batch
+        plugins = dict(pm.list_name_plugin())
+        self.groups: dict[str, Any] = {}
+        for impl in pm.hook.on_event.get_hookimpls():
+            others = [p for name, p in plugins.items() if name != impl.plugin_name]
+            self.groups[impl.plugin_name] = pm.subset_hook_caller("on_event", others)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.handled = 0
+        """Events handed to a plugin and acknowledged by this runtime since start."""
+
+    async def ensure_groups(self) -> None:
+        """Create every group on every shard stream, if missing; a new group starts at the end.
+
+        Every runtime does it at start, consuming or not, before its relay
+        moves anything: an event moved before its group existed would never
+        reach that group.
+
+        Raises:
+            redis.RedisError: Redis cannot be reached.
+        """
+        for group in self.groups:
+            for stream in self._layout.keys:
+                with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+                    await self._redis.xgroup_create(stream, group, id="$", mkstream=True)
+
+    async def start(self) -> None:
+        """Start reading every group (call :meth:`ensure_groups` first).
+
+        Raises:
+            redis.RedisError: Redis cannot be reached.
+        """
+        for group in self.groups:
+            self._tasks.append(asyncio.create_task(self._read(group), name=f"events:{group}"))
+            self._tasks.append(asyncio.create_task(self._reclaim(group), name=f"reclaim:{group}"))
+
+    async def stop(self) -> None:
+        """Stop reading; an entry in progress is left pending and redelivered later."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def pending(self, group: str, stream: str, up_to: str) -> int:
+        """Entries of ``stream`` up to id ``up_to`` that ``group`` has not acknowledged."""
+        rows = await self._redis.xpending_range(stream, group, min="-", max=up_to, count=1)
+        return len(rows)
+
+    # ------------------------------------------------------------ reading
+
+    async def _read(self, group: str) -> None:
+        # A blocking read holds one connection of the shared client's pool,
+        # which opens another for everyone else meanwhile.
+        last = "0"  # own pending entries first (a restart under the same name), then new ones
+        backoff = 1.0
+        while True:
+            try:
+                entries = await self._fetch(
+                    group, last, block=None if last == "0" else self._block_ms
+                )
+                last = ">"
+                if entries:
+                    await self._handle(group, entries)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis went away: what was not acknowledged stays pending.
+                log.warning("event_read_failed", group=group, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _fetch(self, group: str, last: str, *, block: int | None) -> list[_Entry]:
+        answer = await self._redis.xreadgroup(
+            group,
+            self.consumer,
+            dict.fromkeys(self._layout.keys, last),
+            count=self._batch,
+            block=block,
+        )
+        return [
+            (stream, entry_id, fields)
+            for stream, entries in answer or ()
+            for entry_id, fields in entries
+            if fields is not None  # trimmed while pending: nothing left to deliver
+        ]
+
+    async def _reclaim(self, group: str) -> None:
+        """Claim entries idle longer than ``claim_idle_seconds`` from any consumer of ``group``."""
+        interval = max(self._claim_idle_ms / 2000, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            for stream in self._layout.keys:
+                try:
+                    await self._reclaim_stream(group, stream)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "event_reclaim_failed", group=group, error=f"{type(exc).__name__}: {exc}"
+                    )
+
+    async def _reclaim_stream(self, group: str, stream: str) -> None:
+        _next, claimed, deleted = await self._redis.xautoclaim(
+            stream, group, self.consumer, self._claim_idle_ms, "0-0", count=self._batch
+        )
+        if deleted:
+            log.error("event_trimmed_unhandled", group=group, stream=stream, entries=deleted)
+            await self._redis.xack(stream, group, *deleted)
+        entries = [(stream, entry_id, fields) for entry_id, fields in claimed if fields]
+        if entries:
+            await self._handle(group, entries)
+
+    # ------------------------------------------------------------ handling
+
+    async def _handle(self, group: str, entries: list[_Entry]) -> None:
+        by_tenant: dict[str, list[tuple[str, str, DomainEvent | None]]] = defaultdict(list)
+        for stream, entry_id, fields in entries:
+            event = decode_entry(fields)
+            by_tenant[event.tenant_id if event else ""].append((stream, entry_id, event))
+        await asyncio.gather(
+            *(
+                self._handle_tenant(group, tenant_id, items)
+                for tenant_id, items in by_tenant.items()
+            )
+        )
+
+    async def _handle_tenant(
+        self, group: str, tenant_id: str, items: list[tuple[str, str, DomainEvent | None]]
+    ) -> None:
+        tenant = self._tenants().get(tenant_id)
+        for stream, entry_id, event in items:
+            if event is None:
+                log.error("event_malformed", group=group, stream=stream, entry=entry_id)
+                await self._redis.xack(stream, group, entry_id)
+                continue
+            if tenant is None or group not in tenant.features:
+                # Not ours to handle: another runtime's tenant, or a plugin the
+                # tenant does not enable (now). Nothing will ever handle it here.
+                await self._redis.xack(stream, group, entry_id)
+                continue
+            if not tenant.serving:
+                return  # stays pending; claimed again once the tenant serves
+            await self._deliver(group, tenant, stream, entry_id, event)
+
+    async def _deliver(
+        self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
+    ) -> None:
+        done_key = self._layout.done_key(group, event.id)
+        lock_key = done_key + ":lock"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(lock_key, self.consumer, nx=True, px=self._lock_ms)
+        pipe.exists(done_key)
+        locked, done = await pipe.execute()
+        if done:
+            await self._redis.xack(stream, group, entry_id)
+            return
+        if not locked:
+            return  # another consumer is running it right now; it acks, or it is claimed later
+        keep_lock = asyncio.create_task(self._keep_lock(lock_key))
+        try:
+            for result in self.groups[group](tenant=tenant, event=event):
+                await resolve(result)
+        except Exception:
+            await self._failed(group, tenant, stream, entry_id, event)
+            return
+        finally:
+            keep_lock.cancel()
+            await self._redis.delete(lock_key)
+        await self._finish(group, stream, entry_id, done_key, event.id)
+        self.handled += 1
+
+    async def _keep_lock(self, lock_key: str) -> None:
+        """Extend the running lock while the handler runs, however long it takes."""
+        while True:
+            await asyncio.sleep(self._lock_ms / 3000)
+            await self._redis.pexpire(lock_key, self._lock_ms)
+
+    async def _failed(
+        self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
+    ) -> None:
+        attempts = await self._redis.hincrby(self._layout.attempts_key(group), event.id, 1)
+        fields = {"plugin": group, "event_name": event.name, "event_id": event.id}
+        if attempts < self._max_attempts:
+            tenant.log.exception("event_subscriber_failed", attempts=attempts, **fields)
+            return  # stays pending: claimed again after claim_idle_seconds
+        tenant.log.exception("event_dead_lettered", attempts=attempts, **fields)
+        await self._redis.xadd(
+            self._layout.dead_letters,
+            {"group": group, "stream": stream, "entry": entry_id, "id": event.id,
+             "tenant": tenant.id, "name": event.name},
+            maxlen=10_000, approximate=True,
+        )  # fmt: skip
+        await self._finish(
+            group, stream, entry_id, self._layout.done_key(group, event.id), event.id
+        )
+
+    async def _finish(
+        self, group: str, stream: str, entry_id: str, done_key: str, event_id: str
+    ) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(done_key, "1", ex=self._done_ttl)
+        pipe.xack(stream, group, entry_id)
+        pipe.hdel(self._layout.attempts_key(group), event_id)
+        await pipe.execute()

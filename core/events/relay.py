@@ -1,0 +1,250 @@
+"""The relay: committed outbox rows of every tenant to the Redis shard streams.
+
+One per runtime. It LISTENs on :data:`core.events.outbox.OUTBOX_CHANNEL` on
+a connection of its own, so a commit that published wakes it within
+milliseconds, and it never polls every schema on a timer: a sweep over the
+tenants of this runtime (one query per 200 schemas) runs at start, after the
+listening connection was lost, and every ``sweep_seconds`` to heal a missed
+notification (a crash between a commit and the relay's move is healed by
+the sweep at the next start).
+
+Moving one tenant's rows happens in one transaction of that tenant's schema:
+``pg_advisory_xact_lock`` on the schema (so two runtimes never move one
+tenant's rows at once, and the order stays), read up to ``batch`` rows in id
+order, ``XADD`` them to the tenant's shard stream, delete exactly those rows,
+commit. A crash after ``XADD`` and before the commit re-sends those rows
+once more: delivery is at least once, and consumers skip an event id they
+already handled (:mod:`core.events.consumers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+
+from core.errors import STORAGE_UNAVAILABLE
+from core.events.outbox import OUTBOX_CHANNEL
+from core.events.streams import StreamLayout
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from core.runtime.tenant import Tenant
+
+__all__ = ["OutboxRelay"]
+
+log = structlog.get_logger("tenantry.events")
+
+_LOCK_CLASS = 7301  # first key of the two-key advisory lock: "tenantry outbox relay"
+_SWEEP_CHUNK = 200
+
+
+class OutboxRelay:
+    """Moves committed events from the tenants' outboxes to the shard streams.
+
+    Args:
+        dsn: PostgreSQL DSN for the listening connection (the pool's server).
+        pool: the shared pool (sweeps).
+        redis: the shared Redis client.
+        layout: the shard streams.
+        tenants: returns the running tenants of this runtime by id.
+        maxlen: approximate number of entries each shard stream keeps
+            (``XADD MAXLEN ~``); older entries are trimmed.
+        sweep_seconds: seconds between sweeps for rows a notification missed.
+        batch: rows moved per transaction.
+        workers: tenants moved at once.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        layout: StreamLayout,
+        tenants: Callable[[], dict[str, Tenant]],
+        *,
+        maxlen: int = 100_000,
+        sweep_seconds: float = 30.0,
+        batch: int = 500,
+        workers: int = 4,
+    ):
+        self._dsn = dsn
+        self._pool = pool
+        self._redis = redis
+        self._layout = layout
+        self._tenants = tenants
+        self._maxlen = maxlen
+        self._sweep_seconds = sweep_seconds
+        self._batch = batch
+        self._workers = workers
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self.moved = 0
+        """Events moved by this relay since start (a counter for /metrics and tests)."""
+
+    async def start(self) -> None:
+        """Listen for commits, then sweep every tenant once; returns when listening.
+
+        Raises:
+            OSError, asyncpg.PostgresError: the listening connection cannot be opened.
+        """
+        await self._listen()
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"outbox-relay-{n}")
+            for n in range(self._workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._supervise(), name="outbox-relay-sweep"))
+
+    async def stop(self) -> None:
+        """Move what is queued, then stop the workers and close the listening connection."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 10)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+    def wake(self, tenant_id: str) -> None:
+        """Queue ``tenant_id`` for a move (a notification, a tenant just started, a sweep hit)."""
+        if tenant_id not in self._queued:
+            self._queued.add(tenant_id)
+            self._queue.put_nowait(tenant_id)
+
+    async def idle(self) -> None:
+        """Wait until nothing is queued or being moved (tests, drains)."""
+        await self._queue.join()
+
+    async def sweep(self) -> int:
+        """Queue every running tenant whose outbox holds rows; return how many were queued."""
+        tenants = [t for t in self._tenants().values() if t.serving]
+        found = 0
+        for start in range(0, len(tenants), _SWEEP_CHUNK):
+            chunk = tenants[start : start + _SWEEP_CHUNK]
+            for tenant_id in await self._nonempty(chunk):
+                self.wake(tenant_id)
+                found += 1
+        return found
+
+    # ------------------------------------------------------------ internals
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "tenantry-outbox-relay"}
+        )
+        self._lost.clear()
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        await conn.add_listener(OUTBOX_CHANNEL, self._notified)
+        self._listener = conn
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, tenant_id: str) -> None:
+        if tenant_id in self._tenants():
+            self.wake(tenant_id)
+
+    async def _supervise(self) -> None:
+        """Sweep at start, every ``sweep_seconds``, and after re-listening on a lost connection."""
+        backoff = 1.0
+        while True:
+            try:
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                    log.info("outbox_relay_listening_again")
+                await self.sweep()
+                backoff = 1.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._lost.wait(), self._sweep_seconds)
+            except asyncio.CancelledError:
+                raise
+            except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("outbox_relay_unavailable", error=f"{type(exc).__name__}: {exc}")
+                self._listener = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _nonempty(self, tenants: list[Tenant]) -> list[str]:
+        """Ids of ``tenants`` whose outbox has a row: one query for the whole chunk."""
+        parts = [
+            f'SELECT ${n}::text WHERE EXISTS (SELECT 1 FROM "{t.config.schema}".tenantry_outbox)'
+            for n, t in enumerate(tenants, start=1)
+        ]
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(" UNION ALL ".join(parts), *(t.id for t in tenants))
+        except asyncpg.UndefinedTableError:
+            # A tenant was dropped or is migrating since we listed it: ask one by one.
+            if len(tenants) == 1:
+                return []
+            found: list[str] = []
+            for tenant in tenants:
+                found += await self._nonempty([tenant])
+            return found
+        return [row[0] for row in rows]
+
+    async def _work(self) -> None:
+        while True:
+            tenant_id = await self._queue.get()
+            self._queued.discard(tenant_id)
+            try:
+                tenant = self._tenants().get(tenant_id)
+                if tenant is not None and tenant.serving:
+                    while await self._move(tenant) == self._batch:
+                        pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Rows stay in the outbox; the next notification or sweep retries.
+                log.warning(
+                    "outbox_relay_failed", tenant=tenant_id, error=f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                self._queue.task_done()
+
+    async def _move(self, tenant: Tenant) -> int:
+        """Move up to ``batch`` rows of ``tenant``; return how many moved."""
+        stream = self._layout.key_for(tenant.id)
+        async with tenant.db.transaction() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, tenant.config.schema
+            )
+            rows = await conn.fetch(
+                "SELECT id, event_id, name, payload::text AS payload, occurred_at "
+                "FROM tenantry_outbox ORDER BY id LIMIT $1",
+                self._batch,
+            )
+            if not rows:
+                return 0
+            pipe = self._redis.pipeline(transaction=False)
+            for row in rows:
+                pipe.xadd(
+                    stream,
+                    {
+                        "id": row["event_id"],
+                        "tenant": tenant.id,
+                        "name": row["name"],
+                        "payload": row["payload"],
+                        "at": row["occurred_at"].isoformat(),
+                    },
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
+            # Exactly the rows sent: a row with a lower id may have committed
+            # after our read, and must wait for the next move, not vanish.
+            await conn.execute(
+                "DELETE FROM tenantry_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        self.moved += len(rows)
+        return len(rows)

@@ -1,0 +1,137 @@
+"""Actors in the bot: role-only commands behind HasRole, the core's polite refusal, /help per role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import Grant, Role, hookimpl
+
+STAFF = 4101
+MANAGER = 4102
+STRANGER = 4199
+ADMIN = 900000001  # the harness's default bot.admins
+
+SEEN: list[tuple[str, int, frozenset[str], str]] = []
+"""(command, user id, the actor's roles, how it reached the handler) of each handled command."""
+
+
+class ShiftsLike:
+    """A plugin with staff and managers: ``/report`` for both, ``/payroll`` for managers only."""
+
+    members = {STAFF: "staff", MANAGER: "manager"}
+
+    @hookimpl
+    def register_roles(self) -> list[Role]:
+        return [Role("staff", "an employee"), Role("manager", "approves shifts")]
+
+    @hookimpl
+    def grant_roles(self, tenant: Any, user_id: int) -> Any:
+        async def grants() -> list[Grant]:  # an awaitable answer is awaited by the core
+            role = self.members.get(user_id)
+            return [Grant(role)] if role else []
+
+        return grants()
+
+    @hookimpl
+    def register_texts(self) -> dict[str, dict[str, str]]:
+        return {
+            "en": {"role.staff": "staff", "role.manager": "managers"},
+            "ru": {"role.staff": "сотрудников", "role.manager": "менеджеров"},
+        }
+
+    @hookimpl
+    def register_commands(self, tenant: Any) -> list[tuple[Any, ...]]:
+        return [
+            ("report", "Sales report", ("staff", "manager")),
+            ("payroll", "Payroll", "manager"),
+            ("shifts", "Open shifts"),
+        ]
+
+    @hookimpl
+    def register_routers(self, tenant: Any) -> Any:
+        from aiogram import Router
+        from aiogram.filters import Command
+
+        from core import HasRole
+
+        async def handled(message: Any, actor: Any) -> None:
+            command = message.text.split()[0][1:]
+            SEEN.append((command, message.from_user.id, actor.roles, actor.via))
+            await message.answer(f"{command} for {message.from_user.id}")
+
+        router = Router(name=f"shifts:{tenant.id}")
+        staff = Router(name=f"shifts.staff:{tenant.id}")
+        staff.message.filter(HasRole("staff", "manager"))
+        staff.message.register(handled, Command("report"))
+        managers = Router(name=f"shifts.managers:{tenant.id}")
+        managers.message.filter(HasRole("manager"))
+        managers.message.register(handled, Command("payroll"))
+        router.include_routers(staff, managers)
+        router.message.register(handled, Command("shifts"))
+        return router
+
+
+async def _say(tenantry: Any, updates: Any, bot_api: Any, bot: int, user: int, text: str) -> str:
+    before = len(bot_api.calls("sendMessage", bot_id=bot, chat_id=user))
+    command, _, args = text.partition(" ")
+    response = await tenantry.post_update("crew", updates.command(command, args, user_id=user))
+    assert response.status_code == 200, response.text
+    sent = bot_api.calls("sendMessage", bot_id=bot, chat_id=user)[before:]
+    assert len(sent) == 1, [c.params for c in sent]
+    return sent[0].params["text"]
+
+
+async def _start(tenantry: Any, locale: str = "en") -> int:
+    SEEN.clear()
+    config = tenantry.add_tenant("crew", locale=locale, features={"shifts": {}})
+    await tenantry.start(plugins=[("shifts", ShiftsLike())])
+    await tenantry.wait_state("crew", "running")
+    return int(config["bot"]["token"].split(":")[0])
+
+
+async def test_role_only_commands_are_refused_politely_and_work_for_the_role(
+    tenantry, updates, bot_api
+):
+    bot = await _start(tenantry)
+
+    async def say(user: int, text: str) -> str:
+        return await _say(tenantry, updates, bot_api, bot, user, text)
+
+    assert await say(STRANGER, "/report") == "This command is for staff, managers."
+    assert await say(STAFF, "/payroll 2026-05") == "This command is for managers."
+    assert await say(ADMIN, "/report") == "This command is for staff, managers."
+    assert SEEN == []  # the handlers never ran for them
+
+    assert await say(STAFF, "/report") == f"report for {STAFF}"
+    assert await say(MANAGER, "/report today") == f"report for {MANAGER}"
+    assert await say(MANAGER, "/payroll") == f"payroll for {MANAGER}"
+    assert await say(STRANGER, "/shifts") == f"shifts for {STRANGER}"
+    assert SEEN == [
+        ("report", STAFF, frozenset({"staff", "customer"}), "bot"),
+        ("report", MANAGER, frozenset({"manager", "customer"}), "bot"),
+        ("payroll", MANAGER, frozenset({"manager", "customer"}), "bot"),
+        ("shifts", STRANGER, frozenset({"customer"}), "bot"),
+    ]
+
+
+async def test_help_lists_the_commands_of_the_actors_roles(tenantry, updates, bot_api):
+    bot = await _start(tenantry)
+
+    async def help_of(user: int) -> list[str]:
+        text = await _say(tenantry, updates, bot_api, bot, user, "/help")
+        return [line.split(" ")[0] for line in text.splitlines()[1:]]
+
+    assert await help_of(STRANGER) == ["/shifts", "/start", "/help"]
+    assert await help_of(STAFF) == ["/report", "/shifts", "/start", "/help"]
+    assert await help_of(MANAGER) == ["/report", "/payroll", "/shifts", "/start", "/help"]
+    # Admins' command menu: the public commands only, since none here is for admins.
+    menus = bot_api.calls("setMyCommands", bot_id=bot)
+    assert [[c["command"] for c in call.params["commands"]] for call in menus] == [
+        ["shifts", "start", "help"]
+    ]
+
+
+async def test_the_refusal_is_in_the_tenants_language(tenantry, updates, bot_api):
+    bot = await _start(tenantry, locale="ru")
+    text = await _say(tenantry, updates, bot_api, bot, STRANGER, "/payroll")
+    assert text == "Эта команда только для менеджеров."

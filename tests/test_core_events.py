@@ -1,0 +1,191 @@
+"""Durable domain events: outbox in the publishing transaction, relay to Redis streams, consumer groups.
+
+Everything runs on the real PostgreSQL and Redis: events are published through
+``tenant.publish`` (as plugins do) and observed through the sample plugin's
+``on_event``, the outbox table and the streams themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import yaml
+
+from core.testing.plugin import TenantryHarness
+
+
+async def _start(tenantry, sample, **settings):
+    config = tenantry.add_tenant("filin", features={"sample": {}})
+    await tenantry.start(watch=False, plugins=[("sample", sample)], **settings)
+    return config, tenantry.runtime.registry.get("filin")
+
+
+async def _wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def _titles(sample):
+    return [payload["title"] for _, _, payload in sample.EVENTS]
+
+
+async def test_an_event_of_a_rolled_back_transaction_is_never_delivered(tenantry, sample):
+    _, tenant = await _start(tenantry, sample)
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        async with tenant.db.transaction() as conn:
+            await tenant.publish("sample.created", {"title": "ghost"}, conn=conn)
+            raise RuntimeError("changed my mind")
+    async with tenant.db.transaction() as conn:
+        await tenant.publish("sample.created", {"title": "kept"}, conn=conn)
+    assert await tenant.events_delivered()
+    assert _titles(sample) == ["kept"]
+    outbox = await tenantry.sql(
+        f'SELECT count(*) AS n FROM "{tenant.config.schema}".tenantry_outbox'
+    )
+    assert outbox == [{"n": 0}]
+
+
+async def test_publishing_outside_a_transaction_is_refused(tenantry, sample):
+    _, tenant = await _start(tenantry, sample)
+    async with tenant.db.acquire() as conn:
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            await tenant.publish("sample.created", {"title": "loose"}, conn=conn)
+
+
+async def test_an_event_is_delivered_once_with_a_stable_id_in_publication_order(tenantry, sample):
+    _, tenant = await _start(tenantry, sample)
+    published = []
+    for title in ("one", "two", "three"):
+        async with tenant.db.transaction() as conn:
+            published.append(await tenant.publish("sample.created", {"title": title}, conn=conn))
+    assert await tenant.events_delivered()
+    assert _titles(sample) == ["one", "two", "three"]
+    assert sample.EVENT_IDS == [event.id for event in published]
+    entries = await tenantry.runtime.redis.xrange(tenantry.runtime.events.layout.key_for("filin"))
+    assert [fields["id"] for _, fields in entries] == [event.id for event in published]
+
+
+async def test_a_committed_event_left_in_the_outbox_by_a_crash_is_moved_at_start(tenantry, sample):
+    """The state a crash between commit and relay leaves: a committed outbox row, no runtime."""
+    _, tenant = await _start(tenantry, sample)
+    schema = tenant.config.schema
+    await tenantry.stop()
+    await tenantry.sql(
+        f'INSERT INTO "{schema}".tenantry_outbox (event_id, name, payload) '
+        """VALUES ('e0000000000000000000000000000001', 'sample.created', '{"title": "orphan"}')"""
+    )
+    await tenantry.start(watch=False, plugins=[("sample", sample)])
+    tenant = tenantry.runtime.registry.get("filin")
+    assert await tenant.events_delivered()
+    assert _titles(sample) == ["orphan"]
+    assert sample.EVENT_IDS == ["e0000000000000000000000000000001"]
+
+
+async def test_a_missed_notification_is_healed_by_the_sweep(tenantry, sample):
+    _, tenant = await _start(tenantry, sample, events_sweep_seconds=0.2)
+    # Committed without the NOTIFY a publish sends: as if the listener was down.
+    await tenantry.sql(
+        f'INSERT INTO "{tenant.config.schema}".tenantry_outbox (event_id, name, payload) '
+        """VALUES ('e0000000000000000000000000000002', 'sample.created', '{"title": "quiet"}')"""
+    )
+    await _wait_for(lambda: _titles(sample) == ["quiet"], timeout=5)
+
+
+async def test_a_consumer_that_fails_gets_the_event_again(tenantry, sample):
+    _, tenant = await _start(tenantry, sample, events_claim_idle_seconds=0.3)
+    event = await tenant.publish("sample.created", {"title": "crash-once"})
+    await _wait_for(lambda: sample.EVENT_IDS == [event.id])
+    assert event.id in sample.FAILED_ONCE
+    assert await tenant.events_delivered(timeout=5)
+    attempts = await tenantry.runtime.redis.hget(
+        tenantry.runtime.events.layout.attempts_key("sample"), event.id
+    )
+    assert attempts is None, "the attempt counter is cleared once handled"
+
+
+async def test_an_event_that_keeps_failing_is_dead_lettered_and_does_not_block_others(
+    tenantry, sample
+):
+    _, tenant = await _start(tenantry, sample, events_claim_idle_seconds=0.2, events_max_attempts=3)
+    poison = await tenant.publish("sample.created", {"title": "crash-always"})
+    await tenant.publish("sample.created", {"title": "after"})
+    layout = tenantry.runtime.events.layout
+    redis = tenantry.runtime.redis
+
+    async def dead_ids():
+        return [fields["id"] for _, fields in await redis.xrange(layout.dead_letters)]
+
+    deadline = time.monotonic() + 10
+    while poison.id not in await dead_ids():
+        assert time.monotonic() < deadline, "the failing event was not dead-lettered"
+        await asyncio.sleep(0.05)
+    assert _titles(sample) == ["after"]
+    assert await tenant.events_delivered(timeout=5)
+
+
+async def test_an_event_published_on_one_runtime_is_consumed_on_another(
+    tenantry, sample, tmp_path, tenantry_database_url, tenantry_redis_url, bot_api
+):
+    config = tenantry.add_tenant("filin", features={"sample": {}})
+    (tmp_path / "b").mkdir()
+    other = TenantryHarness(tmp_path / "b", tenantry_database_url, tenantry_redis_url, bot_api)
+    other.write_tenant("filin", yaml.safe_dump(config))
+    shared = {"control_schema": tenantry.control_schema, "queue_name": f"q-{tenantry.run_id}"}
+    try:
+        # A publishes and does not consume; B consumes.
+        await tenantry.start(watch=False, plugins=[("sample", sample)], run_events=False, **shared)
+        await other.start(watch=False, plugins=[("sample", sample)], **shared)
+        on_a = tenantry.runtime.registry.get("filin")
+        event = await on_a.publish("sample.created", {"title": "cross"})
+        await _wait_for(lambda: sample.EVENT_IDS == [event.id])
+        assert other.runtime.events.consumers.handled == 1
+        assert tenantry.runtime.events.consumers.handled == 0
+    finally:
+        await other.stop()
+
+
+async def test_two_runtimes_share_a_group_and_never_handle_one_event_twice_or_at_once(
+    tenantry, sample, tmp_path, tenantry_database_url, tenantry_redis_url, bot_api
+):
+    config = tenantry.add_tenant("filin", features={"sample": {}})
+    (tmp_path / "b").mkdir()
+    other = TenantryHarness(tmp_path / "b", tenantry_database_url, tenantry_redis_url, bot_api)
+    other.write_tenant("filin", yaml.safe_dump(config))
+    shared = {
+        "control_schema": tenantry.control_schema,
+        "queue_name": f"q-{tenantry.run_id}",
+        # Shorter than a "hold" handler: the other runtime tries to claim entries in progress.
+        "events_claim_idle_seconds": 0.2,
+    }
+    try:
+        await tenantry.start(watch=False, plugins=[("sample", sample)], **shared)
+        await other.start(watch=False, plugins=[("sample", sample)], **shared)
+        tenant = tenantry.runtime.registry.get("filin")
+        published = []
+        for n in range(40):
+            title = "hold" if n % 8 == 0 else f"e{n}"
+            async with tenant.db.transaction() as conn:
+                published.append(
+                    await tenant.publish("sample.created", {"title": title}, conn=conn)
+                )
+        await _wait_for(lambda: len(sample.EVENT_IDS) >= len(published), timeout=20)
+        await asyncio.sleep(0.5)  # room for a wrong second delivery to show up
+        assert sorted(sample.EVENT_IDS) == sorted(e.id for e in published)
+        assert sample.OVERLAPS == []
+        handled = tenantry.runtime.events.consumers.handled + other.runtime.events.consumers.handled
+        assert handled == len(published)
+    finally:
+        await other.stop()
+
+
+async def test_removing_a_tenant_first_delivers_its_committed_events(tenantry, sample):
+    _, tenant = await _start(tenantry, sample)
+    await tenant.publish("sample.created", {"title": "slow"})
+    removed = await tenantry.client.delete("/admin/tenants/filin", headers=tenantry.admin_headers())
+    assert removed.status_code == 200
+    assert _titles(sample) == ["slow"]
