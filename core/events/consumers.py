@@ -67,7 +67,9 @@ class EventConsumers:
         max_attempts: deliveries of one event to one group before it is dead-lettered.
         done_ttl_seconds: how long the handled marker of an event is kept
             (at least the stream retention).
-        block_seconds: longest wait of one read, in seconds.
+        block_seconds: longest wait of one read, in seconds; below the shared
+            client's 5 s read timeout (redis-py bounds reads by the connect
+            timeout when no socket timeout is set).
         batch: entries read at once.
     """
 
@@ -82,7 +84,7 @@ class EventConsumers:
         claim_idle_seconds: float = 30.0,
         max_attempts: int = 10,
         done_ttl_seconds: int = 7 * 86400,
-        block_seconds: float = 5.0,
+        block_seconds: float = 2.0,
         batch: int = 100,
     ):
         self._redis = redis

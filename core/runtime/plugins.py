@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("booking", "plugins.booking.hookimpls"),
     ("broadcast", "plugins.broadcast.hookimpls"),
     ("orders", "plugins.orders.hookimpls"),
+    ("realtime", "plugins.realtime.hookimpls"),
     ("shifts", "plugins.shifts.hookimpls"),
 )
 """``(feature name, module)`` of the plugins shipped with Tenantry."""
