@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from core.events.model import DomainEvent
     from core.runtime.tenant import Tenant
 
-__all__ = ["EventConsumers"]
+__all__ = ["EventConsumers", "stop_tasks"]
 
 log = structlog.get_logger("tenantry.events")
 
@@ -83,7 +83,7 @@ class EventConsumers:
         consumer: str,
         claim_idle_seconds: float = 30.0,
         max_attempts: int = 10,
-        done_ttl_seconds: int = 7 * 86400,
+        done_ttl_seconds: int = 86400,
         block_seconds: float = 2.0,
         batch: int = 100,
     ):
@@ -104,6 +104,7 @@ class EventConsumers:
             others = [p for name, p in plugins.items() if name != impl.plugin_name]
             self.groups[impl.plugin_name] = pm.subset_hook_caller("on_event", others)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.handled = 0
         """Events handed to a plugin and acknowledged by this runtime since start."""
 
@@ -134,11 +135,8 @@ class EventConsumers:
 
     async def stop(self) -> None:
         """Stop reading; an entry in progress is left pending and redelivered later."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stopping = True
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     async def pending(self, group: str, stream: str, up_to: str) -> int:
@@ -153,7 +151,7 @@ class EventConsumers:
         # which opens another for everyone else meanwhile.
         last = "0"  # own pending entries first (a restart under the same name), then new ones
         backoff = 1.0
-        while True:
+        while not self._stopping:
             try:
                 entries = await self._fetch(
                     group, last, block=None if last == "0" else self._block_ms
@@ -188,7 +186,7 @@ class EventConsumers:
     async def _reclaim(self, group: str) -> None:
         """Claim entries idle longer than ``claim_idle_seconds`` from any consumer of ``group``."""
         interval = max(self._claim_idle_ms / 2000, 0.2)
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)
             for stream in self._layout.keys:
                 try:
@@ -303,3 +301,20 @@ class EventConsumers:
         pipe.xack(stream, group, entry_id)
         pipe.hdel(self._layout.attempts_key(group), event_id)
         await pipe.execute()
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], grace: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again while one is still running.
+
+    A library call that swallows one cancellation (seen with redis-py
+    commands cancelled mid-reply) would otherwise leave the task running and
+    the shutdown waiting forever; the loops also check a stop flag.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=grace)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("event_task_failed", task=task.get_name(), error=repr(task.exception()))

@@ -23,9 +23,10 @@ __all__ = ["OUTBOX_CHANNEL", "write_event"]
 OUTBOX_CHANNEL = "tenantry_outbox"
 """The LISTEN/NOTIFY channel; the notification payload is the tenant id."""
 
+# One round trip: the row and the notification (pg_notify in FROM yields one row).
 _INSERT = (
     "INSERT INTO tenantry_outbox (event_id, name, payload, occurred_at) "
-    "VALUES ($1, $2, $3::jsonb, $4)"
+    "SELECT $1, $2, $3::jsonb, $4 FROM pg_notify($5, $6)"
 )
 
 
@@ -62,7 +63,12 @@ async def write_event(
         occurred_at=datetime.now(UTC),
     )
     await conn.execute(
-        _INSERT, event.id, name, msgspec.json.encode(payload).decode(), event.occurred_at
+        _INSERT,
+        event.id,
+        name,
+        msgspec.json.encode(payload).decode(),
+        event.occurred_at,
+        OUTBOX_CHANNEL,
+        tenant_id,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, tenant_id)
     return event

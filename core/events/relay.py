@@ -28,6 +28,7 @@ import asyncpg
 import structlog
 
 from core.errors import STORAGE_UNAVAILABLE
+from core.events.consumers import stop_tasks
 from core.events.outbox import OUTBOX_CHANNEL
 from core.events.streams import StreamLayout
 
@@ -107,11 +108,7 @@ class OutboxRelay:
         """Move what is queued, then stop the workers and close the listening connection."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), 10)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         if self._listener is not None:
             with contextlib.suppress(Exception):

@@ -106,7 +106,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         events_max_attempts: failed deliveries of one event to one plugin
             before it is dead-lettered (``TENANTRY_EVENTS_MAX_ATTEMPTS``, default 10).
         events_done_ttl_seconds: how long "handled" markers are kept, seconds
-            (``TENANTRY_EVENTS_DONE_TTL_SECONDS``, default 604800, 7 days).
+            (``TENANTRY_EVENTS_DONE_TTL_SECONDS``, default 86400, a day: it
+            covers a relay that died between ``XADD`` and its commit and resent
+            the rows at its next start).
     """
 
     tenants_dir: Path = Path("tenants")
@@ -142,7 +144,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     events_sweep_seconds: float = 30.0
     events_claim_idle_seconds: float = 30.0
     events_max_attempts: int = 10
-    events_done_ttl_seconds: int = 7 * 86400
+    events_done_ttl_seconds: int = 86400
 
     @classmethod
     def from_env(cls, **overrides: object) -> RuntimeSettings:
@@ -197,7 +199,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
                 env.get("TENANTRY_EVENTS_CLAIM_IDLE_SECONDS") or 30
             ),
             "events_max_attempts": int(env.get("TENANTRY_EVENTS_MAX_ATTEMPTS") or 10),
-            "events_done_ttl_seconds": int(env.get("TENANTRY_EVENTS_DONE_TTL_SECONDS") or 604800),
+            "events_done_ttl_seconds": int(env.get("TENANTRY_EVENTS_DONE_TTL_SECONDS") or 86400),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
