@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from aiogram import Router
 
     from core.actors import Grant, Role
+    from core.events.model import DomainEvent
     from core.imports import Importer
     from core.runtime.tenant import Tenant
     from core.segments import Segment
-    from core.events.model import DomainEvent
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity
+    from core.web.pages import WebPages
 
 hookspec = pluggy.HookspecMarker("tenantry")
 hookimpl = pluggy.HookimplMarker("tenantry")
@@ -177,6 +178,30 @@ def register_route_handlers() -> Sequence[Any] | None:
 
     Returns:
         Controller classes and route handler functions.
+    """
+
+
+# ---------------------------------------------------------------- web
+
+
+@hookspec
+def register_web_pages() -> WebPages | None:
+    """Return this plugin's web pages: route handlers, templates, static files, staff pages.
+
+    Called once per plugin when the Litestar app is built (gathered into the
+    contributions table). The core mounts ``route_handlers`` under
+    ``/web/{tenant_id}/<plugin name>`` (404 for a tenant that does not enable
+    the plugin, like the API mounts), serves ``static`` at
+    ``/web/static/<plugin name>/`` and adds ``templates`` to the one Jinja
+    environment, where a template is named ``<plugin name>/<file>`` and
+    extends ``core/base.html``. Page handlers find the signed-in staff member
+    with :func:`core.web.auth.page_actor`; JSON routes use the guard
+    :func:`core.web.auth.require_staff`. Customer WebApp pages call the
+    plugin's own API with ``X-Telegram-Init-Data``. ``staff_pages`` are
+    listed on the tenant's web index for the roles they name.
+
+    Returns:
+        A :class:`core.web.pages.WebPages`, or None.
     """
 
 

@@ -162,9 +162,9 @@ async def test_a_partner_key_reads_and_changes_only_its_own_stores_orders(market
     )
     assert moved.status_code == 200 and moved.json()["status"] == "preparing"
     history = (await client.get(f"{market.base}/orders/{bread}/history", headers=bakery_key)).json()
-    assert [(h["to_status"], h["role"], h["actor_id"]) for h in history] == [
-        ("pending", "customer", CUSTOMER),
-        ("preparing", "partner", None),
+    assert [(h["to_status"], h["role"], h["actor_id"], h["key_name"]) for h in history] == [
+        ("pending", "customer", CUSTOMER, None),
+        ("preparing", "partner", None, "bakery-panel"),
     ]
 
     # The key says who acts: a body naming a role or actor is refused, nothing moves.

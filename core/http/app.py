@@ -55,6 +55,7 @@ from core.storage.statuses import TransitionError
 from core.updates.bots import BotHub
 from core.updates.dedupe import UpdateLedger
 from core.updates.metrics import export_tenant_states
+from core.web.mount import build_web_routers, web_template_config
 
 __all__ = ["Runtime", "create_app"]
 
@@ -367,7 +368,8 @@ def create_app(
 
     Routes: ``POST /webhook/{tenant_id}``, ``GET /health``, ``GET /metrics``,
     ``/admin/...``, plugin routes under ``/api/tenants/{tenant_id}/<plugin>``,
-    OpenAPI at ``/schema``. The runtime starts in the app's lifespan and is
+    web pages under ``/web/{tenant_id}/`` (:mod:`core.web.mount`), OpenAPI at
+    ``/schema``. The runtime starts in the app's lifespan and is
     reachable as ``app.state.runtime``.
     """
     runtime = Runtime(settings or RuntimeSettings.from_env(), pm)
@@ -387,7 +389,10 @@ def create_app(
             PrometheusController,
             openapi_assets_router(),
             *build_plugin_routers(runtime.pm),
+            *build_web_routers(runtime.pm, runtime.settings.public_url),
         ],
+        # The staff pages and customer WebApps (core.web): Jinja templates of the core and plugins.
+        template_config=web_template_config(runtime.pm),
         lifespan=[runtime.lifespan],
         middleware=[prometheus.middleware],
         # One problem body (RFC 9457) for every error answer: ApiError renders

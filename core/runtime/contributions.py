@@ -1,7 +1,7 @@
 """The table of what every plugin contributed: the one place that asks each plugin alone.
 
 Static registrations (settings Structs, status machines, texts, roles,
-migrations, jobs, route handlers) are gathered from the plugin manager once and kept per
+migrations, jobs, route handlers, web pages) are gathered from the plugin manager once and kept per
 plugin name, so the loader, the migrations, the JSON Schema, the HTTP app and
 the CLI read a typed table instead of calling hooks by name. Each phase is
 collected the first time it is read: ``tenantry check`` reads only the config
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity
+    from core.web.pages import WebPages
 
 __all__ = ["Contributions", "contributions_of"]
 
@@ -139,6 +140,13 @@ class Contributions:
     def route_handlers(self) -> dict[str, tuple[Any, ...]]:
         """Plugin name -> its Litestar route handlers (``register_route_handlers``)."""
         return {n: tuple(v) for n, v in self._ask_each("register_route_handlers").items() if v}
+
+    # ------------------------------------------------------------ web phase
+
+    @cached_property
+    def web_pages(self) -> dict[str, WebPages]:
+        """Plugin name -> its web pages, templates and static files (``register_web_pages``)."""
+        return self._ask_each("register_web_pages")
 
 
 def contributions_of(source: pluggy.PluginManager | Contributions) -> Contributions:

@@ -541,6 +541,27 @@ async def status_pressed(
     )
 
 
+async def panel(message: Message, tenant: Tenant) -> None:
+    """``/panel`` (admins, private chat): a one-time link signing them in to the live panel."""
+    from aiogram.types import LinkPreviewOptions
+
+    from core.web.links import LINK_SECONDS, signin_link
+
+    if message.chat.type != "private":
+        await message.answer(tenant.text("booking.web.panel_private"))
+        return
+    user = message.from_user
+    fields = {"first_name": user.first_name, "last_name": user.last_name, "username": user.username}
+    url = await signin_link(
+        tenant, user.id, "booking/admin", {k: v for k, v in fields.items() if v}
+    )
+    await message.answer(
+        tenant.text("booking.web.panel_link", url=url, minutes=LINK_SECONDS // 60),
+        # A link preview would fetch the page; the link is redeemed only by its button, still.
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
+
+
 async def admin_button_refused(callback: CallbackQuery, tenant: Tenant) -> None:
     """An admin's status button pressed by someone who is not (a forwarded message): refuse."""
     await callback.answer(tenant.text("booking.admin_only"), show_alert=True)
@@ -557,6 +578,7 @@ def _admin_router(tenant: Tenant) -> Router:
     admin.message.register(today, Command("today"))
     admin.message.register(bookings_of_day, Command("bookings"))
     admin.message.register(block, Command("block"), flags=BOT_WRITE)
+    admin.message.register(panel, Command("panel"))
     admin.callback_query.register(status_pressed, kb.StatusAction.filter(), flags=BOT_WRITE)
     return admin
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from aiogram import Router
 
     from core import DomainEvent, JobSpec, Tenant
+    from core.web.pages import WebPages
 
 DEFAULT_MACHINE = StatusMachineSpec(
     initial="pending",
@@ -63,11 +64,15 @@ def register_migrations() -> Path:
 
 @hookimpl
 def register_texts() -> dict[str, dict[str, str]]:
-    """English and Russian bot texts (``booking.*``), the segment titles included."""
+    """English and Russian bot texts (``booking.*``), the segment titles and page texts included."""
     from plugins.booking import segments
     from plugins.booking.texts import TEXTS
+    from plugins.booking.web.texts import WEB_TEXTS
 
-    return {locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {})} for locale in TEXTS}
+    return {
+        locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {}), **WEB_TEXTS.get(locale, {})}
+        for locale in TEXTS
+    }
 
 
 @hookimpl
@@ -97,10 +102,11 @@ def register_routers(tenant: Tenant) -> Router:
 
 @hookimpl
 def register_commands(tenant: Tenant) -> list[tuple[str, ...]]:
-    """``/book`` and ``/mybookings`` for everyone; ``/today``, ``/bookings``, ``/block`` for admins."""
+    """``/book``, ``/mybookings`` for everyone; ``/today``, ``/bookings``, ``/block``, ``/panel`` for admins."""
     public = [(c, tenant.text(f"booking.command.{c}")) for c in ("book", "mybookings")]
     admin = [
-        (c, tenant.text(f"booking.command.{c}"), "admin") for c in ("today", "bookings", "block")
+        (c, tenant.text(f"booking.command.{c}"), "admin")
+        for c in ("today", "bookings", "block", "panel")
     ]
     return [*public, *admin]
 
@@ -111,6 +117,14 @@ def register_route_handlers() -> Sequence[Any]:
     from plugins.booking.api import BlockedSlotsController, BookingController
 
     return [BookingController, BlockedSlotsController]
+
+
+@hookimpl
+def register_web_pages() -> WebPages:
+    """The admins' live panel (``/web/{id}/booking/admin``) and the customers' WebApp (``/app``)."""
+    from plugins.booking.web import web_pages
+
+    return web_pages()
 
 
 async def _remind(tenant: Tenant, booking_id: int) -> None:

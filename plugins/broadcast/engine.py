@@ -212,7 +212,9 @@ class CampaignWorker:
         if campaign["status"] == "scheduled":
             if not await campaigns.start_scheduled(tenant, campaign_id):
                 return
-        batch_size = max(10, min(500, self.settings.rate_per_second * 2))
+        # About one second of sends: what a runtime killed mid-batch leaves for the
+        # others to take over after ``failover_seconds``.
+        batch_size = max(5, min(500, self.settings.rate_per_second))
         senders = max(2, min(16, self.settings.rate_per_second // 5 + 1))
         while not self._stopping:
             status = await tenant.db.fetchval(_STATUS[0], campaign_id)

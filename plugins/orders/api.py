@@ -260,7 +260,11 @@ class OrderView(msgspec.Struct):
 
 
 class HistoryEntry(msgspec.Struct):
-    """One status change; ``actor_id`` is None for API keys and the expiry job."""
+    """One status change.
+
+    ``actor_id`` is None for API keys and the expiry job; ``key_name`` is the
+    ``name`` of the API key that made it (``api.keys[].name``), None otherwise.
+    """
 
     from_status: str | None
     to_status: str
@@ -268,6 +272,7 @@ class HistoryEntry(msgspec.Struct):
     role: str
     reason: str
     at: datetime
+    key_name: str | None = None
 
 
 def _view(kind: type[Any], value: Any) -> Any:

@@ -582,9 +582,38 @@ async def _refresh(callback: CallbackQuery, tenant: Tenant, order_id: int, role:
     )
 
 
+async def store_panel(message: Message, tenant: Tenant, actor: Actor) -> None:
+    """``/storepanel`` (partners, admins; private chat): a one-time link to the live order panel."""
+    from aiogram.types import LinkPreviewOptions
+
+    from core.web.links import LINK_SECONDS, signin_link
+
+    if message.chat.type != "private":
+        await message.answer(tenant.text("orders.web.panel_private"))
+        return
+    stores = [
+        s
+        for s in settings_of(tenant).stores
+        if actor.has_role("admin") or actor.allows("partner", "store", s.id)
+    ]
+    if not stores:
+        await message.answer(tenant.text("orders.web.panel_none"))
+        return
+    user = message.from_user
+    fields = {"first_name": user.first_name, "last_name": user.last_name, "username": user.username}
+    page = f"orders/partner/{stores[0].id}" if len(stores) == 1 else "orders/partner"
+    url = await signin_link(tenant, user.id, page, {k: v for k, v in fields.items() if v})
+    name = stores[0].name if len(stores) == 1 else tenant.config.name
+    await message.answer(
+        tenant.text("orders.web.panel_link", store=name, url=url, minutes=LINK_SECONDS // 60),
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
+
+
 def _staff_router(tenant: Tenant) -> Router:
-    """Partners' and admins' status buttons (role code ``p`` or ``a``), behind the role filter."""
+    """Partners' and admins' status buttons (role code ``p`` or ``a``) and ``/storepanel``."""
     staff = Router(name=f"orders.staff:{tenant.id}")
+    staff.message.register(store_panel, Command("storepanel"), HasRole("partner", "admin"))
     staff.callback_query.filter(HasRole("partner", "admin"))
     staff.callback_query.register(
         status_button, F.data.startswith("os:"), F.data.regexp(r":[pa]$"), flags=BOT_WRITE

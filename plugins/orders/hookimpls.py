@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aiogram import Router
 
     from core import DomainEvent, JobSpec, StatusEntity, Tenant
+    from core.web.pages import WebPages
 
 
 @hookimpl
@@ -43,8 +44,12 @@ def register_migrations() -> Path:
 def register_texts() -> dict[str, dict[str, str]]:
     """``orders.*`` texts in English and Russian, the segment titles included."""
     from plugins.orders import segments
+    from plugins.orders.web.texts import WEB_TEXTS
 
-    return {locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {})} for locale in TEXTS}
+    return {
+        locale: {**TEXTS[locale], **segments.TEXTS.get(locale, {}), **WEB_TEXTS.get(locale, {})}
+        for locale in TEXTS
+    }
 
 
 @hookimpl
@@ -100,9 +105,10 @@ def register_routers(tenant: Tenant) -> Router:
 
 
 @hookimpl
-def register_commands(tenant: Tenant) -> list[tuple[str, str]]:
-    """``/menu``, ``/cart`` and ``/myorders`` in the tenant's locale."""
-    return [(name, tenant.text(f"orders.command.{name}")) for name in ("menu", "cart", "myorders")]
+def register_commands(tenant: Tenant) -> list[tuple[Any, ...]]:
+    """``/menu``, ``/cart``, ``/myorders``; ``/storepanel`` for partners and admins."""
+    public = [(name, tenant.text(f"orders.command.{name}")) for name in ("menu", "cart", "myorders")]
+    return [*public, ("storepanel", tenant.text("orders.command.storepanel"), ("partner", "admin"))]
 
 
 @hookimpl
@@ -111,6 +117,14 @@ def register_route_handlers() -> list[Any]:
     from plugins.orders import api
 
     return [api.CatalogController, api.OrdersController]
+
+
+@hookimpl
+def register_web_pages() -> WebPages:
+    """The partners' live panel (``/web/{id}/orders/partner``) and the customers' WebApp (``/app``)."""
+    from plugins.orders.web import web_pages
+
+    return web_pages()
 
 
 @hookimpl

@@ -268,17 +268,20 @@ async def insert_history(
     actor_id: int | None,
     role: str,
     reason: str,
+    key_name: str | None = None,
 ) -> None:
-    """Record one status change (``from_status`` None for creation)."""
+    """Record one status change (``from_status`` None for creation; ``key_name``: the API key's name)."""
     await conn.execute(
-        "INSERT INTO order_history (order_id, from_status, to_status, actor_id, role, reason)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO order_history"
+        " (order_id, from_status, to_status, actor_id, role, reason, key_name)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         order_id,
         from_status,
         to_status,
         actor_id,
         role,
         reason,
+        key_name,
     )
 
 
@@ -358,7 +361,7 @@ async def search_orders(
 async def order_history(conn: Conn, order_id: int) -> list[asyncpg.Record]:
     """Status changes of an order, oldest first."""
     return await conn.fetch(
-        "SELECT from_status, to_status, actor_id, role, reason, at FROM order_history"
+        "SELECT from_status, to_status, actor_id, role, reason, key_name, at FROM order_history"
         " WHERE order_id = $1 ORDER BY id",
         order_id,
     )

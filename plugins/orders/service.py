@@ -435,7 +435,9 @@ async def change_status(
             )
         machine.check(current, target, role, fields)
         await repo.set_order_status(conn, order_id, target)
-        await repo.insert_history(conn, order_id, current, target, actor_id, role, reason)
+        await repo.insert_history(
+            conn, order_id, current, target, actor_id, role, reason, actor.key_name or None
+        )
         order = await repo.get_order(conn, order_id)
         [view] = await order_views(conn, [order])
         payload = _event_payload(view, store["name"], current, reason, role, None)

@@ -9,6 +9,7 @@ from plugins.realtime.config import RealtimeSettings
 
 if TYPE_CHECKING:
     from core import DomainEvent, JobSpec, Tenant
+    from core.web.pages import WebPages
 
 
 @hookimpl
@@ -23,6 +24,14 @@ def register_route_handlers() -> list[Any]:
     from plugins.realtime.api import RealtimeController
 
     return [RealtimeController]
+
+
+@hookimpl
+def register_web_pages() -> WebPages:
+    """The pages' ticket route (:mod:`plugins.realtime.web`)."""
+    from plugins.realtime.web import web_pages
+
+    return web_pages()
 
 
 @hookimpl

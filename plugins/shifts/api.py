@@ -297,17 +297,23 @@ class ShiftsController(Controller):
     async def create(
         self, tenant: TenantDep, actor: ActorDep, data: JSONBody[ShiftIn]
     ) -> ShiftView:
-        """201 with the shift; 409 ``shifts.already_open``; 403 ``shifts.not_yours``."""
+        """201 with the shift; 409 ``shifts.already_open``; 403 ``shifts.not_yours``.
+
+        With ``closed_at`` or sales the shift is opened and closed in one
+        transaction: a refusal of either leaves nothing.
+        """
         acting = await _acting(tenant, actor)
-        shift = await shifts.open_shift(tenant, acting, data.employee_id, at=data.opened_at)
-        if data.closed_at is not None or data.sales is not None or data.sales_total is not None:
-            shift = await shifts.close_shift(
+        if data.closed_at is None and data.sales is None and data.sales_total is None:
+            shift = await shifts.open_shift(tenant, acting, data.employee_id, at=data.opened_at)
+        else:
+            shift = await shifts.record_shift(
                 tenant,
                 acting,
-                shift["id"],
+                data.employee_id,
+                opened_at=data.opened_at,
+                closed_at=data.closed_at,
                 sales=data.sales,
                 total=data.sales_total,
-                at=data.closed_at,
             )
         return _view(ShiftView, shift)
 

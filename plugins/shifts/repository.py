@@ -390,17 +390,22 @@ async def ranks_in(conn: Conn, month: date) -> dict[int, str | None]:
 
 
 MONTH_REPORT = """
-SELECT s.employee_id, e.name AS employee_name, count(*)::bigint AS shifts,
-       sum(s.worked_seconds)::bigint AS worked_seconds, sum(s.sales_total)::bigint AS sales,
-       sum(s.base_pay)::bigint AS base_pay, sum(s.commission)::bigint AS commission,
-       sum(s.bonus_total)::bigint AS bonuses, sum(s.total)::bigint AS total
-FROM shifts s JOIN employees e ON e.id = s.employee_id
-WHERE s.local_date >= $1 AND s.local_date < $2 AND s.status = ANY($3)
-  AND ($4::bigint IS NULL OR s.employee_id = $4)
-GROUP BY s.employee_id, e.name
-ORDER BY e.name, s.employee_id
+WITH totals AS (
+    SELECT employee_id, count(*)::bigint AS shifts, sum(worked_seconds)::bigint AS worked_seconds,
+           sum(sales_total)::bigint AS sales, sum(base_pay)::bigint AS base_pay,
+           sum(commission)::bigint AS commission, sum(bonus_total)::bigint AS bonuses,
+           sum(total)::bigint AS total
+    FROM shifts
+    WHERE local_date >= $1 AND local_date < $2 AND status = ANY($3)
+      AND ($4::bigint IS NULL OR employee_id = $4)
+    GROUP BY employee_id
+)
+SELECT t.*, e.name AS employee_name
+FROM totals t JOIN employees e ON e.id = t.employee_id
+ORDER BY e.name, t.employee_id
 """
-"""The month report: one aggregate over the month's counted shifts (index shifts_date_status_idx)."""
+"""The month report: one aggregate over the month's counted shifts, by employee id (hashed,
+no sort of the shifts), then the names of the employees that have any (sorted by name)."""
 
 
 async def month_report(

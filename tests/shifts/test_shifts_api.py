@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from datetime import date
 
 from conftest import ANNA, BORIS
@@ -219,5 +220,74 @@ async def test_bad_input_is_a_4xx_with_a_code(crew):
             response.text,
         )
     assert (await crew.call("GET", "/reports/2026-13")).json()["code"] == "shifts.bad_month"
+    boris = await crew.employee("Boris", BORIS)
+    whole = await crew.call(
+        "POST",
+        "/shifts",
+        json={
+            "employee_id": boris["id"],
+            "opened_at": NOV_2_OPEN,
+            "closed_at": "2026-11-04T10:00:00Z",  # 48 h: over max_shift_hours
+            "sales": {"bar": 1},
+        },
+    )
+    assert whole.status_code == 400 and whole.json()["code"] == "shifts.too_long"
+    assert len(await crew.table("shifts")) == 1  # the recorded shift was not half-written
     unchanged = await crew.table("shifts")
     assert unchanged[0]["closed_at"] is None and unchanged[0]["local_date"] == date(2026, 11, 2)
+
+
+async def test_the_month_report_is_the_sum_of_its_counted_shifts(crew):
+    rng = random.Random(14)
+    people = [await crew.employee(name, None) for name in ("Ann", "Bob", "Cid")]
+    made = []
+    for day in range(1, 13):
+        person = rng.choice(people)
+        body = {
+            "employee_id": person["id"],
+            "opened_at": f"2026-11-{day:02d}T09:00:00Z",
+            "closed_at": f"2026-11-{day:02d}T{rng.randint(10, 20)}:{rng.choice(['00', '15', '45'])}:00Z",
+            "sales": {"bar": rng.randint(0, 400000), "tips": rng.randint(0, 20000)},
+        }
+        shift = await crew.ok("POST", "/shifts", 201, json=body)
+        target = rng.choice(["submitted", "approved", "rejected", "paid"])
+        if target != "submitted":
+            for status in {
+                "approved": ["approved"],
+                "rejected": ["rejected"],
+                "paid": ["approved", "paid"],
+            }[target]:
+                shift = await crew.ok(
+                    "POST", f"/shifts/{shift['id']}/status", json={"status": status}
+                )
+        made.append(shift)
+    outside = await crew.ok(  # October: another month
+        "POST",
+        "/shifts",
+        201,
+        json={
+            "employee_id": people[0]["id"],
+            "opened_at": "2026-10-31T09:00:00Z",
+            "closed_at": "2026-10-31T10:00:00Z",
+            "sales_total": None,
+            "sales": {"bar": 1},
+        },
+    )
+    await crew.ok("POST", f"/shifts/{outside['id']}/status", json={"status": "approved"})
+    report = await crew.ok("GET", "/reports/2026-11")
+    counted = [s for s in made if s["status"] in ("approved", "paid")]
+    assert counted, "the seed gives some counted shifts"
+    for row in report["employees"]:
+        mine = [s for s in counted if s["employee_id"] == row["employee_id"]]
+        assert row["shifts"] == len(mine)
+        for column, field in (
+            ("sales", "sales_total"),
+            ("commission", "commission"),
+            ("bonuses", "bonus_total"),
+            ("base_pay", "base_pay"),
+            ("total", "total"),
+            ("worked_seconds", "worked_seconds"),
+        ):
+            assert row[column] == sum(s[field] for s in mine), column
+    assert report["totals"]["total"] == sum(s["total"] for s in counted)
+    assert report["totals"]["shifts"] == len(counted)

@@ -48,8 +48,17 @@ class Change:
 
 
 @asynccontextmanager
-async def change(tenant: Tenant) -> AsyncIterator[Change]:
-    """``async with change(tenant) as unit:`` a transaction whose events go out with its commit."""
+async def change(tenant: Tenant, within: Change | None = None) -> AsyncIterator[Change]:
+    """``async with change(tenant) as unit:`` a transaction whose events go out with its commit.
+
+    Args:
+        tenant: the tenant.
+        within: a change already in progress: its transaction is used, so
+            several service calls make one change (commit or roll back together).
+    """
+    if within is not None:
+        yield within
+        return
     async with tenant.db.transaction() as conn:
         unit = Change(tenant, conn)
         yield unit

@@ -28,10 +28,9 @@ current rules' commission.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,99 +38,23 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from core.imports import ImportIssue, ImportReport
-from core.storage.statuses import StatusMachine, StatusMachineSpec
 from plugins.shifts import repository as repo
-from plugins.shifts.amounts import parse_amount
-from plugins.shifts.config import RateBand, ShiftsSettings, basis_points, check_rate_table
-from plugins.shifts.machine import SHIFT_ENTITY
+from plugins.shifts.config import ShiftsSettings
+from plugins.shifts.service._sheets import (
+    KINDS,
+    Bad,
+    Row,
+    compare_settings,
+    details,
+    read_settings,
+    read_sheets,
+    to_date,
+    to_money,
+    to_time,
+)
 from plugins.shifts.service.commission import BonusLine, shift_pay
 
 __all__ = ["KINDS", "run_import"]
-
-KINDS: dict[str, tuple[str, ...]] = {
-    "employees": ("employee_id", "name"),
-    "shifts": ("shift_id", "employee_id", "date", "clock_in", "clock_out", "status"),
-    "bonuses": ("shift_id", "bonus", "amount"),
-    "employee_ranks": ("employee_id", "month", "rank"),
-    "rates": ("from", "to", "percent"),
-    "ranks": ("rank", "threshold"),
-}
-"""Kind of file -> the columns its header must have (tried in this order)."""
-
-_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-class _Bad(ValueError):
-    """A value of a row that cannot be imported."""
-
-
-class _Row(msgspec.Struct):
-    file: str
-    line: int
-    values: dict[str, str]
-
-
-def _kind(header: Sequence[str]) -> str | None:
-    columns = set(header)
-    return next((k for k, need in KINDS.items() if set(need) <= columns), None)
-
-
-def _read(paths: Sequence[Path], report: ImportReport) -> dict[str, list[_Row]]:
-    rows: dict[str, list[_Row]] = {kind: [] for kind in KINDS}
-    for path in paths:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip() for h in reader.fieldnames or []]
-            kind = _kind(header)
-            if kind is None:
-                report.issues.append(
-                    ImportIssue(
-                        1,
-                        "unknown sheet: the header matches none of " + ", ".join(KINDS),
-                        str(path),
-                    )
-                )
-                continue
-            reader.fieldnames = header
-            for record in reader:
-                values = {k: (v or "").strip() for k, v in record.items() if k}
-                if any(values.values()):
-                    rows[kind].append(_Row(str(path), reader.line_num, values))
-    return rows
-
-
-def _money(text: str, currency: str, column: str) -> int:
-    amount = parse_amount(text, currency)
-    if amount is None:
-        raise _Bad(f"{column}: {text!r} is not an amount")
-    return amount
-
-
-def _date(text: str, column: str) -> date:
-    for pattern in ("%Y-%m-%d", "%d.%m.%Y"):
-        try:
-            return datetime.strptime(text, pattern).date()
-        except ValueError:
-            continue
-    raise _Bad(f"{column}: {text!r} is not a date (YYYY-MM-DD or DD.MM.YYYY)")
-
-
-def _time(text: str, column: str) -> time:
-    match = _TIME.match(text)
-    if not match:
-        raise _Bad(f"{column}: {text!r} is not a time (HH:MM)")
-    return time(int(match.group(1)), int(match.group(2)))
-
-
-def _settings(config: Any) -> tuple[ShiftsSettings, StatusMachine]:
-    settings = msgspec.convert(config.features.get("shifts") or {}, ShiftsSettings, strict=False)
-    override = config.statuses.get(SHIFT_ENTITY.name)
-    spec = (
-        msgspec.convert(override, StatusMachineSpec, strict=False)
-        if override
-        else SHIFT_ENTITY.default
-    )
-    return settings, StatusMachine(SHIFT_ENTITY, spec)
 
 
 async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> ImportReport:
@@ -148,19 +71,19 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
         already present, bad rows with file and line, counts per kind.
     """
     report = ImportReport()
-    settings, machine = _settings(config)
+    settings, machine = read_settings(config)
     tz = ZoneInfo(config.timezone)
-    rows = _read(paths, report)
+    rows = read_sheets(paths, report)
     report.read = sum(len(r) for r in rows.values())
     counts = {
         kind: {"new": 0, "existing": 0}
         for kind in ("employees", "shifts", "bonuses", "employee_ranks")
     }
 
-    def bad(row: _Row, reason: str) -> None:
+    def bad(row: Row, reason: str) -> None:
         report.issues.append(ImportIssue(row.line, reason, row.file))
 
-    _compare_settings(rows, settings, report, bad)
+    compare_settings(rows, settings, report, bad)
 
     # Employees
     known = {
@@ -182,30 +105,30 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
         try:
             external = v["employee_id"]
             if not external:
-                raise _Bad("employee_id is empty")
+                raise Bad("employee_id is empty")
             if external in in_files:
-                raise _Bad(f"employee_id {external!r} appears twice")
+                raise Bad(f"employee_id {external!r} appears twice")
             in_files.add(external)
             name = " ".join(v["name"].split())
             if not 1 <= len(name) <= 100 or "\x00" in name:
-                raise _Bad("name: 1-100 characters")
+                raise Bad("name: 1-100 characters")
             role = (v.get("role") or "staff").lower()
             if role not in ("staff", "manager"):
-                raise _Bad(f"role: {role!r} is not staff or manager")
+                raise Bad(f"role: {role!r} is not staff or manager")
             user_id = None
             if v.get("telegram_id"):
                 if not v["telegram_id"].isdigit() or not 1 <= int(v["telegram_id"]) < 2**63:
-                    raise _Bad(f"telegram_id: {v['telegram_id']!r} is not a Telegram user id")
+                    raise Bad(f"telegram_id: {v['telegram_id']!r} is not a Telegram user id")
                 user_id = int(v["telegram_id"])
                 if users.get(user_id, external) != external:
-                    raise _Bad(f"telegram_id {user_id} belongs to another employee")
+                    raise Bad(f"telegram_id {user_id} belongs to another employee")
             rate = (
-                _money(v["hourly_rate"], settings.currency, "hourly_rate")
+                to_money(v["hourly_rate"], settings.currency, "hourly_rate")
                 if v.get("hourly_rate")
                 else None
             )
             active = (v.get("active") or "yes").lower() not in ("no", "false", "0", "нет")
-        except _Bad as exc:
+        except Bad as exc:
             bad(row, str(exc))
             continue
         if external in known:
@@ -230,35 +153,37 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
         v = row.values
         try:
             if v["employee_id"] not in employee_ids:
-                raise _Bad(
+                raise Bad(
                     f"employee_id {v['employee_id']!r} is in no employees file nor the database"
                 )
-            month = _date(
+            month = to_date(
                 v["month"] + "-01" if re.fullmatch(r"\d{4}-\d{2}", v["month"]) else v["month"],
                 "month",
             ).replace(day=1)
             if settings.rank(v["rank"]) is None:
-                raise _Bad(f"rank {v['rank']!r} is not a rank of features.shifts.ranks")
-        except _Bad as exc:
+                raise Bad(f"rank {v['rank']!r} is not a rank of features.shifts.ranks")
+        except Bad as exc:
             bad(row, str(exc))
             continue
         new_ranks.append((v["employee_id"], month, v["rank"]))
 
     # Bonuses, by old shift id
     bonuses: dict[str, list[BonusLine]] = {}
+    bonus_rows: dict[str, Row] = {}
     for row in rows["bonuses"]:
         v = row.values
         try:
-            amount = _money(v["amount"], settings.currency, "amount")
+            amount = to_money(v["amount"], settings.currency, "amount")
             if not re.fullmatch(r"[a-z0-9][a-z0-9_:-]{0,63}", v["bonus"]):
-                raise _Bad(f"bonus: {v['bonus']!r} is not an id (a-z, 0-9, _ - :)")
-        except _Bad as exc:
+                raise Bad(f"bonus: {v['bonus']!r} is not an id (a-z, 0-9, _ - :)")
+        except Bad as exc:
             bad(row, str(exc))
             continue
         name = v.get("name") or (
             next((b.name for b in settings.bonuses if b.id == v["bonus"]), v["bonus"])
         )
         bonuses.setdefault(v["shift_id"], []).append(BonusLine(v["bonus"], name[:100], amount))
+        bonus_rows.setdefault(v["shift_id"], row)
 
     # Shifts
     known_shifts = {
@@ -273,49 +198,51 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
         try:
             external = v["shift_id"]
             if not external or external in seen_shifts:
-                raise _Bad(f"shift_id {external!r} is empty or appears twice")
+                raise Bad(f"shift_id {external!r} is empty or appears twice")
             seen_shifts.add(external)
             if v["employee_id"] not in employee_ids:
-                raise _Bad(
+                raise Bad(
                     f"employee_id {v['employee_id']!r} is in no employees file nor the database"
                 )
-            day = _date(v["date"], "date")
-            start = datetime.combine(day, _time(v["clock_in"], "clock_in"), tz)
-            end = datetime.combine(day, _time(v["clock_out"], "clock_out"), tz)
+            day = to_date(v["date"], "date")
+            start = datetime.combine(day, to_time(v["clock_in"], "clock_in"), tz)
+            end = datetime.combine(day, to_time(v["clock_out"], "clock_out"), tz)
             if end < start:
                 end += timedelta(days=1)
             if end - start > timedelta(hours=settings.max_shift_hours):
-                raise _Bad(f"the shift is longer than {settings.max_shift_hours} hours")
+                raise Bad(f"the shift is longer than {settings.max_shift_hours} hours")
             status = v["status"]
             if status not in machine.states or status == machine.initial:
-                raise _Bad(
+                raise Bad(
                     f"status {status!r} is not a closed state of statuses.shift ({', '.join(machine.states)})"
                 )
             if categories:
                 missing = [c for c in categories if f"sales_{c}" not in v]
                 if missing:
-                    raise _Bad(
+                    raise Bad(
                         "sales: columns "
                         + ", ".join(f"sales_{c}" for c in missing)
                         + " are missing"
                     )
                 sales = {
-                    c: _money(v[f"sales_{c}"] or "0", settings.currency, f"sales_{c}")
+                    c: to_money(v[f"sales_{c}"] or "0", settings.currency, f"sales_{c}")
                     for c in categories
                 }
             else:
                 if "sales" not in v:
-                    raise _Bad("sales: the column is missing")
-                sales = {"total": _money(v["sales"] or "0", settings.currency, "sales")}
+                    raise Bad("sales: the column is missing")
+                sales = {"total": to_money(v["sales"] or "0", settings.currency, "sales")}
             commission = (
-                _money(v["commission"], settings.currency, "commission")
+                to_money(v["commission"], settings.currency, "commission")
                 if v.get("commission")
                 else None
             )
             base = (
-                _money(v["base_pay"], settings.currency, "base_pay") if v.get("base_pay") else None
+                to_money(v["base_pay"], settings.currency, "base_pay")
+                if v.get("base_pay")
+                else None
             )
-        except _Bad as exc:
+        except Bad as exc:
             bad(row, str(exc))
             continue
         if external in known_shifts:
@@ -335,18 +262,12 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
                 "base": base,
             }
         )
-    for shift_id in bonuses:
+    for shift_id, row in bonus_rows.items():
         if shift_id not in seen_shifts and shift_id not in known_shifts:
-            report.issues.append(
-                ImportIssue(
-                    0,
-                    f"bonuses name shift {shift_id!r}, which is in no shifts file nor the database",
-                    "",
-                )
-            )
+            bad(row, f"shift_id {shift_id!r} is in no shifts file nor the database")
 
     if report.issues:
-        report.details = _details(counts, "nothing written: fix the rows above and run again")
+        report.details = details(counts, "nothing written: fix the rows above and run again")
         report.written, report.skipped = 0, 0
         return report
 
@@ -401,7 +322,7 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
     )
     report.written = sum(c["new"] for c in counts.values())
     report.skipped = sum(c["existing"] for c in counts.values())
-    report.details = [*report.details, *_details(counts, None)]
+    report.details = [*report.details, *details(counts, None)]
     return report
 
 
@@ -464,61 +385,3 @@ async def _write_shift(
     )
     await repo.add_history(conn, shift_id, None, shift["status"], None, "system", "import")
     return shift_id
-
-
-def _compare_settings(
-    rows: dict[str, list[_Row]], settings: ShiftsSettings, report: ImportReport, bad: Any
-) -> None:
-    """Check the rates and ranks sheets and say whether the YAML agrees (nothing is written)."""
-    if rows["rates"]:
-        bands = []
-        for row in rows["rates"]:
-            v = row.values
-            try:
-                lower = _money(v["from"], settings.currency, "from")
-                upper = _money(v["to"], settings.currency, "to") if v["to"] else None
-                percent = float(v["percent"].replace(",", ".").rstrip("%"))
-                basis_points(percent)
-                bands.append(RateBand(from_=lower, to=upper, percent=percent))
-            except (_Bad, ValueError) as exc:
-                bad(row, f"rates: {exc}")
-        try:
-            check_rate_table(bands)
-        except ValueError as exc:
-            bad(rows["rates"][0], str(exc))
-        else:
-            same = sorted((b.from_, b.to, b.basis_points) for b in bands) == sorted(
-                (b.from_, b.to, b.basis_points) for b in settings.commission.rates
-            )
-            report.details.append(
-                "rates: the sheet matches features.shifts.commission.rates"
-                if same
-                else "rates: the sheet differs from features.shifts.commission.rates; put this in the YAML: "
-                + msgspec.json.encode(
-                    [{"from": b.from_, "to": b.to, "percent": b.percent} for b in bands]
-                ).decode()
-            )
-    if rows["ranks"]:
-        yaml = {r.id: r.threshold for r in settings.ranks}
-        sheet = {}
-        for row in rows["ranks"]:
-            try:
-                sheet[row.values["rank"]] = (
-                    _money(row.values["threshold"], settings.currency, "threshold")
-                    if settings.rank_basis == "sales"
-                    else int(row.values["threshold"])
-                )
-            except (_Bad, ValueError) as exc:
-                bad(row, f"ranks: {exc}")
-        report.details.append(
-            "ranks: the sheet matches features.shifts.ranks"
-            if sheet == yaml
-            else f"ranks: the sheet differs from features.shifts.ranks (sheet {sheet}, YAML {yaml})"
-        )
-
-
-def _details(counts: dict[str, dict[str, int]], note: str | None) -> list[str]:
-    lines = [
-        f"{kind}: {c['new']} new, {c['existing']} already present" for kind, c in counts.items()
-    ]
-    return [*lines, note] if note else lines

@@ -16,7 +16,7 @@ amounts in minor units). Refusals are the core's errors with codes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -25,9 +25,18 @@ from core import TransitionError
 from core.errors import BadRequest, Conflict, Forbidden, NotFound
 from plugins.shifts import repository as repo
 from plugins.shifts.access import Acting
-from plugins.shifts.service._unit import change
+from plugins.shifts.service._unit import Change, change
 from plugins.shifts.service.commission import ShiftPay, shift_pay
 from plugins.shifts.service.employees import settings_of
+from plugins.shifts.service.shift_reads import (
+    list_shifts,
+    load_shift,
+    month_of,
+    next_month,
+    shift_history,
+    shift_view,
+    views,
+)
 
 if TYPE_CHECKING:
     from core import Tenant
@@ -44,21 +53,12 @@ __all__ = [
     "next_month",
     "normalize_sales",
     "open_shift",
+    "record_shift",
     "shift_history",
 ]
 
 MAX_REASON = 500
 _MAX_SALES = 10**12
-
-
-def month_of(day: date) -> date:
-    """The first day of ``day``'s month."""
-    return day.replace(day=1)
-
-
-def next_month(month: date) -> date:
-    """The first day of the month after ``month``."""
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def normalize_sales(
@@ -99,41 +99,6 @@ def normalize_sales(
         if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= _MAX_SALES:
             raise BadRequest("shifts.bad_sales", "sales are whole minor units from 0 to 10^12")
     return values
-
-
-def _view(row: asyncpg.Record, bonuses: list[asyncpg.Record]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "employee_id": row["employee_id"],
-        "employee_name": row["employee_name"],
-        "status": row["status"],
-        "opened_at": row["opened_at"].isoformat(),
-        "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
-        "local_date": row["local_date"].isoformat(),
-        "worked_seconds": row["worked_seconds"],
-        "sales": repo.from_json(row["sales"]) or {},
-        "sales_total": row["sales_total"],
-        "commission_base": row["commission_base"],
-        "rate_percent": row["rate_bp"] / 100,
-        "rank": row["rank"],
-        "base_pay": row["base_pay"],
-        "commission": row["commission"],
-        "bonuses": [
-            {"bonus": b["bonus"], "name": b["name"], "amount": b["amount"]} for b in bonuses
-        ],
-        "bonus_total": row["bonus_total"],
-        "total": row["total"],
-        "currency": row["currency"],
-        "updated_at": row["updated_at"].isoformat(),
-    }
-
-
-async def views(conn: repo.Conn, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """JSON-ready shifts with their bonus lines (one query for all bonuses)."""
-    lines: dict[int, list[asyncpg.Record]] = {}
-    for bonus in await repo.bonuses_of(conn, [r["id"] for r in rows]):
-        lines.setdefault(bonus["shift_id"], []).append(bonus)
-    return [_view(row, lines.get(row["id"], [])) for row in rows]
 
 
 async def _locked(conn: repo.Conn, shift_id: int, acting: Acting) -> asyncpg.Record:
@@ -195,25 +160,39 @@ def _aware(moment: datetime | None, default: datetime) -> datetime:
 
 
 async def open_shift(
-    tenant: Tenant, acting: Acting, employee_id: int, *, at: datetime | None = None
+    tenant: Tenant,
+    acting: Acting,
+    employee_id: int,
+    *,
+    at: datetime | None = None,
+    within: Change | None = None,
 ) -> dict[str, Any]:
     """Clock in: open a shift for ``employee_id`` at ``at`` (default now).
+
+    Args:
+        within: make it part of a larger change (:func:`record_shift`).
 
     Raises:
         Forbidden: ``shifts.not_yours`` (staff open only their own shifts).
         NotFound: ``shifts.employee_not_found`` (or inactive).
-        Conflict: ``shifts.already_open`` with ``shift_id``.
+        Conflict: ``shifts.already_open`` with ``shift_id`` (the open one;
+            None when two clock-ins raced and the other just won).
     """
     if not acting.manages and acting.employee_id != employee_id:
         raise Forbidden("shifts.not_yours", "staff open only their own shifts")
     opened_at = _aware(at, datetime.now(UTC))
     settings = settings_of(tenant)
     initial = tenant.statuses["shift"].initial
+    already = "this employee has an open shift; close it first"
     try:
-        async with change(tenant) as unit:
+        async with change(tenant, within) as unit:
             employee = await repo.get_employee(unit.conn, employee_id)
             if employee is None or not employee["active"]:
                 raise NotFound("shifts.employee_not_found", f"no active employee {employee_id}")
+            current = await repo.open_shift_of(unit.conn, employee_id)
+            if current is not None:
+                raise Conflict("shifts.already_open", already, shift_id=current["id"])
+            # The partial unique index decides a race between two clock-ins.
             shift_id = await repo.open_shift(
                 unit.conn,
                 employee_id,
@@ -230,14 +209,31 @@ async def open_shift(
             row = await repo.get_shift(unit.conn, shift_id)
             [view] = await views(unit.conn, [row])
     except asyncpg.UniqueViolationError:
-        async with tenant.db.acquire() as conn:
-            current = await repo.open_shift_of(conn, employee_id)
-        raise Conflict(
-            "shifts.already_open",
-            "this employee has an open shift; close it first",
-            shift_id=current["id"] if current else None,
-        ) from None
+        raise Conflict("shifts.already_open", already, shift_id=None) from None
     return view
+
+
+async def record_shift(
+    tenant: Tenant,
+    acting: Acting,
+    employee_id: int,
+    *,
+    opened_at: datetime | None,
+    closed_at: datetime | None,
+    sales: Mapping[str, int] | None = None,
+    total: int | None = None,
+) -> dict[str, Any]:
+    """Open and close a shift in one transaction (a whole shift recorded afterwards).
+
+    Raises:
+        the errors of :func:`open_shift` and :func:`close_shift`; nothing is
+        written when either refuses.
+    """
+    async with change(tenant) as unit:
+        opened = await open_shift(tenant, acting, employee_id, at=opened_at, within=unit)
+        return await close_shift(
+            tenant, acting, opened["id"], sales=sales, total=total, at=closed_at, within=unit
+        )
 
 
 async def close_shift(
@@ -248,6 +244,7 @@ async def close_shift(
     sales: Mapping[str, int] | None = None,
     total: int | None = None,
     at: datetime | None = None,
+    within: Change | None = None,
 ) -> dict[str, Any]:
     """Clock out with the shift's sales; computes and stores its pay.
 
@@ -261,7 +258,7 @@ async def close_shift(
     """
     settings = settings_of(tenant)
     values = normalize_sales(settings, sales, total)
-    async with change(tenant) as unit:
+    async with change(tenant, within) as unit:
         row = await _locked(unit.conn, shift_id, acting)
         if row["closed_at"] is not None:
             raise Conflict("shifts.not_open", f"shift {shift_id} is closed already")
@@ -404,7 +401,7 @@ async def correct_shift(
                 + ", ".join(settings.correctable_statuses),
                 status=row["status"],
             )
-        before = _view(row, [])
+        before = shift_view(row, [])
         values = (
             normalize_sales(settings, sales, total)
             if sales is not None or total is not None
@@ -432,7 +429,7 @@ async def correct_shift(
             pay=pay,
         )
         after_row = await repo.get_shift(unit.conn, shift_id)
-        after = _view(after_row, [])
+        after = shift_view(after_row, [])
         fields = ("opened_at", "closed_at", "sales", "sales_total", "base_pay", "commission")
         fields += ("bonus_total", "total")
         changes = {f: {"from": before[f], "to": after[f]} for f in fields if before[f] != after[f]}
@@ -457,79 +454,3 @@ async def correct_shift(
         )
         [view] = await views(unit.conn, [after_row])
     return view
-
-
-async def load_shift(tenant: Tenant, acting: Acting, shift_id: int) -> dict[str, Any]:
-    """One shift with its bonuses (staff: only their own).
-
-    Raises:
-        NotFound: ``shifts.not_found``.
-    """
-    async with tenant.db.acquire() as conn:
-        row = await repo.get_shift(conn, shift_id)
-        if row is None or (not acting.manages and row["employee_id"] != acting.employee_id):
-            raise NotFound("shifts.not_found", f"no shift {shift_id}")
-        [view] = await views(conn, [row])
-    return view
-
-
-async def list_shifts(
-    tenant: Tenant,
-    acting: Acting,
-    *,
-    employee_id: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    statuses: list[str] | None = None,
-    limit: int = 50,
-    before: int | None = None,
-) -> list[dict[str, Any]]:
-    """Shifts newest first; staff see only their own whatever ``employee_id`` says.
-
-    Raises:
-        BadRequest: ``shifts.unknown_status`` with ``known``.
-    """
-    known = tenant.statuses["shift"].states
-    for status in statuses or ():
-        if status not in known:
-            raise BadRequest(
-                "shifts.unknown_status",
-                f"unknown status {status!r}; known: {', '.join(known)}",
-                known=known,
-            )
-    if not acting.manages:
-        employee_id = acting.employee_id
-    async with tenant.db.acquire() as conn:
-        rows = await repo.search_shifts(
-            conn,
-            employee_id=employee_id,
-            start=start,
-            end=end,
-            statuses=statuses,
-            limit=limit,
-            before=before,
-        )
-        return await views(conn, rows)
-
-
-async def shift_history(tenant: Tenant, acting: Acting, shift_id: int) -> list[dict[str, Any]]:
-    """The shift's history, oldest first (status changes and corrections).
-
-    Raises:
-        NotFound: ``shifts.not_found``.
-    """
-    await load_shift(tenant, acting, shift_id)
-    async with tenant.db.acquire() as conn:
-        rows = await repo.history_of(conn, shift_id)
-    return [
-        {
-            "from_status": r["from_status"],
-            "to_status": r["to_status"],
-            "actor_id": r["actor_id"],
-            "role": r["role"],
-            "reason": r["reason"],
-            "changes": repo.from_json(r["changes"]) or {},
-            "at": r["at"].isoformat(),
-        }
-        for r in rows
-    ]
