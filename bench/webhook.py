@@ -98,6 +98,11 @@ AIOGRAM = "aiogram SimpleRequestHandler"
 AIOGRAM_DEDUPE = "aiogram + plain Redis dedupe"
 # Both servers get the runtime's default pool size, so neither waits for connections more.
 POOL_MIN, POOL_MAX = 2, 20
+# A tenant's connection cap (storage.max_connections, default 5) would let the one
+# bench tenant use 5 of those 20 while plain aiogram uses all of them: give every
+# generated tenant, and the baseline's TenantDB, the largest cap the pool allows
+# (docs/benchmarks.md#webhook; --tenant-max-connections 5 measures the default).
+TENANT_MAX_CONNECTIONS = POOL_MAX - 1
 
 
 # ---------------------------------------------------------------- setup
@@ -120,6 +125,7 @@ class BenchContext:
             (dropped at the end) instead of accumulating in the shared ``tenantry``.
         next_bot_id: the next unused bot id (token prefix).
         next_user_id: the next unused Telegram user id.
+        max_connections: ``storage.max_connections`` of every generated tenant.
     """
 
     database_url: str
@@ -134,6 +140,7 @@ class BenchContext:
     next_bot_id: int = field(default_factory=lambda: 700_000_000 + secrets.randbelow(10**8))
     next_user_id: int = field(default_factory=lambda: 5_000_000_000 + secrets.randbelow(10**9))
     control_schema: str = ""
+    max_connections: int = TENANT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         self.control_schema = self.control_schema or f"{self.tag}_control"
@@ -170,6 +177,7 @@ class BenchContext:
                 redis_prefix=f"{self.tag}:{label}{index}:",
                 bot_id=self.next_bot_id,
                 secret=webhook_secret(self.secret_key, tenant_id),
+                max_connections=self.max_connections,
             )
             self.schemas.add(tenant.schema)
             (folder / f"{tenant_id}.yaml").write_text(tenant.yaml(), encoding="utf-8")
@@ -201,6 +209,7 @@ class BenchTenant:
     redis_prefix: str
     bot_id: int
     secret: str
+    max_connections: int = TENANT_MAX_CONNECTIONS
 
     def yaml(self) -> str:
         """The tenant file: a webhook bot with only the core plugin."""
@@ -215,6 +224,7 @@ class BenchTenant:
             "storage:\n"
             f"  schema: {self.schema}\n"
             f'  redis_prefix: "{self.redis_prefix}"\n'
+            f"  max_connections: {self.max_connections}\n"
         )
 
 
@@ -786,6 +796,7 @@ async def bench(args: argparse.Namespace) -> int:
         database_url=os.environ.get("TENANTRY_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
         redis_url=os.environ.get("TENANTRY_BENCH_REDIS_URL", DEFAULT_REDIS_URL),
         work_dir=Path(tempfile.mkdtemp(prefix="tenantry-bench-webhook-")),
+        max_connections=args.tenant_max_connections,
     )
     scales = [int(s) for s in args.tenants_scale.split(",") if s.strip()]
     started = time.monotonic()
@@ -909,7 +920,8 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
         statuses=spec.machines,
         texts=spec.texts,
         pm=pm,
-        db=TenantDB(pool, config.schema),
+        # The tenant file's cap, as the runtime applies it (TENANT_MAX_CONNECTIONS).
+        db=TenantDB(pool, config.schema, max_connections=config.storage.max_connections),
         redis=redis,
         jobs=None,
         source_hash=spec.source_hash,
@@ -983,6 +995,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=300,
         help="seconds a runtime may take to start all tenants (default 300)",
+    )
+    parser.add_argument(
+        "--tenant-max-connections",
+        type=int,
+        default=TENANT_MAX_CONNECTIONS,
+        help="storage.max_connections of every generated tenant, the baseline's included "
+        f"(default {TENANT_MAX_CONNECTIONS}: the pool minus one; 5 is the runtime's default)",
     )
     parser.add_argument(
         "--profile",

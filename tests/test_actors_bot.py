@@ -59,11 +59,11 @@ class ShiftsLike:
             SEEN.append((command, message.from_user.id, actor.roles, actor.via))
             await message.answer(f"{command} for {message.from_user.id}")
 
-        router = Router(name=f"shifts:{tenant.id}")
-        staff = Router(name=f"shifts.staff:{tenant.id}")
+        router = Router(name=f"rota:{tenant.id}")
+        staff = Router(name=f"rota.staff:{tenant.id}")
         staff.message.filter(HasRole("staff", "manager"))
         staff.message.register(handled, Command("report"))
-        managers = Router(name=f"shifts.managers:{tenant.id}")
+        managers = Router(name=f"rota.managers:{tenant.id}")
         managers.message.filter(HasRole("manager"))
         managers.message.register(handled, Command("payroll"))
         router.include_routers(staff, managers)
@@ -83,8 +83,8 @@ async def _say(tenantry: Any, updates: Any, bot_api: Any, bot: int, user: int, t
 
 async def _start(tenantry: Any, locale: str = "en") -> int:
     SEEN.clear()
-    config = tenantry.add_tenant("crew", locale=locale, features={"shifts": {}})
-    await tenantry.start(plugins=[("shifts", ShiftsLike())])
+    config = tenantry.add_tenant("crew", locale=locale, features={"rota": {}})
+    await tenantry.start(plugins=[("rota", ShiftsLike())])
     await tenantry.wait_state("crew", "running")
     return int(config["bot"]["token"].split(":")[0])
 

@@ -138,6 +138,8 @@ async def test_run_serves_updates_and_stops_on_sigterm(
         "TENANTRY_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "TENANTRY_DATA_DIR": str(tmp_path / "data"),
         "TENANTRY_QUEUE": f"cli-{schema}",
+        # Storage claims and audit rows of this run go to a schema dropped below.
+        "TENANTRY_CONTROL_SCHEMA": f"{schema}_control",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.cli", "run", "--tenants", str(tenants), "--port", str(port),
@@ -176,7 +178,7 @@ async def test_run_serves_updates_and_stops_on_sigterm(
             await process.wait()
         conn = await asyncpg.connect(tenantry_database_url)
         try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}", "{schema}_control" CASCADE')
         finally:
             await conn.close()
         from redis.asyncio import Redis

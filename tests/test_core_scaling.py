@@ -19,6 +19,8 @@ def runtime_for(tenantry, sample) -> Runtime:
         public_url="http://127.0.0.1:1",
         secret_key=tenantry.secret_key,
         queue_name=f"tenantry-test-{tenantry.run_id}",
+        # The harness's per-run control schema (dropped at teardown), not the shared ``tenantry``.
+        control_schema=tenantry.control_schema,
         watch=False,
         pool_min_size=1,
         pool_max_size=4,
@@ -36,7 +38,11 @@ async def test_two_runtimes_migrate_once_and_run_a_keyed_job_once(tenantry, samp
         applied = await tenantry.sql(
             f'SELECT plugin, version FROM "{schema}".tenantry_migrations ORDER BY 1, 2'
         )
-        assert applied == [{"plugin": "core", "version": 1}, {"plugin": "sample", "version": 1}]
+        assert applied == [
+            {"plugin": "core", "version": 1},
+            {"plugin": "core", "version": 2},
+            {"plugin": "sample", "version": 1},
+        ]
 
         results = await asyncio.gather(
             first.registry.get("filin").enqueue("sample.record", key="nightly", source="first"),

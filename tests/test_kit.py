@@ -427,10 +427,17 @@ async def test_openapi_documents_every_body_and_the_problem_shape(tenantry):
         ("/api/tenants/{tenant_id}/orders/items", "post"): "ItemIn",
         ("/api/tenants/{tenant_id}/orders/items/{item_id}", "patch"): "ItemPatch",
     }
-    assert set(writes) == set(expected)
+    own = ("/api/tenants/{tenant_id}/booking/", "/api/tenants/{tenant_id}/orders/")
+    assert {key for key in writes if key[0].startswith(own)} == set(expected)
+    for key, operation in writes.items():
+        # Every other plugin's write route with a body documents it as a Struct too.
+        if "requestBody" in operation:
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert "$ref" in schema or schema.get("type") != "object", (key, schema)
     for key, struct in expected.items():
         body = writes[key]["requestBody"]["content"]["application/json"]["schema"]
-        assert body["$ref"].endswith(f"/{struct}"), (key, body)
+        # Litestar prefixes a name two plugins share with its module (orders_api_StatusChangeIn).
+        assert body["$ref"].rsplit("/", 1)[1].split("_")[-1] == struct, (key, body)
     assert document["components"]["schemas"]["Problem"]["required"] == [
         "type",
         "title",

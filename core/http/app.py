@@ -233,7 +233,17 @@ def connect_redis(url: str) -> Redis:
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
         if hasattr(socket, name):
             keepalive[getattr(socket, name)] = value
-    options: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 5}
+    # socket_timeout=None said out loud: redis-py 8 gives every connection a 5 s
+    # read timeout when the option is absent, and with it the wait_for per command.
+    # max_connections: redis-py 8 caps a pool at 100 and then raises instead of
+    # waiting; a runtime with a thousand WebSocket clients and a few blocking
+    # event reads needs more at peaks (Redis' own maxclients is 10000).
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 5,
+        "socket_timeout": None,
+        "max_connections": 2000,
+    }
     if not url.startswith("unix://"):
         options.update(socket_keepalive=True, socket_keepalive_options=keepalive)
     return Redis.from_url(url, **options)

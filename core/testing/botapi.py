@@ -367,9 +367,7 @@ class BotAPIStandIn:
         tokens = min(per_second, tokens + (now - at) * per_second)
         if tokens < 1:
             self._buckets[bot_id] = (tokens, now)
-            raise _TelegramError(
-                429, f"Too Many Requests: retry after {retry_after}", retry_after
-            )
+            raise _TelegramError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         self._buckets[bot_id] = (tokens - 1, now)
 
     def enqueue_update(self, bot_id: int, update: dict[str, Any]) -> dict[str, Any]:

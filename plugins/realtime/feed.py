@@ -8,8 +8,8 @@ a reader holding cursor ``c`` knows without doubt whether the next entry it
 sees follows ``c`` (``p == c``), repeats one it has (``id <= c``), or skips
 some (otherwise: read them, or ``reset`` if they were trimmed).
 
-Appending is one Lua script: it refuses an event id already appended to the
-topic (a redelivered event adds nothing), reads the last id, ``XADD``\\ s with
+Appending is one Lua script: an event id already appended to the topic adds
+nothing (the earlier entry is returned), otherwise it reads the last id, ``XADD``\\ s with
 ``MAXLEN ~ history_count`` and trims entries older than ``history_seconds``.
 """
 
@@ -29,15 +29,17 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "Feed", "Gap", "id_after", "parse_id"]
 
 _APPEND = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) == false then
-  return false
+local seen = redis.call('GET', KEYS[2])
+if seen then
+  return {seen, '', 0}
 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if #last > 0 then prev = last[1][1] end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[3], 'p', prev)
 redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2])
-return {id, prev}
+redis.call('SET', KEYS[2], id, 'EX', ARGV[4])
+return {id, prev, 1}
 """
 
 
@@ -105,11 +107,14 @@ class Feed:
         """The Channels channel of ``topic`` (carries the tenant prefix)."""
         return f"{self._prefix}realtime:live:{topic}"
 
-    async def append(self, topic: str, event: DomainEvent) -> Entry | None:
-        """Append ``event`` to ``topic``; None when this event was appended to it before.
+    async def append(self, topic: str, event: DomainEvent) -> tuple[Entry, bool] | None:
+        """Append ``event`` to ``topic``, once however often it is delivered.
 
         Returns:
-            The new entry (its frame ready to send), or None for a redelivery.
+            ``(entry, True)`` for a new entry; ``(entry, False)`` when this event
+            was appended before (a redelivery: the runtime may have died before
+            pushing it live, so it is pushed again and subscribers skip what
+            they have); None when that earlier entry was trimmed meanwhile.
         """
         stored = msgspec.json.encode(
             {
@@ -126,10 +131,14 @@ class Feed:
             keys=[self.key(topic), seen],
             args=[self._history_count, oldest, stored, self._history_seconds],
         )
-        if not answer:
+        entry_id, prev, new = answer
+        if new:
+            return Entry(id=entry_id, prev=prev, frame=_frame(entry_id, stored)), True
+        rows = await self._redis.xrange(self.key(topic), min=entry_id, max=entry_id)
+        if not rows:
             return None
-        entry_id, prev = answer
-        return Entry(id=entry_id, prev=prev, frame=_frame(entry_id, stored))
+        _, fields = rows[0]
+        return Entry(id=entry_id, prev=fields["p"], frame=_frame(entry_id, fields["f"])), False
 
     async def last_id(self, topic: str) -> str:
         """The id of the newest entry of ``topic``, ``0-0`` when it has none."""

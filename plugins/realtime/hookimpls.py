@@ -71,7 +71,9 @@ async def on_event(tenant: Tenant, event: DomainEvent) -> None:
     feed = Feed(tenant, settings.history_count, settings.history_seconds)
     hub = Hub.of(tenant.redis)
     for topic in topics_of(event):
-        entry = await feed.append(topic, event)
-        if entry is not None:  # None: appended on an earlier delivery of this event
-            await hub.publish(feed.channel(topic), entry)
+        appended = await feed.append(topic, event)
+        if appended is not None:
+            # Pushed again on a redelivery too: the runtime that appended it may
+            # have died before pushing; subscribers skip ids they already have.
+            await hub.publish(feed.channel(topic), appended[0])
     await queue_deliveries(tenant, settings, event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -76,13 +77,12 @@ class Session:
         self._subscribers: dict[str, Subscriber] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lagging: set[str] = set()
+        self._closing: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         """Read the client's messages, send frames, ping; return when the connection is over."""
-        self._tasks += [
-            asyncio.create_task(self._write(), name="realtime-write"),
-            asyncio.create_task(self._keep_alive(), name="realtime-ping"),
-        ]
+        self._start(self._write(), "realtime-write")
+        self._start(self._keep_alive(), "realtime-ping")
         try:
             await self._read()
         finally:
@@ -94,6 +94,23 @@ class Session:
             for subscriber in self._subscribers.values():
                 await self._hub.unsubscribe(subscriber)
 
+    def _start(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._task_ended)
+        self._tasks.append(task)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A sending task that fails (Redis unreachable) ends the connection: the client reconnects."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.warning("realtime_connection_failed", tenant=self._tenant.id, who=self._ticket.who,
+                    task=task.get_name(), error=f"{type(task.exception()).__name__}: {task.exception()}")  # fmt: skip
+        self._closing = asyncio.ensure_future(self._close(1011, "server error, reconnect"))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._socket.close(code=code, reason=reason)
+
     # ------------------------------------------------------------ client messages
 
     async def _read(self) -> None:
@@ -103,8 +120,7 @@ class Session:
                 raw = await asyncio.wait_for(self._socket.receive_text(), silence)
             except TimeoutError:
                 log.info("realtime_client_silent", tenant=self._tenant.id, who=self._ticket.who)
-                with contextlib.suppress(Exception):
-                    await self._socket.close(code=IDLE_CLOSE_CODE, reason="no message for 2 pings")
+                await self._close(IDLE_CLOSE_CODE, "no message for 2 pings")
                 return
             except (WebSocketDisconnect, RuntimeError):
                 return
@@ -158,7 +174,7 @@ class Session:
             # Live first, then the cursor: nothing published in between is lost.
             subscriber = await self._hub.subscribe(self._feed.channel(topic))
             self._subscribers[topic] = subscriber
-            self._tasks.append(asyncio.create_task(self._pump(topic, subscriber)))
+            self._start(self._pump(topic, subscriber), f"realtime-live:{topic}")
         async with lock:
             start = str(cursor) if cursor is not None else await self._feed.last_id(topic)
             self._cursors[topic] = start
@@ -244,9 +260,11 @@ class Session:
 
     async def _keep_alive(self) -> None:
         """Ping every interval; also read each topic's stream, healing a lost live message."""
+        # Connections opened together (a runtime restart) must not all read Redis at one instant.
+        await asyncio.sleep(self._settings.ping_seconds * random.uniform(0.5, 1.0))
         while True:
-            await asyncio.sleep(self._settings.ping_seconds)
             self._control({"type": "ping", "at": int(time.time())})
             for topic in list(self._cursors):
                 async with self._locks[topic]:
                     await self._catch_up(topic)
+            await asyncio.sleep(self._settings.ping_seconds)

@@ -63,8 +63,10 @@ async def queue_deliveries(tenant: Tenant, settings: RealtimeSettings, event: Do
                 "occurred_at": event.occurred_at.isoformat(),
                 "data": event.payload,
             }
+            # The retry window starts at the event, not at the first attempt:
+            # an event delivered late (a runtime was down) is not retried longer.
             await tenant.enqueue(JOB, key=f"webhook:{event.id}:{n}:0", endpoint=n, body=body,
-                                 attempt=0, first_at=time.time())  # fmt: skip
+                                 attempt=0, first_at=event.occurred_at.timestamp())  # fmt: skip
             queued += 1
     return queued
 
@@ -80,7 +82,7 @@ async def deliver(
             tenant no longer has it).
         body: the JSON body (event id, name, tenant, occurred_at, data).
         attempt: 0 for the first attempt.
-        first_at: Unix time of the first attempt (the retry window starts there).
+        first_at: Unix time of the event (the retry window starts there).
     """
     settings: RealtimeSettings = tenant.settings_for("realtime")
     if endpoint >= len(settings.webhooks):

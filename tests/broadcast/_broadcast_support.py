@@ -43,12 +43,16 @@ class Shop:
 
     async def create(self, **body: Any) -> dict[str, Any]:
         body.setdefault("content", {"kind": "text", "text": "Hello"})
-        response = await self.h.client.post(self.url("/campaigns/"), json=body, headers=self.headers)
+        response = await self.h.client.post(
+            self.url("/campaigns/"), json=body, headers=self.headers
+        )
         assert response.status_code == 201, response.text
         return response.json()
 
     async def campaign(self, campaign_id: int) -> dict[str, Any]:
-        response = await self.h.client.get(self.url(f"/campaigns/{campaign_id}"), headers=self.headers)
+        response = await self.h.client.get(
+            self.url(f"/campaigns/{campaign_id}"), headers=self.headers
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -64,7 +68,9 @@ class Shop:
             assert time.monotonic() < deadline, f"campaign {campaign_id} stayed {view}"
             await asyncio.sleep(0.1)
 
-    async def wait_sent(self, campaign_id: int, at_least: int, timeout: float = 20.0) -> dict[str, Any]:
+    async def wait_sent(
+        self, campaign_id: int, at_least: int, timeout: float = 20.0
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             view = await self.campaign(campaign_id)
@@ -116,17 +122,27 @@ async def wait_text(
 def buttons(call: Any) -> list[tuple[str, str]]:
     """``(text, callback_data)`` of the inline keyboard of a recorded call."""
     markup = call.params.get("reply_markup") or {}
-    return [(b["text"], b.get("callback_data", "")) for row in markup.get("inline_keyboard", []) for b in row]
+    return [
+        (b["text"], b.get("callback_data", ""))
+        for row in markup.get("inline_keyboard", [])
+        for b in row
+    ]
 
 
-def photo_update(updates: Any, user_id: int, *, media_group_id: str | None = None) -> dict[str, Any]:
+def photo_update(
+    updates: Any, user_id: int, *, media_group_id: str | None = None
+) -> dict[str, Any]:
     """A photo message update (optionally part of an album), shaped as Telegram sends it."""
     update = updates.message("x", user_id=user_id)
     message = update["message"]
     del message["text"]
     message["photo"] = [
-        {"file_id": f"photo-{message['message_id']}", "file_unique_id": f"u{message['message_id']}",
-         "width": 800, "height": 600}
+        {
+            "file_id": f"photo-{message['message_id']}",
+            "file_unique_id": f"u{message['message_id']}",
+            "width": 800,
+            "height": 600,
+        }
     ]
     message["caption"] = "New menu"
     if media_group_id:

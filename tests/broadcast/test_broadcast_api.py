@@ -9,13 +9,17 @@ from _broadcast_support import Shop, sends
 
 
 async def test_pause_resume_and_cancel(tenantry, bot_api):
-    shop = Shop(tenantry, tenantry.add_tenant("slow", features={"broadcast": {"rate_per_second": 10}}))
+    shop = Shop(
+        tenantry, tenantry.add_tenant("slow", features={"broadcast": {"rate_per_second": 10}})
+    )
     await tenantry.start()
     await shop.add_subscribers(range(4000, 4040))
     campaign = await shop.create(content={"kind": "text", "text": "Sale!"})
     await shop.wait_sent(campaign["id"], 5)
 
-    paused = await tenantry.client.post(shop.url(f"/campaigns/{campaign['id']}/pause"), headers=shop.headers)
+    paused = await tenantry.client.post(
+        shop.url(f"/campaigns/{campaign['id']}/pause"), headers=shop.headers
+    )
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     # Sends already in flight settle; then nothing more goes out while paused.
     await asyncio.sleep(0.5)
@@ -23,15 +27,21 @@ async def test_pause_resume_and_cancel(tenantry, bot_api):
     await asyncio.sleep(0.7)
     assert len(sends(bot_api, shop.bot_id)) == settled < 40
 
-    again = await tenantry.client.post(shop.url(f"/campaigns/{campaign['id']}/pause"), headers=shop.headers)
+    again = await tenantry.client.post(
+        shop.url(f"/campaigns/{campaign['id']}/pause"), headers=shop.headers
+    )
     assert again.status_code == 409
     assert again.json()["code"] == "broadcast.not_allowed"
     assert again.json()["current"] == "paused"
 
-    resumed = await tenantry.client.post(shop.url(f"/campaigns/{campaign['id']}/resume"), headers=shop.headers)
+    resumed = await tenantry.client.post(
+        shop.url(f"/campaigns/{campaign['id']}/resume"), headers=shop.headers
+    )
     assert resumed.json()["status"] == "running"
     await shop.wait_sent(campaign["id"], settled + 3)
-    cancelled = await tenantry.client.post(shop.url(f"/campaigns/{campaign['id']}/cancel"), headers=shop.headers)
+    cancelled = await tenantry.client.post(
+        shop.url(f"/campaigns/{campaign['id']}/cancel"), headers=shop.headers
+    )
     assert cancelled.json()["status"] == "cancelled"
     await asyncio.sleep(0.3)  # sends in flight at the cancel settle
     view = await shop.campaign(campaign["id"])
@@ -43,7 +53,8 @@ async def test_pause_resume_and_cancel(tenantry, bot_api):
     assert len(chats) == len(set(chats))
 
     rows = await tenantry.client.get(
-        shop.url(f"/campaigns/{campaign['id']}/deliveries?status=sent&limit=1000"), headers=shop.headers
+        shop.url(f"/campaigns/{campaign['id']}/deliveries?status=sent&limit=1000"),
+        headers=shop.headers,
     )
     assert sorted(r["chat_id"] for r in rows.json()) == sorted(chats)
     assert all(r["message_id"] for r in rows.json())
@@ -77,8 +88,12 @@ async def test_server_errors_are_retried_and_bad_requests_fail(shop: Shop, bot_a
         "sendPhoto", error_code=400, description="Bad Request: wrong file identifier", chat_id=4201
     )
     campaign = await shop.create(
-        content={"kind": "photo", "media": "https://example.com/menu.jpg", "caption": "<b>Menu</b>",
-                 "parse_mode": "HTML"}
+        content={
+            "kind": "photo",
+            "media": "https://example.com/menu.jpg",
+            "caption": "<b>Menu</b>",
+            "parse_mode": "HTML",
+        }
     )
     view = await shop.wait_status(campaign["id"], "done")
     assert (view["counts"]["sent"], view["counts"]["failed"]) == (2, 1)
@@ -88,7 +103,9 @@ async def test_server_errors_are_retried_and_bad_requests_fail(shop: Shop, bot_a
     assert "wrong file identifier" in rows[4201]["error"]
     photo = sends(bot_api, shop.bot_id, "sendPhoto")[0]
     assert (photo.params["photo"], photo.params["caption"], photo.params["parse_mode"]) == (
-        "https://example.com/menu.jpg", "<b>Menu</b>", "HTML"
+        "https://example.com/menu.jpg",
+        "<b>Menu</b>",
+        "HTML",
     )
 
 
@@ -99,20 +116,37 @@ async def test_bad_input_is_refused_with_a_reason(shop: Shop):
         ({"content": {"kind": "text"}}, 400, "broadcast.bad_content"),
         ({"content": {"kind": "photo"}}, 400, "broadcast.bad_content"),
         ({"content": {"kind": "text", "text": "x" * 4097}}, 400, "request.invalid"),
-        ({"content": {"kind": "text", "text": "hi"}, "audience": {"kind": "segment", "segment": "x.y"}},
-         400, "broadcast.unknown_segment"),
-        ({"content": {"kind": "text", "text": "hi"}, "audience": {"kind": "language", "language": "de"}},
-         400, "broadcast.empty_audience"),
+        (
+            {
+                "content": {"kind": "text", "text": "hi"},
+                "audience": {"kind": "segment", "segment": "x.y"},
+            },
+            400,
+            "broadcast.unknown_segment",
+        ),
+        (
+            {
+                "content": {"kind": "text", "text": "hi"},
+                "audience": {"kind": "language", "language": "de"},
+            },
+            400,
+            "broadcast.empty_audience",
+        ),
         ({"content": {"kind": "text", "text": "hi"}, "extra": 1}, 400, "request.invalid"),
     ]
     for body, status, code in cases:
         response = await client.post(shop.url("/campaigns/"), json=body, headers=headers)
-        assert (response.status_code, response.json()["code"]) == (status, code), (body, response.text)
+        assert (response.status_code, response.json()["code"]) == (status, code), (
+            body,
+            response.text,
+        )
     assert await shop.sql("SELECT id FROM {s}.broadcast_campaigns") == []
 
     missing = await client.get(shop.url("/campaigns/999"), headers=headers)
     assert (missing.status_code, missing.json()["code"]) == (404, "broadcast.not_found")
-    nobody = await client.post(shop.url("/campaigns/"), json={"content": {"kind": "text", "text": "x"}})
+    nobody = await client.post(
+        shop.url("/campaigns/"), json={"content": {"kind": "text", "text": "x"}}
+    )
     assert nobody.status_code == 401
     status = await client.get(shop.url("/campaigns/1/deliveries?status=nope"), headers=headers)
     assert (status.status_code, status.json()["code"]) == (400, "broadcast.unknown_status")

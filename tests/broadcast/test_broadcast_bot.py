@@ -31,7 +31,8 @@ async def test_text_campaign_is_copied_to_everyone_with_report_and_403_opt_out(
     await _choose_all(shop, updates, bot_api)
 
     text = updates.message(
-        "Jazz night on Friday", user_id=ADMIN,
+        "Jazz night on Friday",
+        user_id=ADMIN,
         entities=[{"type": "bold", "offset": 0, "length": 10}],
     )
     await shop.h.post_update(shop.id, text)
@@ -41,7 +42,9 @@ async def test_text_campaign_is_copied_to_everyone_with_report_and_403_opt_out(
     confirm = await wait_text(bot_api, ADMIN, "This is how it will look. All subscribers: 6")
     assert [data for _, data in buttons(confirm)] == ["bc:go", "bc:no"]
 
-    await shop.h.post_update(shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=102))
+    await shop.h.post_update(
+        shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=102)
+    )
     report = await wait_text(bot_api, ADMIN, "Sent:")
     assert report.params["text"] == "Sent: 4, failed: 0, blocked: 2, unknown: 0"
 
@@ -73,7 +76,9 @@ async def test_photo_and_album(shop: Shop, updates, bot_api):
     photo = photo_update(updates, ADMIN)
     await shop.h.post_update(shop.id, photo)
     await wait_text(bot_api, ADMIN, "This is how it will look")
-    await shop.h.post_update(shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=103))
+    await shop.h.post_update(
+        shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=103)
+    )
     await wait_text(bot_api, ADMIN, "Sent: 6,")
     assert {c.params["message_id"] for c in copies(bot_api, shop.bot_id)} == {
         photo["message"]["message_id"]
@@ -85,10 +90,13 @@ async def test_photo_and_album(shop: Shop, updates, bot_api):
     # Telegram posts the parts of an album at once.
     await asyncio.gather(*(shop.h.post_update(shop.id, part) for part in parts))
     [confirm] = [
-        c for c in bot_api.calls("sendMessage", chat_id=ADMIN)
+        c
+        for c in bot_api.calls("sendMessage", chat_id=ADMIN)
         if c.params["text"].startswith("Album")
     ]
-    await shop.h.post_update(shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=104))
+    await shop.h.post_update(
+        shop.id, updates.callback_query("bc:go", user_id=ADMIN, message_id=104)
+    )
     await wait_text(bot_api, ADMIN, "Sent: 6,")
     albums = bot_api.calls("copyMessages", bot_id=shop.bot_id)
     assert sorted(c.params["chat_id"] for c in albums) == [601, 602, 603, 604, 605, 606]

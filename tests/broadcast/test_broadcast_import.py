@@ -26,7 +26,9 @@ async def _rows(dsn: str, query: str) -> list[dict]:
         await conn.close()
 
 
-def test_import_dry_run_then_import_then_rerun(tmp_path, tenantry_database_url, capsys, monkeypatch):
+def test_import_dry_run_then_import_then_rerun(
+    tmp_path, tenantry_database_url, capsys, monkeypatch
+):
     schema = f"timport_{secrets.token_hex(3)}"
     tenants = tmp_path / "tenants"
     tenants.mkdir()
@@ -58,10 +60,22 @@ def test_import_dry_run_then_import_then_rerun(tmp_path, tenantry_database_url, 
         assert main(args) == 1
         assert "read 5, wrote 2, already present 0, bad lines 3" in capsys.readouterr().out
         assert asyncio.run(_rows(tenantry_database_url, table)) == [
-            {"user_id": 8001, "first_name": "Anna", "username": "anna", "language_code": "ru",
-             "source": "import", "status": "active"},
-            {"user_id": 8002, "first_name": "Boris", "username": None, "language_code": "en",
-             "source": "import", "status": "active"},
+            {
+                "user_id": 8001,
+                "first_name": "Anna",
+                "username": "anna",
+                "language_code": "ru",
+                "source": "import",
+                "status": "active",
+            },
+            {
+                "user_id": 8002,
+                "first_name": "Boris",
+                "username": None,
+                "language_code": "en",
+                "source": "import",
+                "status": "active",
+            },
         ]
 
         assert main(args) == 1

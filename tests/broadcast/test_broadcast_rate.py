@@ -31,8 +31,12 @@ async def test_rate_is_held_exactly(tenantry, bot_api):
 
 
 async def test_two_tenants_at_once_and_a_429_pauses_only_its_bot(tenantry, bot_api):
-    slow = Shop(tenantry, tenantry.add_tenant("slow", features={"broadcast": {"rate_per_second": 20}}))
-    quick = Shop(tenantry, tenantry.add_tenant("quick", features={"broadcast": {"rate_per_second": 20}}))
+    slow = Shop(
+        tenantry, tenantry.add_tenant("slow", features={"broadcast": {"rate_per_second": 20}})
+    )
+    quick = Shop(
+        tenantry, tenantry.add_tenant("quick", features={"broadcast": {"rate_per_second": 20}})
+    )
     await tenantry.start()
     await slow.add_subscribers(range(2000, 2021))
     await quick.add_subscribers(range(3000, 3041))

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-
 from _broadcast_support import Shop, sends
+
 from core.testing.plugin import free_port
 
 SUBSCRIBERS = range(5000, 5120)
@@ -35,8 +35,18 @@ def spawn_runtime(tenantry, tmp_path: Path) -> tuple[subprocess.Popen, str]:
         "TENANTRY_WATCH": "0",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "run", "--tenants", str(tenantry.tenants_dir),
-         "--port", str(port), "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "run",
+            "--tenants",
+            str(tenantry.tenants_dir),
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -49,7 +59,9 @@ async def wait_serving(url: str, tenant_id: str, token: str, timeout: float = 60
     async with httpx.AsyncClient(base_url=url) as client:
         while time.monotonic() < deadline:
             try:
-                health = (await client.get("/health", headers={"Authorization": f"Bearer {token}"})).json()
+                health = (
+                    await client.get("/health", headers={"Authorization": f"Bearer {token}"})
+                ).json()
                 if any(t["id"] == tenant_id and t["state"] == "running" for t in health["tenants"]):
                     return
             except (httpx.HTTPError, ValueError):
@@ -58,7 +70,9 @@ async def wait_serving(url: str, tenant_id: str, token: str, timeout: float = 60
     raise AssertionError(f"the second runtime did not serve {tenant_id} within {timeout} s")
 
 
-async def test_two_runtimes_share_a_campaign_and_kill_9_sends_nobody_twice(tenantry, bot_api, tmp_path):
+async def test_two_runtimes_share_a_campaign_and_kill_9_sends_nobody_twice(
+    tenantry, bot_api, tmp_path
+):
     config = tenantry.add_tenant(
         "crash", features={"broadcast": {"rate_per_second": 20, "failover_seconds": 3}}
     )
@@ -102,7 +116,9 @@ async def test_two_runtimes_share_a_campaign_and_kill_9_sends_nobody_twice(tenan
     # Only the sends in flight at the kill are unknown (at most one per sender task).
     assert len(unknown) <= 5
     assert sent <= set(delivered) <= sent | unknown
-    assert all(r["claimed_by"].split(":")[1] == str(process.pid) for r in rows if r["status"] == "unknown")
+    assert all(
+        r["claimed_by"].split(":")[1] == str(process.pid) for r in rows if r["status"] == "unknown"
+    )
 
 
 async def test_restart_mid_campaign_resumes_without_duplicates(tenantry, bot_api):

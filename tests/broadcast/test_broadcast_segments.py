@@ -7,7 +7,9 @@ from _broadcast_support import ADMIN, Shop, buttons, wait_text
 BOOKING = {
     "kind": "tables",
     "tables": [{"id": "t1", "seats": 4}],
-    "opening_hours": dict.fromkeys(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "00:00-24:00"),
+    "opening_hours": dict.fromkeys(
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "00:00-24:00"
+    ),
 }
 ORDERS = {
     "stores": [
@@ -19,7 +21,8 @@ ORDERS = {
 
 async def _mall(tenantry) -> Shop:
     config = tenantry.add_tenant(
-        "mall", features={"booking": BOOKING, "orders": ORDERS, "broadcast": {"rate_per_second": 30}}
+        "mall",
+        features={"booking": BOOKING, "orders": ORDERS, "broadcast": {"rate_per_second": 30}},
     )
     await tenantry.start()
     shop = Shop(tenantry, config)
@@ -52,7 +55,9 @@ async def _mall(tenantry) -> Shop:
 
 
 async def _count(shop: Shop, audience: dict) -> int:
-    response = await shop.h.client.post(shop.url("/audiences/count"), json=audience, headers=shop.headers)
+    response = await shop.h.client.post(
+        shop.url("/audiences/count"), json=audience, headers=shop.headers
+    )
     assert response.status_code == 200, response.text
     return response.json()["count"]
 
@@ -66,8 +71,14 @@ async def test_segments_from_booking_and_orders(tenantry, updates, bot_api):
     assert await _count(shop, {"kind": "segment", "segment": "booking.upcoming"}) == 1
     store = {"kind": "segment", "segment": "orders.store_customers"}
     assert await _count(shop, {**store, "params": {"store": "bakery"}}) == 1
-    assert await _count(shop, {"kind": "segment", "segment": "orders.recent", "params": {"days": 30}}) == 1
-    assert await _count(shop, {"kind": "segment", "segment": "orders.recent", "params": {"days": 60}}) == 2
+    assert (
+        await _count(shop, {"kind": "segment", "segment": "orders.recent", "params": {"days": 30}})
+        == 1
+    )
+    assert (
+        await _count(shop, {"kind": "segment", "segment": "orders.recent", "params": {"days": 60}})
+        == 2
+    )
 
     bad = await shop.h.client.post(
         shop.url("/audiences/count"),
@@ -75,7 +86,9 @@ async def test_segments_from_booking_and_orders(tenantry, updates, bot_api):
         headers=shop.headers,
     )
     assert (bad.status_code, bad.json()["code"]) == (400, "broadcast.bad_segment_params")
-    no_store = await shop.h.client.post(shop.url("/audiences/count"), json=store, headers=shop.headers)
+    no_store = await shop.h.client.post(
+        shop.url("/audiences/count"), json=store, headers=shop.headers
+    )
     assert (no_store.status_code, no_store.json()["code"]) == (400, "broadcast.bad_segment_params")
 
     stats = (await shop.h.client.get(shop.url("/subscribers/stats"), headers=shop.headers)).json()

@@ -22,7 +22,9 @@ async def test_start_subscribes_and_the_core_still_welcomes(shop: Shop, updates,
     assert welcome.params["text"].startswith("Hello! I am the bot of Shop")
 
 
-async def test_stop_unsubscribes_with_reason_and_start_does_not_undo_it(shop: Shop, updates, bot_api):
+async def test_stop_unsubscribes_with_reason_and_start_does_not_undo_it(
+    shop: Shop, updates, bot_api
+):
     await shop.h.post_update(shop.id, updates.command("start", user_id=502))
     await shop.h.post_update(shop.id, updates.command("stop", user_id=502))
     [row] = await shop.sql("SELECT status, left_reason, left_at FROM {s}.broadcast_subscribers")

@@ -67,9 +67,21 @@ def add_market(tenantry: Any, tenant_id: str = "market", **fields: Any) -> dict[
             {"id": "bouquets", "store": "flowers", "name": "Bouquets"},
         ],
         "items": [
-            {"sku": "baguette", "store": "bakery", "category": "bread", "name": "Baguette", "price": 12000},
+            {
+                "sku": "baguette",
+                "store": "bakery",
+                "category": "bread",
+                "name": "Baguette",
+                "price": 12000,
+            },
             {"sku": "rye", "store": "bakery", "category": "bread", "name": "Rye", "price": 9000},
-            {"sku": "tulips", "store": "flowers", "category": "bouquets", "name": "Tulips", "price": 250000},
+            {
+                "sku": "tulips",
+                "store": "flowers",
+                "category": "bouquets",
+                "name": "Tulips",
+                "price": 250000,
+            },
         ],
     }
     fields.setdefault("locale", "en")
@@ -100,7 +112,9 @@ def link_in(text: str) -> str:
     return match.group(0)
 
 
-async def panel_link(tenantry: Any, updates: Any, bot_api: Any, config: dict[str, Any], command: str, user_id: int) -> str:
+async def panel_link(
+    tenantry: Any, updates: Any, bot_api: Any, config: dict[str, Any], command: str, user_id: int
+) -> str:
     """Send ``/<command>`` as ``user_id`` through the webhook; return the sign-in link the bot answered."""
     bot_id = int(config["bot"]["token"].split(":")[0])
     response = await tenantry.post_update(config["id"], updates.command(command, user_id=user_id))
@@ -123,7 +137,9 @@ def press(call: Any, text: str) -> str:
 class Guest:
     """A Telegram user booking through the bot's webhook, as Telegram posts their updates."""
 
-    def __init__(self, tenantry: Any, updates: Any, bot_api: Any, config: dict[str, Any], user_id: int):
+    def __init__(
+        self, tenantry: Any, updates: Any, bot_api: Any, config: dict[str, Any], user_id: int
+    ):
         self.tenantry, self.updates, self.bot_api = tenantry, updates, bot_api
         self.tenant_id = config["id"]
         self.bot_id = int(config["bot"]["token"].split(":")[0])

@@ -72,7 +72,9 @@ async def test_the_customer_books_in_the_webapp_and_bad_input_is_refused(
     await page.click("#confirm")
     ok = await page.wait_for_selector("#form-ok:not([hidden])")
     assert f"{day.isoformat()} 20:00" in await ok.inner_text()
-    [row] = await tenantry.sql(f'SELECT user_id, party_size, phone, source FROM "{schema}".bookings')
+    [row] = await tenantry.sql(
+        f'SELECT user_id, party_size, phone, source FROM "{schema}".bookings'
+    )
     assert row == {"user_id": 5001, "party_size": 4, "phone": "+79990001122", "source": "webapp"}
     await screens.shot(page, "booking-webapp")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import core.testing.plugin as harness_module
 from _web_support import CUSTOMER, FLORIST, PARTNER, add_market, panel_link, webapp_url
+
+import core.testing.plugin as harness_module
 from core.testing.updates import webapp_init_data
 
 RECORD_TOASTS = """() => {
@@ -102,9 +103,10 @@ async def test_a_restart_while_the_panel_is_open_loses_no_event(
     await tenantry.start()
     port = int(tenantry.url.rsplit(":", 1)[1])
     panel = await _open_panel(tenantry, updates, bot_api, config, new_page)
-    items = {r["sku"]: r["id"] for r in await tenantry.sql(
-        f'SELECT sku, id FROM "{config["storage"]["schema"]}".items'
-    )}
+    items = {
+        r["sku"]: r["id"]
+        for r in await tenantry.sql(f'SELECT sku, id FROM "{config["storage"]["schema"]}".items')
+    }
 
     await tenantry.stop()
     await panel.wait_for_selector("#live-state[data-state=offline]")
@@ -118,8 +120,12 @@ async def test_a_restart_while_the_panel_is_open_loses_no_event(
     for _ in range(2):
         response = await tenantry.client.post(
             "/api/tenants/market/orders/orders",
-            json={"store_id": "bakery", "type": "pickup", "phone": "+79990001122",
-                  "items": [{"item_id": items["baguette"], "quantity": 2}]},
+            json={
+                "store_id": "bakery",
+                "type": "pickup",
+                "phone": "+79990001122",
+                "items": [{"item_id": items["baguette"], "quantity": 2}],
+            },
             headers={"X-Telegram-Init-Data": init},
         )
         assert response.status_code == 201, response.text
@@ -158,8 +164,12 @@ async def test_a_partner_cannot_open_another_stores_panel(
     )
     created = await tenantry.client.post(
         "/api/tenants/market/orders/orders",
-        json={"store_id": "bakery", "type": "pickup", "phone": "+79990001122",
-              "items": [{"item_id": item["id"], "quantity": 2}]},
+        json={
+            "store_id": "bakery",
+            "type": "pickup",
+            "phone": "+79990001122",
+            "items": [{"item_id": item["id"], "quantity": 2}],
+        },
         headers={"X-Telegram-Init-Data": init},
     )
     order_id = created.json()["id"]

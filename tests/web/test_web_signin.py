@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from _web_support import ADMIN, CUSTOMER, PARTNER, add_market, add_restaurant, future_day, panel_link
+from _web_support import (
+    ADMIN,
+    CUSTOMER,
+    PARTNER,
+    add_market,
+    add_restaurant,
+    future_day,
+    panel_link,
+)
 
 from core.testing.updates import webapp_init_data
 from core.web.sessions import SESSION_SECONDS
@@ -20,7 +28,9 @@ async def test_api_key_sign_in_and_the_block_form(tenantry, new_page, screens):
 
     await page.fill("input[name=key]", "not-a-key")
     await page.click("button[type=submit]")
-    assert await page.inner_text("#signin-error") == "This key is not one of this tenant's API keys."
+    assert (
+        await page.inner_text("#signin-error") == "This key is not one of this tenant's API keys."
+    )
     await screens.shot(page, "signin")
 
     await page.fill("input[name=key]", tenantry.api_key("filin"))
@@ -28,7 +38,10 @@ async def test_api_key_sign_in_and_the_block_form(tenantry, new_page, screens):
     await page.wait_for_url(f"**/web/filin/booking/admin?date={day}")
     [cookie] = await page.context.cookies()
     assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == (
-        "tenantry_session", "/web/filin/", True, "Lax"
+        "tenantry_session",
+        "/web/filin/",
+        True,
+        "Lax",
     )
     # The session lives in the tenant's Redis prefix, expiring, under the token's digest only.
     prefix = config["storage"]["redis_prefix"]
@@ -54,9 +67,7 @@ async def test_api_key_sign_in_and_the_block_form(tenantry, new_page, screens):
     assert row == {"reason": "private party", "created_by": "api"}
 
 
-async def test_links_work_once_and_customers_get_no_session(
-    tenantry, updates, bot_api, new_page
-):
+async def test_links_work_once_and_customers_get_no_session(tenantry, updates, bot_api, new_page):
     config = add_market(tenantry)
     await tenantry.start()
     link = await panel_link(tenantry, updates, bot_api, config, "storepanel", PARTNER)

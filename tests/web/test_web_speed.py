@@ -11,7 +11,15 @@ import gzip
 import statistics
 from pathlib import Path
 
-from _web_support import ADMIN, PARTNER, add_market, add_restaurant, future_day, panel_link, webapp_url
+from _web_support import (
+    ADMIN,
+    PARTNER,
+    add_market,
+    add_restaurant,
+    future_day,
+    panel_link,
+    webapp_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = [ROOT / "core/web/static", *sorted(ROOT.glob("plugins/*/web/static"))]
@@ -28,7 +36,9 @@ def test_the_shipped_javascript_is_small():
     files = sorted(p for folder in STATIC for p in folder.glob("*.js"))
     raw = sum(p.stat().st_size for p in files)
     packed = sum(len(gzip.compress(p.read_bytes())) for p in files)
-    print(f"\njavascript: {len(files)} files, {raw / 1024:.1f} KiB, {packed / 1024:.1f} KiB gzipped")
+    print(
+        f"\njavascript: {len(files)} files, {raw / 1024:.1f} KiB, {packed / 1024:.1f} KiB gzipped"
+    )
     for path in files:
         print(f"  {path.relative_to(ROOT)}: {path.stat().st_size / 1024:.1f} KiB")
     assert raw < 64 * 1024
@@ -47,7 +57,10 @@ async def test_each_page_loads_within_the_budget(tenantry, updates, bot_api, new
     customer = await new_page()
     pages = {
         "sign-in": (customer, f"{tenantry.url}/web/filin/signin"),
-        "booking admin panel": (admin, f"{tenantry.url}/web/filin/booking/admin?date={future_day(1)}"),
+        "booking admin panel": (
+            admin,
+            f"{tenantry.url}/web/filin/booking/admin?date={future_day(1)}",
+        ),
         "booking WebApp": (customer, webapp_url(tenantry, filin, "booking/app", 5001, "Anna")),
         "partner order panel": (partner, f"{tenantry.url}/web/market/orders/partner/bakery"),
         "ordering WebApp": (customer, webapp_url(tenantry, market, "orders/app", 5001, "Anna")),
@@ -63,5 +76,7 @@ async def test_each_page_loads_within_the_budget(tenantry, updates, bot_api, new
         loads = [t["load"] for t in timings[1:]]
         doms = [t["dom"] for t in timings[1:]]
         median = statistics.median(loads)
-        print(f"| {name} | {timings[0]['load']:.0f} | {median:.0f} | {statistics.median(doms):.0f} |")
+        print(
+            f"| {name} | {timings[0]['load']:.0f} | {median:.0f} | {statistics.median(doms):.0f} |"
+        )
         assert median < BUDGET_MS, (name, loads)

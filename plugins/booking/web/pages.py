@@ -215,7 +215,9 @@ class BookingPages(Controller):
         return view
 
     @post("/blocks", guards=[require_staff], status_code=201)
-    async def block(self, tenant: TenantDep, actor: ActorDep, data: JSONBody[NewWebBlock]) -> BlockView:
+    async def block(
+        self, tenant: TenantDep, actor: ActorDep, data: JSONBody[NewWebBlock]
+    ) -> BlockView:
         """Block a time of the day; 400 ``booking.range`` for an end not after the start."""
         _admin(actor)
         start = datetime.combine(data.date, time.fromisoformat(data.starts), tzinfo=tenant.tz)

@@ -163,7 +163,11 @@ class OrderPages(Controller):
 
     @post("/orders/{order_id:int}/status", guards=[require_staff], status_code=200)
     async def panel_status(
-        self, tenant: TenantDep, actor: ActorDep, order_id: FromPath[int], data: JSONBody[PanelStatusChange]
+        self,
+        tenant: TenantDep,
+        actor: ActorDep,
+        order_id: FromPath[int],
+        data: JSONBody[PanelStatusChange],
     ) -> OrderView:
         """Move an order as the store's partner (or admin).
 
