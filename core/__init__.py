@@ -19,8 +19,8 @@ from core.hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from core.actors import Actor, Grant, HasRole, Role, resolve_actor
-    from core.runtime.tenant import Tenant, TenantState
     from core.events.model import DomainEvent
+    from core.runtime.tenant import Tenant, TenantState
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity, StatusMachineSpec, Transition, TransitionError
