@@ -55,6 +55,7 @@ class EventBus:
         tenants: Callable[[], dict[str, Tenant]],
     ):
         self._redis = redis
+        self._pool = pool
         self.layout = StreamLayout(settings.queue_name, settings.events_shards)
         self.relay = OutboxRelay(
             dsn,
@@ -114,7 +115,10 @@ class EventBus:
             no runtime consumes the group).
         """
         deadline = time.monotonic() + timeout
-        while await tenant.db.fetchval("SELECT EXISTS (SELECT 1 FROM tenantry_outbox)"):
+        # The shared pool, not the tenant's share of it: waiting for delivery
+        # must not take a connection the tenant's own requests are queueing for.
+        outbox = f'SELECT EXISTS (SELECT 1 FROM "{tenant.config.schema}".tenantry_outbox)'
+        while await self._pool.fetchval(outbox):
             self.relay.wake(tenant.id)
             await self.relay.idle()
             if time.monotonic() > deadline:

@@ -195,10 +195,9 @@ class OutboxRelay:
             tenant_id = await self._queue.get()
             self._queued.discard(tenant_id)
             try:
-                tenant = self._tenants().get(tenant_id)
-                if tenant is not None and tenant.serving:
-                    while await self._move(tenant) == self._batch:
-                        pass
+                # In a method of its own, so this long-lived frame keeps no
+                # reference to a Tenant that is later retired (it must be freed).
+                await self._move_all(tenant_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -208,6 +207,12 @@ class OutboxRelay:
                 )
             finally:
                 self._queue.task_done()
+
+    async def _move_all(self, tenant_id: str) -> None:
+        tenant = self._tenants().get(tenant_id)
+        if tenant is not None and tenant.serving:
+            while await self._move(tenant) == self._batch:
+                pass
 
     async def _move(self, tenant: Tenant) -> int:
         """Move up to ``batch`` rows of ``tenant``; return how many moved."""

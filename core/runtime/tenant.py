@@ -258,7 +258,12 @@ class Tenant:
         """
         if self.events is None or not self.serving:
             return True
-        return await self.events.delivered(self, timeout)
+        from core.errors import STORAGE_UNAVAILABLE
+
+        try:
+            return await self.events.delivered(self, timeout)
+        except STORAGE_UNAVAILABLE:
+            return False  # PostgreSQL or Redis is down: nothing can be delivered now
 
     @property
     def serving(self) -> bool:
