@@ -1,4 +1,4 @@
-"""The per-bot rate, measured at the Bot API stand-in: exact, per tenant, and a 429 pauses one bot only."""
+"""The per-bot rate, measured at the Bot API stand-in: never above it, per tenant, and a 429 pauses one bot only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,30 @@ def achieved_rate(calls: list) -> float:
     return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
 
 
-async def test_rate_is_held_exactly(tenantry, bot_api):
+def busiest_second(calls: list) -> int:
+    """The most arrivals in any half-open one-second window ``[t, t + 1)``."""
+    arrivals = sorted(c.at for c in calls)
+    start, most = 0, 0
+    for end, at in enumerate(arrivals):
+        while arrivals[start] <= at - 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def assert_rate_held(calls: list, rate: int) -> None:
+    """Never above ``rate`` in any second (Telegram's limit), and not far below it.
+
+    One message of slack above the rate absorbs the jitter between the
+    reserved slot and the stand-in's arrival stamp; the lower bound is loose
+    because a shared CI machine stalls the event loop now and then (the exact
+    rate is measured in ``bench/broadcast.py``, not here).
+    """
+    assert busiest_second(calls) <= rate + 1, busiest_second(calls)
+    assert achieved_rate(calls) >= 0.6 * rate, achieved_rate(calls)
+
+
+async def test_rate_is_held(tenantry, bot_api):
     config = tenantry.add_tenant("fast", features={"broadcast": {"rate_per_second": 20}})
     await tenantry.start()
     shop = Shop(tenantry, config)
@@ -27,7 +50,7 @@ async def test_rate_is_held_exactly(tenantry, bot_api):
         c for c in bot_api.calls("sendMessage", bot_id=shop.bot_id) if c.error_code is None
     ]
     assert len(calls) == 61
-    assert abs(achieved_rate(calls) - 20) / 20 < 0.08, achieved_rate(calls)
+    assert_rate_held(calls, 20)
 
 
 async def test_two_tenants_at_once_and_a_429_pauses_only_its_bot(tenantry, bot_api):
@@ -51,7 +74,7 @@ async def test_two_tenants_at_once_and_a_429_pauses_only_its_bot(tenantry, bot_a
 
     quick_calls = bot_api.calls("sendMessage", bot_id=quick.bot_id)
     assert all(c.error_code is None for c in quick_calls)
-    assert abs(achieved_rate(quick_calls) - 20) / 20 < 0.08, achieved_rate(quick_calls)
+    assert_rate_held(quick_calls, 20)
 
     slow_calls = bot_api.calls("sendMessage", bot_id=slow.bot_id)
     refused = [c for c in slow_calls if c.error_code == 429]
