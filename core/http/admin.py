@@ -35,7 +35,13 @@ from core.http.auth import (
     provide_admin_actor,
     require_admin_token,
 )
-from core.runtime.audit import AuditEntry, admin_action, declared_tenant_id
+from core.runtime.audit import (
+    AuditEntry,
+    admin_action,
+    declared_tenant_id,
+    mask_secrets,
+    tenant_file_diff,
+)
 from core.runtime.control import StorageClaim, claims_of
 from core.runtime.registry import TenantStartError
 from core.runtime.tenant import TenantState
@@ -270,7 +276,10 @@ class AdminController(Controller):
         with admin_action(actor.name, action) as recording:
             try:
                 tenant = await runtime.registry.apply_text(
-                    text, write_to=target, env_allow=None if actor.is_ops else ()
+                    text,
+                    write_to=target,
+                    env_allow=None if actor.is_ops else (),
+                    changed_by=actor.name,
                 )
             except ConfigError as exc:
                 await _audit(
@@ -392,7 +401,7 @@ class AdminController(Controller):
         before = _running_text(runtime, tenant_id)
         with admin_action(actor.name, "tenant.remove") as recording:
             try:
-                await runtime.registry.remove(tenant_id)
+                await runtime.registry.remove(tenant_id, changed_by=actor.name)
             except KeyError:
                 reason = "unknown tenant"
                 await _audit(runtime, actor, "tenant.remove", tenant_id, "refused", reason)
@@ -400,6 +409,136 @@ class AdminController(Controller):
         if not recording.recorded:
             await _audit(runtime, actor, "tenant.remove", tenant_id, "ok", before=before)
         return {"id": tenant_id, "state": TenantState.STOPPED}
+
+    @get("/tenants/{tenant_id:str}/history", summary="Every stored version of a tenant file")
+    async def tenant_history(
+        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+    ) -> dict[str, Any]:
+        """The tenant's versions in the store, newest first (:mod:`core.runtime.store`).
+
+        Returns:
+            ``{"id", "versions": [{"version", "action", "checksum", "changed_by", "changed_at"}]}``.
+
+        Raises:
+            NotFound: never stored, or outside the token's scope.
+        """
+        history = await self._history(request, actor, tenant_id)
+        return {
+            "id": tenant_id,
+            "versions": [
+                {
+                    "version": h.version,
+                    "action": h.action,
+                    "checksum": h.checksum,
+                    "changed_by": h.changed_by,
+                    "changed_at": h.changed_at.isoformat(),
+                }
+                for h in history
+            ],
+        }
+
+    @get(
+        "/tenants/{tenant_id:str}/versions/{version:int}",
+        summary="One stored version of a tenant file, secrets masked",
+    )
+    async def tenant_version(
+        self,
+        tenant_id: FromPath[str],
+        version: FromPath[int],
+        request: Request[Any, Any, Any],
+        actor: AdminActorDep,
+    ) -> dict[str, Any]:
+        """Version ``version`` of the tenant's file, inline secrets masked
+        (:func:`core.runtime.audit.mask_secrets`), with its diff against the version before.
+
+        Raises:
+            NotFound: no such version, or a tenant outside the token's scope.
+        """
+        runtime = request.app.state.runtime
+        await self._history(request, actor, tenant_id)
+        stored = await runtime.store.version(tenant_id, version)
+        if stored is None:
+            raise NotFound("admin.no_version", f"tenant {tenant_id!r} has no version {version}")
+        previous = await runtime.store.version(tenant_id, version - 1) if version > 1 else None
+        key = runtime.settings.resolved_secret_key().encode()
+        text = mask_secrets(stored.text, key) or "" if stored.text else ""
+        before = (mask_secrets(previous.text, key) or "") if previous and previous.text else ""
+        return {
+            "id": tenant_id,
+            "version": version,
+            "action": stored.head.action,
+            "changed_by": stored.head.changed_by,
+            "changed_at": stored.head.changed_at.isoformat(),
+            "text": text,
+            "diff": tenant_file_diff(tenant_id, before, text),
+        }
+
+    @post(
+        "/tenants/{tenant_id:str}/rollback/{version:int}",
+        summary="Make an earlier version of a tenant file current again",
+        status_code=HTTP_200_OK,
+    )
+    async def rollback_tenant(
+        self,
+        tenant_id: FromPath[str],
+        version: FromPath[int],
+        request: Request[Any, Any, Any],
+        actor: AdminActorDep,
+    ) -> Response[Any]:
+        """Store version ``version``'s text as the next version and start it, on every runtime.
+
+        The old text is validated again like any change (an environment
+        variable it needs may be gone): a refusal changes nothing.
+
+        Returns:
+            200 with the tenant's state; 404 no such version (or outside the
+            token's scope, or a removal); 422 with errors when it is refused
+            or could not start (the running version is kept).
+        """
+        runtime = request.app.state.runtime
+        await self._history(request, actor, tenant_id)
+        stored = await runtime.store.version(tenant_id, version)
+        if stored is None or not stored.text:
+            raise NotFound("admin.no_version", f"tenant {tenant_id!r} has no version {version}")
+        with admin_action(actor.name, "tenant.rollback") as recording:
+            try:
+                tenant = await runtime.registry.apply_text(
+                    stored.text,
+                    env_allow=None if actor.is_ops else (),
+                    changed_by=actor.name,
+                    action="rollback",
+                )
+            except ConfigError as exc:
+                await _audit(
+                    runtime, actor, "tenant.rollback", tenant_id, "refused", _issues_text(exc.issues)
+                )
+                raise Unprocessable(
+                    "admin.invalid_tenant_file",
+                    f"version {version} is refused; the running config is kept",
+                    errors=[str(i) for i in exc.issues],
+                ) from None
+            except TenantStartError as exc:
+                if not recording.recorded:
+                    await _audit(runtime, actor, "tenant.rollback", tenant_id, "failed", str(exc))
+                raise Unprocessable(
+                    "admin.tenant_start_failed",
+                    f"version {version} could not start; the running config is kept",
+                    errors=[str(exc)],
+                ) from None
+        if not recording.recorded:
+            await _audit(runtime, actor, "tenant.rollback", tenant_id, "ok", "unchanged")
+        return Response(tenant.describe())
+
+    async def _history(
+        self, request: Request[Any, Any, Any], actor: AdminActor, tenant_id: str
+    ) -> list[Any]:
+        runtime = request.app.state.runtime
+        if not _well_formed(tenant_id) or not actor.may_manage(tenant_id):
+            raise _unknown_tenant(tenant_id)
+        history = await runtime.store.history(tenant_id)
+        if not history:
+            raise _unknown_tenant(tenant_id)
+        return history
 
     @get("/claims", summary="Storage claims: which tenant id holds which schema, prefix and bot")
     async def list_claims(

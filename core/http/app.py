@@ -49,6 +49,7 @@ from core.runtime.plugins import build_plugin_manager
 from core.runtime.redaction import forget_secrets, register_secrets, runtime_secrets
 from core.runtime.registry import TenantRegistry
 from core.runtime.settings import RuntimeSettings
+from core.runtime.store import StoreFollower, TenantStore
 from core.storage.db import create_pool
 from core.storage.jobs import JobRunner, JobSpec
 from core.storage.statuses import TransitionError
@@ -76,6 +77,9 @@ class Runtime:
             read by :meth:`start`.
         claims / audit: storage claims and the audit log in the control
             schema (:mod:`core.runtime.control`, :mod:`core.runtime.audit`), set by :meth:`start`.
+        store / follower: the tenant store every runtime on the database
+            follows, and what keeps this runtime following it
+            (:mod:`core.runtime.store`), set by :meth:`start`.
         heap: the process's garbage-collector policy (:mod:`core.runtime.heap`).
     """
 
@@ -93,6 +97,8 @@ class Runtime:
         self.admin_tokens = AdminTokens(None)
         self.claims: ClaimStore = None  # type: ignore[assignment]
         self.audit: AuditLog = None  # type: ignore[assignment]
+        self.store: TenantStore = None  # type: ignore[assignment]
+        self.follower: StoreFollower | None = None
         self.heap = HeapPolicy(settings.gc_freeze, settings.gc_gen0_threshold)
         self._background: list[asyncio.Task[Any]] = []
 
@@ -127,6 +133,7 @@ class Runtime:
         if applied:
             log.info("migrations_applied", schema=settings.control_schema, migrations=applied)
         self.claims = ClaimStore(self.pool, settings.control_schema)
+        self.store = TenantStore(self.pool, settings.control_schema)
         self.audit = AuditLog(self.pool, settings.control_schema, settings.resolved_secret_key())
         self.redis = connect_redis(redis_url)
         await self.redis.ping()
@@ -162,11 +169,20 @@ class Runtime:
             tenant_env_allow=settings.tenant_env_allow,
             listen_host=settings.listen_host,
             events=self.events,
+            store=self.store,
+        )
+        self.follower = StoreFollower(
+            database_url,
+            self.store.channel,
+            self.registry.apply_store,
+            reread_seconds=settings.tenants_reread_seconds,
         )
         if settings.run_jobs:
             await self.jobs.start()
         else:
             await self.jobs.queue.connect()
+        # Listening before the first read, so no change falls in between.
+        self.follower.start()
         await self.registry.sync()
         # After the tenants are known: a consumer drops events of tenants it does not hold.
         await self.events.start(consume=settings.run_events)
@@ -186,6 +202,8 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.follower is not None:
+            await self.follower.stop()
         if self.registry is not None:
             await self.registry.stop_all()
         if self.events is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ from core.errors import STORAGE_UNAVAILABLE
 from core.runtime.audit import TenantChange
 from core.runtime.plugins import resolve
 from core.runtime.redaction import forget_secrets, register_secrets
+from core.runtime.store import FolderFile
 from core.runtime.tenant import CommandSpec, Tenant, TenantState
 from core.storage.db import TenantDB
 from core.storage.migrations import MigrationError, prepare_tenant_schema
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
     from core.events.bus import EventBus
     from core.runtime.control import ClaimStore
+    from core.runtime.store import StoredTenant, TenantStore
     from core.storage.jobs import JobRunner
 
 __all__ = ["TenantRegistry", "TenantStartError"]
@@ -81,6 +84,10 @@ class TenantRegistry:
             namespace (:attr:`core.runtime.settings.RuntimeSettings.tenant_env_allow`).
         listen_host: the runtime's listen address; demo secrets are refused
             unless it is loopback.
+        events: the event bus, woken for a tenant that (re)starts.
+        store: the tenant store of the control schema (:mod:`core.runtime.store`):
+            the running set follows it, and the folder is a two-way mirror of it
+            (see :meth:`sync`). None: the folder alone is the truth.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class TenantRegistry:
         tenant_env_allow: Iterable[str] = (),
         listen_host: str = "127.0.0.1",
         events: EventBus | None = None,
+        store: TenantStore | None = None,
     ):
         self.pm = pm
         self.pool = pool
@@ -118,6 +126,18 @@ class TenantRegistry:
         self._on_retired = on_retired
         self.claims = claims
         self._on_change = on_change
+        self.store = store
+        # Which folder this is, for the store's memory of what each folder holds.
+        self.folder = f"{socket.gethostname()}:{tenants_dir.resolve()}"
+        # Versions refused or failed on this runtime (tenant id -> checksum):
+        # the periodic re-read does not retry them; a change or a sync does.
+        self._refused_checksums: dict[str, str] = {}
+        # Specs validated by the folder push, by checksum, so the store's
+        # copy of the same text is not validated twice.
+        self._validated: dict[str, TenantSpec] = {}
+        # Labels in :attr:`rejected` of stored versions this runtime refused
+        # (not files of its folder, so a folder scan does not clear them).
+        self._store_rejected: set[str] = set()
 
     def get(self, tenant_id: str) -> Tenant | None:
         """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
@@ -136,7 +156,7 @@ class TenantRegistry:
         )
 
     async def sync(self) -> list[ConfigIssue]:
-        """Bring the running set in line with the folder: add new, reload changed, stop removed.
+        """Bring the running set in line with the folder and the store: add new, reload changed, stop removed.
 
         Used at start-up and by the watcher. Files are read and validated in a
         worker thread, so a slow file never holds up serving. Tenants start
@@ -145,56 +165,251 @@ class TenantRegistry:
         in :attr:`rejected` and the other files go on; if its tenant was
         running, it keeps its last good config.
 
+        With a :attr:`store`, the folder is a two-way mirror of it: a file
+        edited since this folder last exchanged it with the store is pushed
+        (validated first: a refused file never reaches the store), a file
+        deleted since then removes its tenant from the store, and the store's
+        versions this runtime starts are written back to the folder. Then the
+        running set follows the store (:meth:`apply_store`), and failed
+        versions are retried.
+
         Returns:
             The problems of the rejected files.
         """
         async with self._lock:
-            files = self.tenant_files()
-            specs: list[TenantSpec] = []
-            issues: list[ConfigIssue] = []
-            loaded_files = await asyncio.to_thread(_load_files, files, self.pm, self.load_options)
-            for path, loaded in loaded_files:
-                if isinstance(loaded, ConfigError):
-                    self.rejected[str(path)] = loaded.issues
-                    issues.extend(loaded.issues)
-                else:
-                    specs.append(loaded)
-                    self.rejected.pop(str(path), None)
-            specs = await self._claimed(specs, issues)
-            seen = {str(p) for p in files}
-            for stale in [f for f in self.rejected if f not in seen]:
-                del self.rejected[stale]
-            rejected_paths = set(self.rejected)
-            # Keep the running config of tenants whose new file was rejected.
-            kept = [
-                t for t in self.tenants.values() if str(self._sources.get(t.id)) in rejected_paths
-            ]
-            # Running tenants come first, so a clash is blamed on the newcomer
-            # and never stops a tenant that was serving.
-            specs.sort(key=lambda spec: (spec.config.id not in self.tenants, spec.source))
-            clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
-            clashing = {c.file for c in clashes}
-            for clash in clashes:
-                log.warning("tenant_file_rejected", file=clash.file, errors=[str(clash)])
-                self.rejected.setdefault(clash.file, []).append(clash)
-            issues.extend(clashes)
-            wanted = {s.config.id: s for s in specs if s.source not in clashing}
-            for tenant_id in [t for t in self.tenants if t not in wanted]:
-                source = self._sources.get(tenant_id)
-                if source is not None and str(source) in rejected_paths and source.exists():
-                    continue
-                await self._stop(tenant_id)
-            semaphore = asyncio.Semaphore(8)
-
-            async def start_one(spec: TenantSpec) -> None:
-                async with semaphore:
-                    await self._start(spec, Path(spec.source))
-
-            await asyncio.gather(*(start_one(s) for s in wanted.values() if self._needs_start(s)))
+            if self.store is None:
+                return await self._sync_folder()
+            issues = await self._push_folder()
+            issues.extend(await self._apply_store(None, retry=True))
             return issues
 
+    async def apply_store(self, tenant_ids: set[str] | None = None) -> list[ConfigIssue]:
+        """Follow the store: start, swap or stop the tenants whose stored version changed.
+
+        Called by :class:`core.runtime.store.StoreFollower` on NOTIFY (with
+        the ids named) and periodically (None: every head). A version this
+        runtime already refused or failed to start is not retried here (a new
+        version or :meth:`sync` retries it). No-op without a store.
+
+        Returns:
+            The problems of stored versions this runtime could not accept
+            (for example a ``${VAR}`` its environment lacks).
+        """
+        if self.store is None:
+            return []
+        async with self._lock:
+            return await self._apply_store(tenant_ids, retry=False)
+
+    async def _sync_folder(self) -> list[ConfigIssue]:
+        """:meth:`sync` without a store: the folder alone is the truth."""
+        files = self.tenant_files()
+        specs: list[TenantSpec] = []
+        issues: list[ConfigIssue] = []
+        loaded_files = await asyncio.to_thread(_load_files, files, self.pm, self.load_options)
+        for path, loaded in loaded_files:
+            if isinstance(loaded, ConfigError):
+                self.rejected[str(path)] = loaded.issues
+                issues.extend(loaded.issues)
+            else:
+                specs.append(loaded)
+                self.rejected.pop(str(path), None)
+        specs = await self._claimed(specs, issues)
+        seen = {str(p) for p in files}
+        for stale in [f for f in self.rejected if f not in seen]:
+            del self.rejected[stale]
+        rejected_paths = set(self.rejected)
+        # Keep the running config of tenants whose new file was rejected.
+        kept = [t for t in self.tenants.values() if str(self._sources.get(t.id)) in rejected_paths]
+        # Running tenants come first, so a clash is blamed on the newcomer
+        # and never stops a tenant that was serving.
+        specs.sort(key=lambda spec: (spec.config.id not in self.tenants, spec.source))
+        clashes = check_tenant_set([*[_spec_of(t) for t in kept], *specs])
+        clashing = {c.file for c in clashes}
+        for clash in clashes:
+            log.warning("tenant_file_rejected", file=clash.file, errors=[str(clash)])
+            self.rejected.setdefault(clash.file, []).append(clash)
+        issues.extend(clashes)
+        wanted = {s.config.id: s for s in specs if s.source not in clashing}
+        for tenant_id in [t for t in self.tenants if t not in wanted]:
+            source = self._sources.get(tenant_id)
+            if source is not None and str(source) in rejected_paths and source.exists():
+                continue
+            await self._stop(tenant_id)
+        semaphore = asyncio.Semaphore(8)
+
+        async def start_one(spec: TenantSpec) -> None:
+            async with semaphore:
+                await self._start(spec, Path(spec.source))
+
+        await asyncio.gather(*(start_one(s) for s in wanted.values() if self._needs_start(s)))
+        return issues
+
+    async def _push_folder(self) -> list[ConfigIssue]:
+        """Push the folder's edited files to the store and remove its deleted ones (store mode)."""
+        assert self.store is not None
+        files = self.tenant_files()
+        issues: list[ConfigIssue] = []
+        loaded_files = await asyncio.to_thread(_load_files, files, self.pm, self.load_options)
+        records = await self.store.folder_files(self.folder)
+        heads = await self.store.heads()
+        pushes: list[TenantSpec] = []
+        present_ids: set[str] = set()
+        for path, loaded in loaded_files:
+            if isinstance(loaded, ConfigError):
+                self.rejected[str(path)] = loaded.issues
+                issues.extend(loaded.issues)
+                continue
+            self.rejected.pop(str(path), None)
+            present_ids.add(loaded.config.id)
+            self._validated[loaded.source_hash] = loaded
+            record = records.get(path.name)
+            if record == FolderFile(path.name, loaded.config.id, loaded.source_hash):
+                continue  # unchanged since it was last pushed or written here
+            head = heads.get(loaded.config.id)
+            if head is not None and not head.deleted and head.checksum == loaded.source_hash:
+                await self._remember_file(path, loaded.config.id, loaded.source_hash)
+                continue
+            pushes.append(loaded)
+        seen = {str(p) for p in files}
+        for stale in [f for f in self.rejected if f not in seen and f not in self._store_rejected]:
+            del self.rejected[stale]
+        # Running tenants first, so a clash is blamed on the newcomer.
+        pushes.sort(key=lambda spec: (spec.config.id not in self.tenants, spec.source))
+        pushed_ids = {spec.config.id for spec in pushes}
+        running = [
+            t.spec for t in self.tenants.values() if t.spec is not None and t.id not in pushed_ids
+        ]
+        clashes = [
+            c for c in check_tenant_set([*running, *pushes]) if c.file in {p.source for p in pushes}
+        ]
+        for clash in clashes:
+            log.warning("tenant_file_rejected", file=clash.file, errors=[str(clash)])
+            self.rejected.setdefault(clash.file, []).append(clash)
+        issues.extend(clashes)
+        clashing = {c.file for c in clashes}
+        pushes = await self._claimed([p for p in pushes if p.source not in clashing], issues)
+        for spec in pushes:
+            await self.store.put(spec.config.id, spec.text, changed_by=f"file:{spec.source}")
+            await self._remember_file(Path(spec.source), spec.config.id, spec.source_hash)
+        if self.tenants_dir.is_dir():
+            present = {p.name for p in files}
+            for name, record in records.items():
+                if name in present:
+                    continue
+                head = heads.get(record.tenant_id)
+                if head is not None and not head.deleted and record.tenant_id not in present_ids:
+                    await self.store.remove(
+                        record.tenant_id, changed_by=f"file:{self.tenants_dir / name}"
+                    )
+                await self.store.forget_file(self.folder, name)
+        return issues
+
+    async def _apply_store(self, tenant_ids: set[str] | None, *, retry: bool) -> list[ConfigIssue]:
+        """Start, swap or stop tenants to match the store's heads (all, or ``tenant_ids``)."""
+        assert self.store is not None
+        heads = await self.store.heads(tenant_ids)
+        issues: list[ConfigIssue] = []
+        stopping = [t for t, head in heads.items() if head.deleted and t in self.tenants]
+        if tenant_ids is None:
+            stopping += [t for t in self.tenants if t not in heads]
+        wanted = [h for h in heads.values() if not h.deleted and self._stored_needs_start(h, retry)]
+        documents = await self.store.texts([h.tenant_id for h in wanted]) if wanted else {}
+        records = await self.store.folder_files(self.folder) if documents or stopping else {}
+        file_of = {r.tenant_id: self.tenants_dir / r.file_name for r in records.values()}
+        specs: list[TenantSpec] = []
+        unparsed: list[tuple[str, str]] = []
+        label_ids: dict[str, str] = {}
+        for tenant_id, document in documents.items():
+            spec = self._validated.pop(document.head.checksum, None)
+            if spec is not None and spec.config.id == tenant_id:
+                specs.append(spec)
+            else:
+                label = str(file_of.get(tenant_id, self.tenants_dir / f"{tenant_id}.yaml"))
+                label_ids[label] = tenant_id
+                unparsed.append((label, document.text))
+        self._validated.clear()
+        for label, loaded in await asyncio.to_thread(
+            _load_texts, unparsed, self.pm, self.load_options
+        ):
+            if isinstance(loaded, ConfigError):
+                self._store_rejected.add(label)
+                self.rejected[label] = loaded.issues
+                issues.extend(loaded.issues)
+                tenant_id = label_ids[label]
+                self._refused_checksums[tenant_id] = documents[tenant_id].head.checksum
+            else:
+                self._store_rejected.discard(label)
+                specs.append(loaded)
+        specs = await self._claimed(specs, issues)
+        for tenant_id in stopping:
+            await self._stop(tenant_id)
+            await self._mirror(tenant_id, None, records)
+        semaphore = asyncio.Semaphore(8)
+
+        async def start_one(spec: TenantSpec) -> None:
+            async with semaphore:
+                source = file_of.get(spec.config.id, self.tenants_dir / f"{spec.config.id}.yaml")
+                error = await self._start(spec, source)
+                if error:
+                    self._refused_checksums[spec.config.id] = spec.source_hash
+                else:
+                    self._refused_checksums.pop(spec.config.id, None)
+                    await self._mirror(spec.config.id, spec, records)
+
+        await asyncio.gather(*(start_one(s) for s in specs))
+        return issues
+
+    def _stored_needs_start(self, head: StoredTenant, retry: bool) -> bool:
+        if not retry and self._refused_checksums.get(head.tenant_id) == head.checksum:
+            return False
+        current = self.tenants.get(head.tenant_id)
+        return (
+            current is None
+            or current.source_hash != head.checksum
+            or (retry and current.state == TenantState.FAILED)
+        )
+
+    async def _remember_file(self, path: Path, tenant_id: str, checksum: str) -> None:
+        assert self.store is not None
+        await self.store.record_file(self.folder, FolderFile(path.name, tenant_id, checksum))
+
+    async def _mirror(
+        self, tenant_id: str, spec: TenantSpec | None, records: dict[str, FolderFile]
+    ) -> None:
+        """Write the stored version of ``tenant_id`` to the folder (None: delete its file).
+
+        Only a file this folder last exchanged with the store and that nobody
+        edited since, or a missing one, is written: a hand edit in progress is
+        never overwritten. Nothing happens without a folder.
+        """
+        assert self.store is not None
+        if not self.tenants_dir.is_dir():
+            return
+        record = next((r for r in records.values() if r.tenant_id == tenant_id), None)
+        path = self.tenants_dir / (record.file_name if record else f"{tenant_id}.yaml")
+        text = None if spec is None else spec.text
+        try:
+            written = await asyncio.to_thread(
+                _mirror_file, path, text, record.checksum if record else None
+            )
+        except OSError as exc:
+            log.warning("tenant_file_mirror_failed", file=str(path), error=str(exc))
+            return
+        if not written:
+            return
+        if spec is None:
+            await self.store.forget_file(self.folder, path.name)
+        else:
+            await self._remember_file(path, tenant_id, spec.source_hash)
+
     async def apply_text(
-        self, text: str, *, write_to: Path | None = None, env_allow: Iterable[str] | None = None
+        self,
+        text: str,
+        *,
+        write_to: Path | None = None,
+        env_allow: Iterable[str] | None = None,
+        changed_by: str = "api",
+        action: str = "put",
     ) -> Tenant:
         """Validate YAML ``text`` and start or replace its tenant (admin API).
 
@@ -208,6 +423,11 @@ class TenantRegistry:
             env_allow: variables the file may read besides its own namespace;
                 None for the runtime's ``tenant_env_allow`` (an upload with a
                 scoped admin token passes none).
+            changed_by: who, for the store's version (an admin token's name).
+            action: the store's action: ``put``, or ``rollback``.
+
+        With a :attr:`store`, the valid text becomes the tenant's next stored
+        version (every runtime follows it) before it starts here.
 
         Raises:
             ConfigError: validation or clash problems, or any exception raised
@@ -231,12 +451,17 @@ class TenantRegistry:
             if clashes:
                 log.warning("tenant_file_rejected", file=filename, errors=[str(c) for c in clashes])
                 raise ConfigError(clashes)
+            if self.store is not None:
+                await self.store.put(spec.config.id, text, changed_by=changed_by, action=action)
+                self._refused_checksums.pop(spec.config.id, None)
             if write_to is not None:
                 write_to.parent.mkdir(parents=True, exist_ok=True)
                 temporary = write_to.with_name(f".{write_to.name}.tmp")
                 temporary.write_text(text, encoding="utf-8")
                 temporary.replace(write_to)
                 self.rejected.pop(str(write_to), None)
+                if self.store is not None:
+                    await self._remember_file(write_to, spec.config.id, spec.source_hash)
             error = await self._start(spec, write_to or Path(spec.source))
             if error:
                 raise TenantStartError(error)
@@ -268,8 +493,13 @@ class TenantRegistry:
             self.rejected[str(path)] = exc.issues
             raise
 
-    async def remove(self, tenant_id: str, *, delete_file: bool = True) -> None:
+    async def remove(
+        self, tenant_id: str, *, delete_file: bool = True, changed_by: str = "api"
+    ) -> None:
         """Stop ``tenant_id`` (its data is kept) and delete its file.
+
+        With a :attr:`store`, the removal is the tenant's next stored version,
+        so every runtime stops it.
 
         Raises:
             KeyError: the tenant is not running.
@@ -278,10 +508,14 @@ class TenantRegistry:
             if tenant_id not in self.tenants:
                 raise KeyError(tenant_id)
             path = self._sources.get(tenant_id)
+            if self.store is not None:
+                await self.store.remove(tenant_id, changed_by=changed_by)
             await self._stop(tenant_id)
             if delete_file and path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+                if self.store is not None:
+                    await self.store.forget_file(self.folder, path.name)
 
     async def stop_all(self) -> None:
         """Stop every tenant (shutdown)."""
@@ -358,9 +592,7 @@ class TenantRegistry:
             statuses=spec.machines,
             texts=spec.texts,
             pm=self.pm,
-            db=TenantDB(
-                self.pool, config.schema, max_connections=config.storage.max_connections
-            ),
+            db=TenantDB(self.pool, config.schema, max_connections=config.storage.max_connections),
             redis=self.redis,
             jobs=self.jobs,
             source_hash=spec.source_hash,
@@ -525,6 +757,53 @@ def _load_files(
         except ConfigError as exc:
             loaded.append((path, exc))
     return loaded
+
+
+def _load_texts(
+    documents: Iterable[tuple[str, str]], pm: pluggy.PluginManager, load_options: dict[str, Any]
+) -> list[tuple[str, TenantSpec | ConfigError]]:
+    """Validate stored texts ``(label, text)`` (in a worker thread): each spec, or why it was refused."""
+    loaded: list[tuple[str, TenantSpec | ConfigError]] = []
+    load = functools.partial(load_tenant_text, **load_options)
+    for label, text in documents:
+        try:
+            loaded.append((label, _load_guarded(label, load, text, label, pm)))
+        except ConfigError as exc:
+            loaded.append((label, exc))
+    return loaded
+
+
+def _mirror_file(path: Path, text: str | None, recorded: str | None) -> bool:
+    """Write ``text`` to ``path`` atomically (None: delete it), unless it was edited by hand.
+
+    ``recorded`` is the checksum this folder last exchanged for the file. A
+    file whose text differs from it (or, with nothing recorded, from ``text``)
+    is left alone.
+
+    Returns:
+        Whether the file now mirrors the store (written, deleted, or already equal).
+    """
+    from core.runtime.store import checksum_of
+
+    try:
+        current = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError):
+        return False
+    if current is not None:
+        if text is not None and current == text:
+            return True
+        if checksum_of(current) != recorded:
+            return False
+    if text is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return True
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return True
 
 
 async def _collect(results: Iterable[Any]) -> list[Any]:

@@ -52,6 +52,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         queue_name: saq queue name shared by cooperating runtimes
             (``TENANTRY_QUEUE``, default ``tenantry``).
         watch: reload tenant files on change (``TENANTRY_WATCH``, default on).
+        tenants_reread_seconds: how often the tenant store's heads are
+            re-read besides NOTIFY, so a lost notification heals
+            (``TENANTRY_TENANTS_REREAD_SECONDS``, default 5).
         pool_min_size: asyncpg pool minimum connections (``TENANTRY_DB_POOL_MIN``).
         pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``).
         job_concurrency: jobs run at once by this runtime (``TENANTRY_JOB_CONCURRENCY``).
@@ -124,6 +127,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     control_schema: str = "tenantry"
     queue_name: str = "tenantry"
     watch: bool = True
+    tenants_reread_seconds: float = 5.0
     pool_min_size: int = 2
     pool_max_size: int = 20
     job_concurrency: int = 10
@@ -172,6 +176,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "control_schema": env.get("TENANTRY_CONTROL_SCHEMA") or "tenantry",
             "queue_name": env.get("TENANTRY_QUEUE") or "tenantry",
             "watch": flag("TENANTRY_WATCH", True),
+            "tenants_reread_seconds": float(env.get("TENANTRY_TENANTS_REREAD_SECONDS", "5")),
             "pool_min_size": int(env.get("TENANTRY_DB_POOL_MIN", "2")),
             "pool_max_size": int(env.get("TENANTRY_DB_POOL_MAX", "20")),
             "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),
