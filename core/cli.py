@@ -1,4 +1,4 @@
-"""The ``tenantry`` command: run, migrate, import, check, schema, plugins, fake-botapi."""
+"""The ``tenantry`` command: run, migrate, import, check, schema, plugins, fake-botapi, tenants."""
 
 from __future__ import annotations
 
@@ -290,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8081)
     fake.set_defaults(handler=_cmd_fake_botapi)
+
+    from core.cli_tenants import add_tenants_parser
+
+    add_tenants_parser(sub)
 
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -130,6 +130,26 @@ def _issues_text(issues: list[ConfigIssue]) -> str:
     return "; ".join(str(issue) for issue in issues)
 
 
+UploadFileName = Annotated[
+    str | None, QueryParameter(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.ya?ml$")
+]
+"""A ``file`` query parameter: the uploaded file's own name (``filin.yaml``), no folder."""
+
+
+async def _with_versions(runtime: Any, described: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``described`` tenants with their stored ``version``, ``changed_by`` and ``changed_at``."""
+    heads = await runtime.store.heads([d["id"] for d in described])
+    return [
+        {
+            **d,
+            "version": head.version if (head := heads.get(d["id"])) else None,
+            "changed_by": head.changed_by if head else None,
+            "changed_at": head.changed_at.isoformat() if head else None,
+        }
+        for d in described
+    ]
+
+
 class AdminController(Controller):
     """Admin API: list, add, reload and remove tenants on a running system; claims; audit log.
 
@@ -148,10 +168,16 @@ class AdminController(Controller):
     async def list_tenants(
         self, request: Request[Any, Any, Any], actor: AdminActorDep
     ) -> dict[str, Any]:
-        """Return the state of every tenant in the token's scope and its rejected files."""
-        registry = request.app.state.runtime.registry
+        """Return the state of every tenant in the token's scope and its rejected files.
+
+        Each tenant's entry also has its stored ``version``, ``changed_by`` and
+        ``changed_at`` (ISO 8601, UTC) from :mod:`core.runtime.store`.
+        """
+        runtime = request.app.state.runtime
+        registry = runtime.registry
+        described = [t.describe() for t in registry.tenants.values() if actor.may_manage(t.id)]
         return {
-            "tenants": [t.describe() for t in registry.tenants.values() if actor.may_manage(t.id)],
+            "tenants": await _with_versions(runtime, described),
             "rejected": {
                 f: [str(i) for i in issues]
                 for f, issues in registry.rejected.items()
@@ -163,15 +189,17 @@ class AdminController(Controller):
     async def get_tenant(
         self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
     ) -> dict[str, Any]:
-        """Return one tenant's state.
+        """Return one tenant's state, with its stored ``version``, ``changed_by`` and ``changed_at``.
 
         Raises:
             NotFound: unknown tenant, or one outside the token's scope.
         """
-        tenant = request.app.state.runtime.registry.get(tenant_id)
+        runtime = request.app.state.runtime
+        tenant = runtime.registry.get(tenant_id)
         if tenant is None or not actor.may_manage(tenant_id):
             raise _unknown_tenant(tenant_id)
-        return tenant.describe()
+        [described] = await _with_versions(runtime, [tenant.describe()])
+        return described
 
     @post(
         "/tenants",
@@ -183,7 +211,7 @@ class AdminController(Controller):
         request_max_body_size=MAX_TENANT_FILE_BYTES,
     )
     async def put_tenant(
-        self, request: Request[Any, Any, Any], actor: AdminActorDep
+        self, request: Request[Any, Any, Any], actor: AdminActorDep, file: UploadFileName = None
     ) -> Response[Any]:
         """Validate the YAML body, write ``<id>.yaml`` and start (or swap in) the tenant.
 
@@ -196,8 +224,17 @@ class AdminController(Controller):
         The body is parsed and validated in a worker thread, within the limits
         of :class:`core.config.model.YamlDocument` (size, alias expansion, nesting).
 
+        Args:
+            request: the request; its body is the tenant file.
+            actor: the token.
+            file: the uploaded file's name (``filin.yaml``, as ``tenantry tenants
+                apply`` sends it): errors name it, and its id must match it, as
+                in a tenants folder. Default ``<admin upload>``, no name check.
+
         Returns:
-            201 with the tenant's state; 422 with ``errors`` (file:line: field: reason)
+            201 with the tenant's state, its stored ``version`` and ``outcome``:
+            ``created``, ``updated`` or ``unchanged`` (the stored version already
+            had this text); 422 with ``errors`` (file:line: field: reason)
             when invalid or its storage is claimed (nothing changed) or when it
             could not start (a replaced tenant keeps its old config); 400 when
             the body is not UTF-8; 403 for an id outside the token's scope; 413
@@ -223,13 +260,13 @@ class AdminController(Controller):
                 config, _ = await asyncio.to_thread(
                     parse_tenant_text,
                     text,
-                    "<admin upload>",
+                    file or "<admin upload>",
                     **load_options,
                 )
             except ConfigError as exc:
                 log.warning(
                     "tenant_file_rejected",
-                    file="<admin upload>",
+                    file=file or "<admin upload>",
                     errors=[str(i) for i in exc.issues],
                 )
                 raise
@@ -273,6 +310,7 @@ class AdminController(Controller):
                 f"(its tenants: {actor.scope_text()})",
             )
         target = runtime.registry.tenants_dir / f"{config.id}.yaml"
+        stored_before = (await runtime.store.heads([config.id])).get(config.id)
         with admin_action(actor.name, action) as recording:
             try:
                 tenant = await runtime.registry.apply_text(
@@ -314,7 +352,14 @@ class AdminController(Controller):
                 ) from None
         if not recording.recorded:
             await _audit(runtime, actor, action, config.id, "ok", "unchanged")
-        return Response(tenant.describe(), status_code=HTTP_201_CREATED)
+        [described] = await _with_versions(runtime, [tenant.describe()])
+        if stored_before is None or stored_before.deleted:
+            outcome = "created"
+        elif described["version"] == stored_before.version:
+            outcome = "unchanged"
+        else:
+            outcome = "updated"
+        return Response({**described, "outcome": outcome}, status_code=HTTP_201_CREATED)
 
     @post(
         "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
@@ -491,7 +536,8 @@ class AdminController(Controller):
         variable it needs may be gone): a refusal changes nothing.
 
         Returns:
-            200 with the tenant's state; 404 no such version (or outside the
+            200 with the tenant's state and its new stored ``version`` (the
+            current one when it already had that text); 404 no such version (or outside the
             token's scope, or a removal); 422 with errors when it is refused
             or could not start (the running version is kept).
         """
@@ -527,7 +573,8 @@ class AdminController(Controller):
                 ) from None
         if not recording.recorded:
             await _audit(runtime, actor, "tenant.rollback", tenant_id, "ok", "unchanged")
-        return Response(tenant.describe())
+        [described] = await _with_versions(runtime, [tenant.describe()])
+        return Response(described)
 
     async def _history(
         self, request: Request[Any, Any, Any], actor: AdminActor, tenant_id: str
