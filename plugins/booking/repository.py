@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,12 +22,11 @@ __all__ = [
     "booking_for_update",
     "bookings_between",
     "conflicting_bookings",
+    "create_booking",
     "daily_stats",
     "delete_blocked_slot",
     "fetch_booking",
-    "holds_between",
     "insert_blocked_slot",
-    "insert_booking",
     "insert_feedback",
     "insert_history",
     "insert_holds",
@@ -36,6 +36,7 @@ __all__ = [
     "mark_reminded",
     "release_holds",
     "resource_ids",
+    "resources_and_holds",
     "set_status",
     "sync_resources",
     "sync_services",
@@ -49,6 +50,9 @@ BOOKING_COLUMNS = """
     coalesce((SELECT array_agg(r.code ORDER BY r.code) FROM resource_holds h
               JOIN resources r ON r.id = h.resource_id WHERE h.booking_id = b.id), '{}') AS resources
 """
+
+
+_CREATE_BOOKING = Path(__file__).with_name("create_booking.sql").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- resources
@@ -108,38 +112,60 @@ async def resource_ids(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["code"]: r["id"] for r in rows}
 
 
-async def holds_between(
+async def resources_and_holds(
     conn: asyncpg.Connection, start: datetime, end: datetime
-) -> list[asyncpg.Record]:
-    """Active holds overlapping ``[start, end)``: ``resource_id, starts_at, ends_at``."""
-    return await conn.fetch(
+) -> tuple[dict[str, int], list[asyncpg.Record]]:
+    """Active resources and the active holds overlapping ``[start, end)``, in one query.
+
+    Returns:
+        ``(code -> id, holds)``; each hold has ``resource_id, starts_at, ends_at``.
+    """
+    rows = await conn.fetch(
         """
-        SELECT resource_id, starts_at, ends_at FROM resource_holds
+        SELECT code, id AS resource_id, NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at
+        FROM resources WHERE active
+        UNION ALL
+        SELECT NULL, resource_id, starts_at, ends_at FROM resource_holds
         WHERE active AND starts_at < $2 AND ends_at > $1
         """,
         start,
         end,
     )
+    ids = {r["code"]: r["resource_id"] for r in rows if r["code"] is not None}
+    return ids, [r for r in rows if r["code"] is None]
 
 
 # ---------------------------------------------------------------- bookings
 
 
-async def insert_booking(conn: asyncpg.Connection, fields: dict[str, Any]) -> int:
-    """Insert a booking row; return its id.
+async def create_booking(
+    conn: asyncpg.Connection,
+    fields: dict[str, Any],
+    held_resource_ids: Sequence[int],
+    held_start: datetime,
+    held_end: datetime,
+    history: Sequence[tuple[str | None, str, str, int | None, str]],
+) -> asyncpg.Record:
+    """Insert a booking with its holds and history rows in one statement (``create_booking.sql``).
 
     Args:
-        fields: status, user_id, customer_name, phone, party_size, service_code,
-            starts_at, ends_at, buffer_before_minutes, buffer_after_minutes,
-            price, comment, source.
+        fields: status (the status after creation), user_id, customer_name,
+            phone, party_size, service_code, starts_at, ends_at,
+            buffer_before_minutes, buffer_after_minutes, price, comment, source.
+        held_resource_ids: resources to hold for ``[held_start, held_end)``,
+            sorted by id.
+        history: ``(from_status, to_status, actor_role, actor_id, comment)``
+            rows, in order.
+
+    Returns:
+        The booking, with the columns of :data:`BOOKING_COLUMNS`.
+
+    Raises:
+        asyncpg.ExclusionViolationError: a resource is already held then
+            (``resource_holds_no_overlap``); the caller's transaction is aborted.
     """
-    return await conn.fetchval(
-        """
-        INSERT INTO bookings (status, user_id, customer_name, phone, party_size, service_code,
-            starts_at, ends_at, buffer_before_minutes, buffer_after_minutes, price, comment, source)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-        RETURNING id
-        """,
+    return await conn.fetchrow(
+        _CREATE_BOOKING,
         fields["status"],
         fields["user_id"],
         fields["customer_name"],
@@ -153,6 +179,14 @@ async def insert_booking(conn: asyncpg.Connection, fields: dict[str, Any]) -> in
         fields["price"],
         fields["comment"],
         fields["source"],
+        list(held_resource_ids),
+        held_start,
+        held_end,
+        [h[0] for h in history],
+        [h[1] for h in history],
+        [h[2] for h in history],
+        [h[3] for h in history],
+        [h[4] for h in history],
     )
 
 

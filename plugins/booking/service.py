@@ -337,9 +337,12 @@ def _plan(
     )
 
 
-async def _holds(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[Span]:
-    rows = await repo.holds_between(conn, start, end)
-    return [Span(r["resource_id"], r["starts_at"], r["ends_at"]) for r in rows]
+async def _resources_and_holds(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> tuple[dict[str, int], dict[int, list[Span]]]:
+    """Active resources (``code -> id``) and the holds overlapping ``[start, end)`` by resource."""
+    ids, rows = await repo.resources_and_holds(conn, start, end)
+    return ids, by_resource(Span(r["resource_id"], r["starts_at"], r["ends_at"]) for r in rows)
 
 
 def _held_window(
@@ -360,8 +363,7 @@ async def _free_by_start(
     window_start, _ = _held_window(settings, min(starts), plan.duration_minutes)
     _, window_end = _held_window(settings, max(starts), plan.duration_minutes)
     async with tenant.db.acquire() as conn:
-        ids = await repo.resource_ids(conn)
-        spans = by_resource(await _holds(conn, window_start, window_end))
+        ids, spans = await _resources_and_holds(conn, window_start, window_end)
     result = {}
     for start in starts:
         held_start, held_end = _held_window(settings, start, plan.duration_minutes)
@@ -594,91 +596,92 @@ async def create_booking(
         )
     status = machine.initial
     confirm = not settings.confirmation_required and settings.confirmed_status != status
-    held_start, held_end = _held_window(settings, start, plan.duration_minutes)
-    free = (await _free_by_start(tenant, settings, [start], plan))[start]
-    booking_id = None
-    for allocation in free[:_MAX_ATTEMPTS]:
-        try:
-            booking_id = await _insert(
-                tenant, settings, plan, allocation, start, held_start, held_end,
-                status=status, confirm=confirm, user_id=user_id, name=name, phone=phone,
-                comment=comment, source=source, actor_role=actor_role,
-            )  # fmt: skip
-            break
-        except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
-            # Taken by a concurrent request since we read the holds (or PostgreSQL
-            # broke a wait cycle with it and rolled our attempt back): try the next.
-            continue
-    if booking_id is None:
+    history: list[tuple[str | None, str, str, int | None, str]] = [
+        (None, status, actor_role, user_id, "")
+    ]
+    if confirm:
+        history.append((status, settings.confirmed_status, "system", None, "auto-confirmed"))
+    fields = {
+        "status": settings.confirmed_status if confirm else status,
+        "user_id": user_id,
+        "customer_name": name,
+        "phone": phone,
+        "party_size": plan.party_size,
+        "service_code": plan.service,
+        "starts_at": start,
+        "ends_at": start + timedelta(minutes=plan.duration_minutes),
+        "buffer_before_minutes": settings.buffer_before_minutes,
+        "buffer_after_minutes": settings.buffer_after_minutes,
+        "price": plan.price,
+        "comment": comment,
+        "source": source,
+    }
+    view = await _book(
+        tenant, settings, plan, start, fields, history, user_id=user_id, confirm=confirm
+    )
+    if view is None:
         raise SlotTaken(await next_free_times(tenant, start, plan_args))
-    view = await get_booking(tenant, booking_id)
     if view.status == settings.confirmed_status:
         await schedule_reminder(tenant, view)
     return view
 
 
-async def _insert(
+async def _book(
     tenant: Tenant,
     settings: BookingSettings,
     plan: _Plan,
-    allocation: Allocation,
     start: datetime,
-    held_start: datetime,
-    held_end: datetime,
+    fields: dict[str, Any],
+    history: list[tuple[str | None, str, str, int | None, str]],
     *,
-    status: str,
-    confirm: bool,
     user_id: int | None,
-    name: str,
-    phone: str,
-    comment: str,
-    source: str,
-    actor_role: str,
-) -> int:
-    machine = tenant.statuses[PLUGIN]
-    async with tenant.db.transaction() as conn:
-        if user_id is not None and settings.max_active_bookings_per_user:
-            await _check_user_cap(tenant, settings, conn, user_id, start)
-        ids = await repo.resource_ids(conn)
-        booking_id = await repo.insert_booking(
-            conn,
-            {
-                "status": status,
-                "user_id": user_id,
-                "customer_name": name,
-                "phone": phone,
-                "party_size": plan.party_size,
-                "service_code": plan.service,
-                "starts_at": start,
-                "ends_at": start + timedelta(minutes=plan.duration_minutes),
-                "buffer_before_minutes": settings.buffer_before_minutes,
-                "buffer_after_minutes": settings.buffer_after_minutes,
-                "price": plan.price,
-                "comment": comment,
-                "source": source,
-            },
-        )
-        # Sorted, so concurrent creates wait for each other's holds in one order, never in a cycle.
-        await repo.insert_holds(
-            conn, sorted(ids[c] for c in allocation.codes), held_start, held_end,
-            booking_id=booking_id,
-        )  # fmt: skip
-        await repo.insert_history(conn, booking_id, None, status, actor_role, user_id)
-        if confirm:
-            machine.check(status, settings.confirmed_status, "system", _entity(settings, source))
-            await repo.set_status(conn, booking_id, settings.confirmed_status)
-            await repo.insert_history(
-                conn,
-                booking_id,
-                status,
-                settings.confirmed_status,
-                "system",
-                None,
-                "auto-confirmed",
-            )
-        view = _view(tenant, await repo.fetch_booking(conn, booking_id))
-        await tenant.publish("booking.created", msgspec.to_builtins(view), conn=conn)
-    return booking_id
+    confirm: bool,
+) -> BookingView | None:
+    """Hold the first free allocation of ``plan`` and write the booking; None when none is free.
+
+    Round trips of the usual create (one attempt, no per-user cap): BEGIN,
+    SET LOCAL search_path (both from ``tenant.db.transaction()``), one read of
+    the resources and the holds around ``start``, one statement writing the
+    booking, its holds and its history rows and answering the booking
+    (``create_booking.sql``), the outbox row with its NOTIFY
+    (``tenant.publish``), COMMIT, and the pool's reset on release: 7. A user
+    with a cap adds two (the lock, then the count, which must be a later
+    statement than the lock to see the bookings committed while it waited).
+    The free allocations are read once, in the first attempt's transaction;
+    an allocation taken since (an exclusion violation, or a deadlock
+    PostgreSQL broke) aborts that transaction, and the next allocation is
+    tried in a new one, at most ``_MAX_ATTEMPTS`` in all.
+    """
+    held_start, held_end = _held_window(settings, start, plan.duration_minutes)
+    free: list[Allocation] | None = None
+    ids: dict[str, int] = {}
+    for attempt in range(_MAX_ATTEMPTS):
+        try:
+            async with tenant.db.transaction() as conn:
+                if free is None:
+                    ids, spans = await _resources_and_holds(conn, held_start, held_end)
+                    free = free_allocations(plan.allocations, ids, spans, held_start, held_end)
+                if attempt >= len(free):
+                    return None
+                if user_id is not None and settings.max_active_bookings_per_user:
+                    await _check_user_cap(tenant, settings, conn, user_id, start)
+                if confirm:
+                    tenant.statuses[PLUGIN].check(
+                        history[0][1], settings.confirmed_status, "system",
+                        _entity(settings, fields["source"]),
+                    )  # fmt: skip
+                row = await repo.create_booking(
+                    conn, fields, sorted(ids[c] for c in free[attempt].codes),
+                    held_start, held_end, history,
+                )  # fmt: skip
+                view = _view(tenant, row)
+                await tenant.publish("booking.created", msgspec.to_builtins(view), conn=conn)
+                return view
+        except (asyncpg.ExclusionViolationError, asyncpg.DeadlockDetectedError):
+            # Taken by a concurrent request since we read the holds (or PostgreSQL
+            # broke a wait cycle with it and rolled our attempt back): try the next.
+            continue
+    return None
 
 
 async def _check_user_cap(

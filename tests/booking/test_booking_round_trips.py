@@ -1,0 +1,54 @@
+"""Round trips of one booking create through the API: what each request sends to PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from _booking_support import add_restaurant, at, booking_body, future_day, schema
+from _round_trips import RoundTrips
+
+
+async def test_an_api_create_makes_seven_postgres_and_three_redis_round_trips(
+    tenantry, monkeypatch
+):
+    config = add_restaurant(tenantry)
+    await tenantry.start()
+    day = future_day()
+    headers = tenantry.api_headers("filin")
+    url = "/api/tenants/filin/booking/bookings"
+    # Warm-up: every statement of the path gets prepared (and cached) once.
+    warm = await tenantry.client.post(
+        url, json=booking_body(at(day, "12:00")), headers={**headers, "Idempotency-Key": "w"}
+    )
+    assert warm.status_code == 201, warm.text
+    trips = RoundTrips(monkeypatch)
+
+    response = await tenantry.client.post(
+        url,
+        json=booking_body(at(day, "19:00"), party_size=2),
+        headers={**headers, "Idempotency-Key": "k"},
+    )
+
+    assert response.status_code == 201, response.text
+    calls = trips.of_request("INSERT INTO bookings")
+    # BEGIN, SET LOCAL search_path, resources + holds, the booking with its
+    # holds and history, the outbox row + NOTIFY, COMMIT, the pool's reset.
+    assert len(calls["postgres"]) == 7, "\n".join(calls["postgres"])
+    # The rate-limit script, the Idempotency-Key claim and the stored answer.
+    assert len(calls["redis"]) == 3, "\n".join(calls["redis"])
+    booking = response.json()
+    assert booking["status"] == "confirmed"
+    assert booking["resources"] == ["t1"]
+    history = await tenantry.sql(
+        f'SELECT from_status, to_status, actor_role FROM "{schema(config)}".booking_history'
+        " WHERE booking_id = $1 ORDER BY id",
+        booking["id"],
+    )
+    assert history == [
+        {"from_status": None, "to_status": "pending", "actor_role": "admin"},
+        {"from_status": "pending", "to_status": "confirmed", "actor_role": "system"},
+    ]
+    [row] = await tenantry.sql(
+        f'SELECT status, created_at = updated_at AS same FROM "{schema(config)}".bookings'
+        " WHERE id = $1",
+        booking["id"],
+    )
+    assert row == {"status": "confirmed", "same": True}
