@@ -24,9 +24,10 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_ADMIN_URL",
@@ -74,6 +75,9 @@ class AdminClient:
     """
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 60.0):
+        # Imported here: httpx takes longer to import than `tenantry --help` takes to answer.
+        import httpx
+
         self.url = url.rstrip("/")
         self.token = token or ""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -114,6 +118,8 @@ class AdminClient:
                 is not the admin API's JSON; status 1 with the problem's
                 ``detail`` and ``errors`` for any other refusal (403, 404, 422...).
         """
+        import httpx
+
         headers = {"Content-Type": "application/yaml"} if content is not None else None
         try:
             response = self._http.request(

@@ -140,8 +140,19 @@ async def test_apply_refuses_a_bad_file_and_applies_the_good_one(tenantry, tmp_p
     assert history.status_code == 404
 
 
-async def test_tokens_and_unreachable_url(tenantry):
+async def test_tokens_and_unreachable_url(tenantry, tmp_path):
+    scoped = tenantry.add_admin_token("acme", ["glow"])
     await tenantry.start(watch=False)
+    shop = tmp_path / "shop.yaml"
+    shop.write_text(dumped(tenantry.tenant_config("shop")))
+    status, out, err = await tenants_cli(tenantry, "apply", str(shop), token=scoped)
+    assert (status, out) == (1, "")
+    assert err == (
+        f"{shop}: refused: the admin token may not do this: token 'acme' may not manage "
+        f"tenant 'shop' (its tenants: glow)\n"
+    )
+    assert tenantry.runtime.registry.get("shop") is None
+
     status, out, err = await tenants_cli(tenantry, "list", token="not-the-token")
     assert (status, out) == (2, "")
     assert err.startswith(f"tenantry tenants list: the admin token was refused by {tenantry.url}")
