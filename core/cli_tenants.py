@@ -21,6 +21,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +164,9 @@ class AdminClient:
                     "no admin token: pass --token or set TENANTRY_ADMIN_TOKEN", status=UNREACHABLE
                 )
             return AdminError(
-                f"the admin token was refused by {self.url} ({detail})", status=UNREACHABLE
+                f"the admin token was refused by {self.url} (check --token or "
+                f"TENANTRY_ADMIN_TOKEN); the runtime says: {detail}",
+                status=UNREACHABLE,
             )
         if status == 403:
             return AdminError(f"the admin token may not do this: {detail}")
@@ -231,14 +234,24 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
+def _segment(tenant_id: str) -> str:
+    """``tenant_id`` for a URL path, checked first: the server decodes ``%2F``, so a
+    typed ``../x`` would reach another route and answer a bare 404."""
+    from core.config.model import TENANT_ID_PATTERN
+
+    if re.match(TENANT_ID_PATTERN, tenant_id) is None:
+        raise AdminError(f"unknown tenant {tenant_id!r} (a tenant id matches {TENANT_ID_PATTERN})")
+    return tenant_id
+
+
 def _history(client: AdminClient, tenant_id: str) -> list[dict[str, Any]]:
     """The tenant's stored versions, newest first (``GET /admin/tenants/{id}/history``)."""
-    return client.call("GET", f"/tenants/{tenant_id}/history")["versions"]
+    return client.call("GET", f"/tenants/{_segment(tenant_id)}/history")["versions"]
 
 
 def _text(client: AdminClient, tenant_id: str, version: int) -> str:
     """Version ``version``'s text, inline secrets masked by the API (``""`` for a removal)."""
-    return client.call("GET", f"/tenants/{tenant_id}/versions/{version}")["text"]
+    return client.call("GET", f"/tenants/{_segment(tenant_id)}/versions/{version}")["text"]
 
 
 # ------------------------------------------------------------ commands
@@ -322,7 +335,7 @@ def _cmd_diff(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(client: AdminClient, args: argparse.Namespace) -> int:
-    answer = client.call("POST", f"/tenants/{args.id}/rollback/{args.version}")
+    answer = client.call("POST", f"/tenants/{_segment(args.id)}/rollback/{args.version}")
     print(
         f"{args.id}: version {answer.get('version')} is current, "
         f"the text of version {args.version} ({answer.get('state')})"

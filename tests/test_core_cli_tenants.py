@@ -103,6 +103,10 @@ async def test_apply_history_diff_rollback_show(tenantry, tmp_path):
         (("show", "nobody"), "unknown tenant 'nobody'"),
         (("show", "filin", "--version", "9"), "tenant 'filin' has no version 9"),
         (("rollback", "filin", "9"), "tenant 'filin' has no version 9"),
+        (
+            ("history", "../filin"),
+            "unknown tenant '../filin' (a tenant id matches ^[a-z][a-z0-9_]{0,39}$)",
+        ),
     ]:
         status, out, err = await tenants_cli(tenantry, *args)
         assert (status, out) == (1, "")
