@@ -3,7 +3,8 @@
 Both record each event they handle by RPUSHing ``"<plugin>:<event id>"`` to
 the Redis list named by ``CRASH_LIST``. With ``CRASH_HANG=1`` in the
 environment, alpha never returns from an event titled ``hang``: the process
-is killed while the event is in its hands. Alpha also serves
+is killed while the event is in its hands; likewise its bot command
+``/hang`` never returns (and ``/hang`` answers "unhung" without it). Alpha also serves
 ``POST /api/tenants/{tenant_id}/alpha/publish`` (API key), which publishes
 ``alpha.poked`` in a transaction and answers the event id.
 """
@@ -38,6 +39,23 @@ class Alpha:
             return {"id": event.id}
 
         return [publish]
+
+    @hookimpl
+    def register_routers(self, tenant: Any) -> Any:
+        """``/hang``: hangs forever with ``CRASH_HANG=1``, else answers "unhung"."""
+        from aiogram import Router
+        from aiogram.filters import Command
+        from aiogram.types import Message
+
+        router = Router(name=f"alpha:{tenant.id}")
+
+        @router.message(Command("hang"))
+        async def hang(message: Message) -> None:
+            if os.environ.get("CRASH_HANG") == "1":
+                await asyncio.sleep(3600)
+            await message.answer("unhung")
+
+        return router
 
     @hookimpl
     async def on_event(self, tenant: Any, event: Any) -> None:

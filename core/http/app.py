@@ -140,7 +140,7 @@ class Runtime:
         self.ledger = UpdateLedger(self.redis)
         self.ledger.start()
         self.bots = BotHub(
-            self.redis, settings.bot_api_url, settings.public_url, settings.resolved_secret_key()
+            self.redis, self.ledger, settings.bot_api_url, settings.public_url, settings.resolved_secret_key()
         )
         specs: dict[str, tuple[str, JobSpec]] = {}
         for name, job_specs in contributions_of(self.pm).jobs.items():

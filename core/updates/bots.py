@@ -10,9 +10,20 @@
   middleware that does. An outer middleware resolves the update's ``actor``
   (:class:`core.actors.Actor`) once, for handlers and role filters.
 * Webhook tenants register with setWebhook in the background, retrying with
-  exponential backoff while the Bot API is unreachable; polling tenants are
-  polled by the one runtime holding the tenant's Redis polling lock. A
-  removed webhook tenant gets deleteWebhook; a swapped one keeps its webhook.
+  exponential backoff while the Bot API is unreachable. The registration's
+  digest is remembered in Redis (:data:`REGISTRATION_TTL_SECONDS`), so a
+  restart or another runtime calls setWebhook / setMyCommands only when what
+  they would set changed; each call takes a slot of the bot's send budget
+  (:class:`core.updates.limiter.BotLimiter`). A removed webhook tenant gets
+  deleteWebhook; a swapped one keeps its webhook.
+* Polling tenants are polled by the one runtime holding the tenant's Redis
+  polling lock (:data:`POLLING_LOCK_SECONDS`, renewed every third of it), so
+  another runtime takes over within about 10 s of the holder's death. A
+  batch of updates is handled one by one and confirmed (the next getUpdates
+  offset) only after all were handled, and each update is claimed in the
+  :class:`~core.updates.dedupe.UpdateLedger` and marked done before the next
+  one: a runtime killed mid-batch loses nothing, and the next poller skips
+  the updates already handled.
 * A Bot API outage is logged as one warning line per retry or failed answer,
   without a traceback (``bot_registration_failed``, ``polling_failed``,
   ``bot_api_unavailable``).
@@ -33,7 +44,12 @@ from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
@@ -41,7 +57,10 @@ from aiogram.types import BotCommand, BotCommandScopeChat, ErrorEvent, TelegramO
 from redis.exceptions import LockError
 
 from core.actors import resolve_actor
+from core.errors import STORAGE_UNAVAILABLE
 from core.runtime.tenant import CommandSpec, Tenant, TenantState
+from core.updates.dedupe import Claim, UpdateLedger
+from core.updates.limiter import TELEGRAM_BOT_RATE, BotLimiter, bot_rate_key
 
 __all__ = ["BotHub", "webhook_secret"]
 
@@ -50,7 +69,12 @@ log = structlog.get_logger("tenantry.bots")
 # Bot API setWebhook retries: 1 s, 2 s, 4 s ... capped at 60 s.
 RETRY_FIRST_DELAY = 1.0
 RETRY_MAX_DELAY = 60.0
-POLLING_LOCK_SECONDS = 30
+# A dead poller's lock expires after this long; the holder renews it every third.
+POLLING_LOCK_SECONDS = 6
+# What a bot was registered with is remembered this long (then set again once).
+REGISTRATION_TTL_SECONDS = 24 * 3600
+# getUpdates long-polling timeout (Bot API ``timeout``), seconds.
+POLLING_TIMEOUT_SECONDS = 10
 # deleteWebhook of a removed tenant: one attempt, bounded so that removal
 # (an admin request) never waits long on an unreachable Bot API.
 DELETE_WEBHOOK_TIMEOUT = 10.0
@@ -166,6 +190,49 @@ class _PollingLogContext(BaseMiddleware):
             structlog.contextvars.reset_contextvars(**tokens)
 
 
+class _PolledUpdateClaim(BaseMiddleware):
+    """Polling tenants: each update is handled once across pollers, via the update ledger.
+
+    The update is claimed before its handlers run and marked done right
+    after, before the batch's next update (polling handles a batch in order
+    and confirms it with the next getUpdates). When a poller dies mid-batch,
+    the next one gets the unconfirmed updates again: the done ones are
+    skipped, and the one whose claim the dead poller held (``processing``)
+    is taken over, since only the holder of the polling lock polls. While
+    Redis is unreachable the update is handled unclaimed: a possible
+    duplicate is better than a lost update.
+    """
+
+    def __init__(self, tenant: Tenant, ledger: UpdateLedger):
+        self.tenant = tenant
+        self.ledger = ledger
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        key = self.ledger.key(self.tenant, event.update_id)
+        try:
+            claim, _ = await self.ledger.claim(key)
+        except STORAGE_UNAVAILABLE as exc:
+            self.tenant.log.warning("update_unclaimed", update_id=event.update_id, error=str(exc))
+            return await handler(event, data)
+        if claim is Claim.DONE:
+            self.tenant.log.info("update_duplicate", update_id=event.update_id)
+            return None
+        if claim is Claim.IN_PROGRESS:
+            self.tenant.log.info("update_claim_taken_over", update_id=event.update_id)
+        try:
+            result = await handler(event, data)
+        except BaseException:
+            await self.ledger.release(key)
+            raise
+        await self.ledger.complete(key)
+        return result
+
+
 class _ActorContext(BaseMiddleware):
     """Outer update middleware of every tenant: the update's actor, once, as ``actor``.
 
@@ -270,15 +337,25 @@ class BotHub:
     """Creates and runs the bots of all tenants of a runtime.
 
     Args:
-        redis: the shared Redis client (FSM storage and polling locks).
+        redis: the shared Redis client (FSM storage, polling locks,
+            registration digests, send budgets).
+        ledger: the runtime's update ledger (polled updates are claimed in it).
         bot_api_url: Bot API base URL.
         public_url: this runtime's external base URL for setWebhook, or None.
         secret_key: derives webhook secrets.
     """
 
-    def __init__(self, redis: Any, bot_api_url: str, public_url: str | None, secret_key: str):
+    def __init__(
+        self,
+        redis: Any,
+        ledger: UpdateLedger,
+        bot_api_url: str,
+        public_url: str | None,
+        secret_key: str,
+    ):
         pin_response_models()
         self.redis = redis
+        self.ledger = ledger
         self.session = AiohttpSession(api=TelegramAPIServer.from_base(bot_api_url.rstrip("/")))
         self.public_url = public_url.rstrip("/") if public_url else None
         self.secret_key = secret_key
@@ -305,6 +382,7 @@ class BotHub:
         )
         if tenant.config.bot.mode == "polling":
             dispatcher.update.outer_middleware(_PollingLogContext(tenant))
+            dispatcher.update.outer_middleware(_PolledUpdateClaim(tenant, self.ledger))
         dispatcher.update.outer_middleware(_ActorContext(tenant))
         if any(c.roles for c in tenant.commands):
             dispatcher.message.outer_middleware(_RoleCommandGate(tenant, tenant.commands))
@@ -337,6 +415,10 @@ class BotHub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if delete_webhook and tenant.bot is not None:
+            # Re-adding the tenant registers its bot again.
+            with contextlib.suppress(*STORAGE_UNAVAILABLE):
+                await self.redis.delete(tenant.key("bot-registration", tenant.config.bot.bot_id))
         if delete_webhook and tenant.bot is not None and tenant.config.bot.mode == "webhook":
             try:
                 async with asyncio.timeout(DELETE_WEBHOOK_TIMEOUT):
@@ -349,57 +431,104 @@ class BotHub:
         """Close the shared HTTP session."""
         await self.session.close()
 
+    def _registration(self, tenant: Tenant, commands: list[CommandSpec]) -> list[tuple[str, dict]]:
+        """The Bot API calls that register ``tenant``'s bot, as ``(method, params)`` in order.
+
+        Webhook mode: setWebhook (when ``TENANTRY_PUBLIC_URL`` is set); polling:
+        deleteWebhook (Telegram refuses getUpdates while a webhook is set). Then
+        setMyCommands: public commands for everyone; in each admin's chat, those
+        an admin may use too (the other roles' commands are listed by ``/help``).
+        """
+        calls: list[tuple[str, dict]] = []
+        if tenant.config.bot.mode == "webhook":
+            if self.public_url is not None:
+                calls.append(
+                    (
+                        "setWebhook",
+                        {
+                            "url": f"{self.public_url}/webhook/{tenant.id}",
+                            "secret_token": self.secret_for(tenant),
+                            "allowed_updates": tenant.dispatcher.resolve_used_update_types(),
+                        },
+                    )
+                )
+        else:
+            calls.append(("deleteWebhook", {}))
+
+        def menu(specs: list[CommandSpec]) -> list[dict[str, str]]:
+            return [{"command": c.command, "description": c.description} for c in specs]
+
+        public = [c for c in commands if not c.roles]
+        if public:
+            calls.append(("setMyCommands", {"commands": menu(public)}))
+        admins = [c for c in commands if c.visible_to(frozenset({"admin", "customer"}))]
+        if len(public) != len(admins):
+            for admin in tenant.config.bot.admins:
+                calls.append(("setMyCommands", {"commands": menu(admins), "chat_id": admin}))
+        return calls
+
+    async def _call(self, tenant: Tenant, method: str, params: dict) -> None:
+        """Make one registration call (see :meth:`_registration`) through aiogram."""
+        bot = tenant.bot
+        if method == "setWebhook":
+            await bot.set_webhook(**params)
+        elif method == "deleteWebhook":
+            await bot.delete_webhook()
+        else:
+            scope = BotCommandScopeChat(chat_id=params["chat_id"]) if "chat_id" in params else None
+            await bot.set_my_commands([BotCommand(**c) for c in params["commands"]], scope=scope)
+
     async def _register(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
+        """Register ``tenant``'s bot, retrying until the Bot API answers.
+
+        What was registered is remembered in Redis under
+        ``<prefix>bot-registration:<bot id>`` as a digest of the calls (for
+        :data:`REGISTRATION_TTL_SECONDS`): when the calls a restart or another
+        runtime would make have that digest, none is made. Each call waits
+        for a slot of the bot's send budget; a 429 answer pauses every sender
+        of the bot for its ``retry_after`` (Bot API ``ResponseParameters``).
+        """
         # Log lines of this task (aiogram's too) name the tenant.
         structlog.contextvars.bind_contextvars(tenant=tenant.id)
+        if tenant.config.bot.mode == "webhook" and self.public_url is None:
+            tenant.detail = "webhook not registered: TENANTRY_PUBLIC_URL is not set"
+        calls = self._registration(tenant, commands)
+        digest = hashlib.sha256(repr(calls).encode()).hexdigest()
+        digest_key = tenant.key("bot-registration", tenant.config.bot.bot_id)
+        limiter = BotLimiter(self.redis, bot_rate_key(tenant), TELEGRAM_BOT_RATE)
         delay = RETRY_FIRST_DELAY
         attempt = 0
         while True:
             attempt += 1
             try:
-                if tenant.config.bot.mode == "webhook":
-                    if self.public_url is None:
-                        tenant.detail = "webhook not registered: TENANTRY_PUBLIC_URL is not set"
-                    else:
-                        await tenant.bot.set_webhook(
-                            f"{self.public_url}/webhook/{tenant.id}",
-                            secret_token=self.secret_for(tenant),
-                            allowed_updates=tenant.dispatcher.resolve_used_update_types(),
-                        )
-                        tenant.detail = ""
+                if await self.redis.get(digest_key) == digest:
+                    tenant.log.info("bot_registration_unchanged", mode=tenant.config.bot.mode)
                 else:
-                    await tenant.bot.delete_webhook()
-                await self._set_commands(tenant, commands)
+                    for method, params in calls:
+                        await limiter.acquire(notice=True)
+                        await self._call(tenant, method, params)
+                    await self.redis.set(digest_key, digest, ex=REGISTRATION_TTL_SECONDS)
+                    tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
                 if tenant.state == TenantState.RETRYING:
                     tenant.state = TenantState.RUNNING
-                tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
+                if self.public_url is not None or tenant.config.bot.mode == "polling":
+                    tenant.detail = ""
                 return
-            except (TelegramNetworkError, TelegramAPIError, OSError) as exc:
+            except (TelegramNetworkError, TelegramAPIError, OSError, *STORAGE_UNAVAILABLE) as exc:
+                wait = delay
+                if isinstance(exc, TelegramRetryAfter):
+                    wait = float(exc.retry_after)
+                    with contextlib.suppress(*STORAGE_UNAVAILABLE):
+                        await limiter.pause(wait)
+                else:
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
                 if tenant.state in (TenantState.RUNNING, TenantState.RETRYING):
                     tenant.state = TenantState.RETRYING
-                tenant.detail = f"Bot API registration failed (attempt {attempt}): {exc}; retrying in {delay:.0f} s"
+                tenant.detail = f"Bot API registration failed (attempt {attempt}): {exc}; retrying in {wait:.0f} s"
                 tenant.log.warning(
-                    "bot_registration_failed", attempt=attempt, error=str(exc), retry_in=delay
+                    "bot_registration_failed", attempt=attempt, error=str(exc), retry_in=wait
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY)
-
-    async def _set_commands(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
-        """Bot API setMyCommands: public commands for everyone; in each admin's chat, those
-        an admin may use too (the other roles' commands are listed by ``/help``)."""
-
-        def menu(specs: list[CommandSpec]) -> list[BotCommand]:
-            return [BotCommand(command=c.command, description=c.description) for c in specs]
-
-        public = [c for c in commands if not c.roles]
-        if public:
-            await tenant.bot.set_my_commands(menu(public))
-        admins = [c for c in commands if c.visible_to(frozenset({"admin", "customer"}))]
-        if len(public) != len(admins):
-            for admin in tenant.config.bot.admins:
-                await tenant.bot.set_my_commands(
-                    menu(admins), scope=BotCommandScopeChat(chat_id=admin)
-                )
+                await asyncio.sleep(wait)
 
     async def _poll(self, tenant: Tenant) -> None:
         """Poll ``tenant``'s bot while this runtime holds its polling lock, until cancelled.
@@ -419,11 +548,18 @@ class BotHub:
             if not await lock.acquire(blocking=False):
                 await asyncio.sleep(POLLING_LOCK_SECONDS / 3)
                 continue
+            tenant.log.info("polling_lock_acquired")
             attempt += 1
             started = asyncio.get_running_loop().time()
             polling = asyncio.create_task(
                 tenant.dispatcher.start_polling(
-                    tenant.bot, handle_signals=False, close_bot_session=False, polling_timeout=10
+                    tenant.bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    # One update after the other, confirmed only once all of a batch were
+                    # handled: a poller killed mid-batch leaves them to the next one.
+                    handle_as_tasks=False,
+                    polling_timeout=POLLING_TIMEOUT_SECONDS,
                 )
             )
             try:

@@ -156,6 +156,19 @@ class UpdateLedger:
         self._pending.add(key)
         self._wakeup.set()
 
+    async def complete(self, key: str) -> None:
+        """Mark ``key`` done now, in its own round trip (polling: before the batch goes on).
+
+        Raises nothing: while Redis is unreachable the mark is left pending
+        for the next claim or flush, and the failure is logged.
+        """
+        self._pending.discard(key)
+        try:
+            await self._mark(keys=[key], args=_MARK_ARGS)
+        except STORAGE_UNAVAILABLE as exc:
+            log.warning("dedupe_mark_failed", keys=1, error=str(exc))
+            self.done(key)
+
     async def release(self, key: str) -> None:
         """Give up a claim (processing could not happen), so a re-delivery is processed."""
         with contextlib.suppress(*STORAGE_UNAVAILABLE):

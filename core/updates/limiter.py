@@ -1,5 +1,9 @@
 """The per-bot send limiter, shared by every runtime through Redis.
 
+Every sender of a bot shares one budget: broadcast campaigns, notices and
+the core's own Bot API registration calls (setWebhook, setMyCommands) reserve
+their slots under the same key, :func:`bot_rate_key`.
+
 Telegram counts a bot's messages per second whichever process sends them, so
 the budget lives in Redis under the tenant's prefix, one key per bot id. It is
 a GCRA (generic cell rate algorithm, the "virtual scheduling" form of ITU-T
@@ -29,7 +33,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["CAMPAIGN_LOOKAHEAD", "BotLimiter"]
+    from core.runtime.tenant import Tenant
+
+__all__ = ["CAMPAIGN_LOOKAHEAD", "TELEGRAM_BOT_RATE", "BotLimiter", "bot_rate_key"]
+
+TELEGRAM_BOT_RATE = 30.0
+"""Messages per second Telegram lets one bot send in total (Bot API FAQ,
+"My bot is hitting limits": "no more than 30 messages per second")."""
 
 CAMPAIGN_LOOKAHEAD = 2
 """Intervals ahead of now up to which a campaign send may reserve its slot."""
@@ -67,12 +77,17 @@ return 1
 """
 
 
+def bot_rate_key(tenant: Tenant) -> str:
+    """The Redis key of the tenant's current bot's send budget (one per bot id)."""
+    return tenant.key("bot-rate", tenant.config.bot.bot_id)
+
+
 class BotLimiter:
     """Reservations of send slots for one bot at ``rate`` messages per second.
 
     Args:
         redis: the shared Redis client.
-        key: the bot's TAT key (``tenant.key("broadcast", "rate", bot_id)``).
+        key: the bot's TAT key, :func:`bot_rate_key`.
         rate: messages per second (1-1000).
     """
 

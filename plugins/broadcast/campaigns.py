@@ -24,7 +24,7 @@ from plugins.broadcast.engine import clear_due, mark_due
 
 if TYPE_CHECKING:
     from core import Tenant
-    from plugins.broadcast.limiter import BotLimiter
+    from core.updates.limiter import BotLimiter
 
 __all__ = ["change_status", "create_campaign", "finish", "progress", "report_progress"]
 

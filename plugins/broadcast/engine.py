@@ -7,7 +7,7 @@ second) and runs each due campaign in a task of its own:
 
 1. claim a batch of pending deliveries (``FOR UPDATE SKIP LOCKED``), so any
    number of runtimes share a campaign without two ever taking one row;
-2. for each row: wait for the bot's slot (:class:`~plugins.broadcast.limiter.BotLimiter`,
+2. for each row: wait for the bot's slot (:class:`~core.updates.limiter.BotLimiter`,
    shared by all runtimes), set it ``sending`` in a committed statement, call
    the Bot API, record the outcome;
 3. when nothing is pending or in flight, mark the campaign done (one runner
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import STORAGE_UNAVAILABLE
 from plugins.broadcast import repository as repo
-from plugins.broadcast.limiter import BotLimiter
+from core.updates.limiter import BotLimiter, bot_rate_key
 from plugins.broadcast.sending import Outcome, send_content, unsubscribe_markup
 
 if TYPE_CHECKING:
@@ -99,10 +99,7 @@ class CampaignWorker:
         self.tenant = tenant
         self.settings = settings
         self.runner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        bot_id = tenant.config.bot.bot_id
-        self.limiter = BotLimiter(
-            tenant.redis, tenant.key("broadcast", "rate", bot_id), settings.rate_per_second
-        )
+        self.limiter = BotLimiter(tenant.redis, bot_rate_key(tenant), settings.rate_per_second)
         self.wake = asyncio.Event()
         self.runs: dict[int, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
