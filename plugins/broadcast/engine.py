@@ -40,8 +40,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core.errors import STORAGE_UNAVAILABLE
-from plugins.broadcast import repository as repo
 from core.updates.limiter import BotLimiter, bot_rate_key
+from plugins.broadcast import repository as repo
 from plugins.broadcast.sending import Outcome, send_content, unsubscribe_markup
 
 if TYPE_CHECKING:
