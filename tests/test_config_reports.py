@@ -317,17 +317,23 @@ async def test_removing_a_tenant_deletes_its_webhook_and_a_swap_does_not(
     await bot_api.wait_for("setWebhook", bot_id=bot_id(filin))
     await bot_api.wait_for("setWebhook", bot_id=bot_id(glow))
 
-    # A swap: the new config registers the same webhook again, the old one
-    # is stopped once drained, and nothing deletes the webhook.
+    # A swap: the old config is stopped once drained, and nothing deletes the
+    # webhook. The registration is the same, so it is not sent again.
     tenantry.add_tenant("filin", features={"sample": {"greeting": "hello"}}, bot=filin["bot"])
-    await bot_api.wait_for("setWebhook", bot_id=bot_id(filin), count=2, timeout=10)
     for _ in range(200):
         if sample.STOPPED.count("filin") == 1:
             break
         await asyncio.sleep(0.05)
     assert sample.STOPPED == ["filin"], "the swapped-out tenant has stopped"
+    await asyncio.sleep(0.3)
+    assert len(bot_api.calls("setWebhook", bot_id=bot_id(filin))) == 1
     assert bot_api.calls("deleteWebhook", bot_id=bot_id(filin)) == []
     assert bot_api.webhook(bot_id(filin)) is not None
+    # A swap that changes the registration (a new secret_token) sends it.
+    new_bot = {**filin["bot"], "webhook_secret": "rotated-secret-0123456789"}
+    tenantry.add_tenant("filin", features={"sample": {"greeting": "hello"}}, bot=new_bot)
+    calls = await bot_api.wait_for("setWebhook", bot_id=bot_id(filin), count=2, timeout=10)
+    assert calls[-1].params["secret_token"] == "rotated-secret-0123456789"
 
     # Removal through the admin API.
     response = await tenantry.client.delete(

@@ -9,14 +9,14 @@ from core.runtime.plugins import build_plugin_manager
 from core.runtime.settings import RuntimeSettings
 
 
-def runtime_for(tenantry, sample) -> Runtime:
+def runtime_for(tenantry, sample, public_url: str = "http://127.0.0.1:1") -> Runtime:
     settings = RuntimeSettings(
         tenants_dir=tenantry.tenants_dir,
         data_dir=tenantry.data_dir,
         database_url=tenantry.database_url,
         redis_url=tenantry.redis_url,
         bot_api_url=tenantry.bot_api.base_url,
-        public_url="http://127.0.0.1:1",
+        public_url=public_url,
         secret_key=tenantry.secret_key,
         queue_name=f"tenantry-test-{tenantry.run_id}",
         # The harness's per-run control schema (dropped at teardown), not the shared ``tenantry``.
@@ -100,3 +100,40 @@ async def test_two_runtimes_poll_a_bot_through_one_of_them(tenantry, sample, upd
         assert conflicts == [], "two runtimes polled the bot at once"
     finally:
         await asyncio.gather(first.stop(), second.stop())
+
+
+async def test_a_restart_does_not_register_an_unchanged_bot_again(tenantry, sample):
+    """setWebhook / setMyCommands are sent once per registration, not at every start."""
+    config = tenantry.add_tenant("filin", features={"sample": {}})
+    bot_id = int(config["bot"]["token"].split(":")[0])
+    first = runtime_for(tenantry, sample)
+    await first.start()
+    try:
+        tenant = first.registry.get("filin")
+        remembered = tenant.key("bot-registration", bot_id)
+        for _ in range(100):  # the registration is done once it is remembered
+            if await first.redis.exists(remembered):
+                break
+            await asyncio.sleep(0.05)
+        assert await first.redis.exists(remembered)
+        assert len(tenantry.bot_api.calls("setWebhook", bot_id=bot_id)) == 1
+    finally:
+        await first.stop()
+    sent = len(tenantry.bot_api.calls("setMyCommands", bot_id=bot_id))
+    again = runtime_for(tenantry, sample)
+    await again.start()
+    try:
+        await asyncio.sleep(0.5)  # registration runs in the background
+        assert again.registry.get("filin").state == "running"
+        assert len(tenantry.bot_api.calls("setWebhook", bot_id=bot_id)) == 1
+        assert len(tenantry.bot_api.calls("setMyCommands", bot_id=bot_id)) == sent
+    finally:
+        await again.stop()
+    # What a runtime would register changed (another public URL): it is sent again.
+    other = runtime_for(tenantry, sample, public_url="http://127.0.0.1:2")
+    await other.start()
+    try:
+        calls = await tenantry.bot_api.wait_for("setWebhook", bot_id=bot_id, count=2)
+        assert calls[-1].params["url"] == "http://127.0.0.1:2/webhook/filin"
+    finally:
+        await other.stop()
