@@ -137,3 +137,54 @@ async def test_a_restart_does_not_register_an_unchanged_bot_again(tenantry, samp
         assert calls[-1].params["url"] == "http://127.0.0.1:2/webhook/filin"
     finally:
         await other.stop()
+
+
+async def test_three_runtimes_run_a_job_a_cron_tick_and_the_events_relay_once(tenantry, sample):
+    from datetime import UTC, datetime
+
+    tenantry.add_tenant("filin", features={"sample": {}})
+    runtimes = [runtime_for(tenantry, sample) for _ in range(3)]
+    try:
+        await asyncio.gather(*(r.start() for r in runtimes))
+        tenants = [r.registry.get("filin") for r in runtimes]
+
+        # A keyed job queued by all three runs once.
+        queued = await asyncio.gather(
+            *(t.enqueue("sample.record", key="once", source=n) for n, t in enumerate(tenants))
+        )
+        assert sorted(queued) == [False, False, True]
+        # All three workers fire the same minute's cron tick: the leap-day job runs once.
+        leap_day = datetime(2028, 2, 29, 0, 0, 30, tzinfo=UTC)
+        await asyncio.gather(*(r.jobs.tick(leap_day) for r in runtimes))
+        for _ in range(100):
+            if len(sample.JOB_RUNS) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # room for a second run
+        assert len(sample.JOB_RUNS) == 2
+        runs = sorted((kwargs for _, kwargs in sample.JOB_RUNS), key=len)
+        assert runs[0] == {}, "the cron job (no arguments) ran once"
+        assert runs[1]["source"] in (0, 1, 2), "the keyed job ran once"
+
+        # Events published on each runtime go to the stream once (three relays) and are
+        # handled once (three consumers of the group).
+        published = []
+        for n in range(30):
+            tenant = tenants[n % 3]
+            async with tenant.db.transaction() as conn:
+                published.append(await tenant.publish("sample.created", {"n": n}, conn=conn))
+        for _ in range(200):
+            if len(sample.EVENT_IDS) >= len(published):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert sorted(sample.EVENT_IDS) == sorted(e.id for e in published)
+        stream = runtimes[0].events.layout.key_for("filin")
+        entries = await runtimes[0].redis.xrange(stream)
+        ids = [fields.get("id") for _, fields in entries]
+        ours = [i for i in ids if i in {e.id for e in published}]
+        assert sorted(ours) == sorted(e.id for e in published), "an event was relayed twice"
+        handled = [r.events.consumers.handled for r in runtimes]
+        assert sum(handled) == len(published)
+    finally:
+        await asyncio.gather(*(r.stop() for r in runtimes))

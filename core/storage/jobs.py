@@ -126,7 +126,16 @@ class JobRunner:
             structlog.contextvars.unbind_contextvars("tenant", "job")
 
     async def _tick(self, ctx: dict[str, Any]) -> None:
-        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        await self.tick(datetime.now(UTC))
+
+    async def tick(self, now: datetime) -> None:
+        """Queue every cron job due in the minute of ``now`` (UTC), for every tenant here.
+
+        Every runtime's worker may fire the same minute's tick: each job is
+        queued with the key ``<tenant>:cron:<job>:<YYYYMMDDTHHMM>``, and saq
+        keeps one job per key, so it runs once across runtimes.
+        """
+        minute = now.astimezone(UTC).replace(second=0, microsecond=0)
         for tenant in list(self._tenants().values()):
             for name, (plugin, spec) in self.specs.items():
                 if spec.cron and plugin in tenant.features and croniter.match(spec.cron, minute):

@@ -129,10 +129,14 @@ async def record_job(tenant: Tenant, **kwargs: Any) -> None:
 
 @hookimpl
 def register_jobs() -> list[JobSpec]:
-    """``sample.record`` appends to JOB_RUNS."""
+    """``sample.record`` appends to JOB_RUNS; so does ``sample.leap``, a cron job of leap days."""
     from core import JobSpec
 
-    return [JobSpec(name="sample.record", function=record_job)]
+    return [
+        JobSpec(name="sample.record", function=record_job),
+        # Midnight of a leap day (UTC): tests fire it with JobRunner.tick, never by the clock.
+        JobSpec(name="sample.leap", function=record_job, cron="0 0 29 2 *"),
+    ]
 
 
 @hookimpl
