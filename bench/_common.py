@@ -3,13 +3,18 @@
 Everything here talks to servers on 127.0.0.1 only. Child processes are
 started by :class:`Child`, which remembers when it was spawned (for start-up
 timings), keeps its output in a log file and stops exactly the process it
-started.
+started. :class:`SpawnedRun` runs one coroutine function in a spawned Python
+process on uvloop with the runtime's garbage-collector policy (a load
+generator, or a raw-insert baseline), and :func:`http_load` is the load such
+a process can send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import multiprocessing
 import os
 import signal
 import socket
@@ -17,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -26,13 +31,17 @@ __all__ = [
     "Child",
     "LoadResult",
     "Profile",
+    "SpawnedRun",
     "child_env",
     "cpu_seconds",
     "delete_redis_keys",
     "drop_schemas",
     "format_table",
     "free_port",
+    "http_load",
     "median",
+    "nearest_rank",
+    "own_cpu_seconds",
     "post_all",
     "rss_mb",
     "wait_http",
@@ -348,3 +357,175 @@ def child_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
     env.update(values)
     return env
+
+
+def own_cpu_seconds() -> float:
+    """User plus system CPU time this process (every thread) has used so far, in seconds."""
+    times = os.times()
+    return times.user + times.system
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, nearest-rank; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+class SpawnedRun:
+    """Runs ``target(go, *args)`` in a spawned process on uvloop; the parent says when to go.
+
+    ``target`` is an async function importable by the child (module level in
+    the benchmark script or a module): it prepares (connects, warms up), then
+    ``await go()`` and runs its measured part, and returns a picklable result.
+    ``go()`` tells the parent the child is ready, applies the runtime's
+    garbage-collector policy (:class:`core.runtime.heap.HeapPolicy`, as
+    ``tenantry run`` does once its tenants started: collect, freeze, raise the
+    generation-0 threshold) and waits for :meth:`run`. So a load generator
+    or a baseline gets a process, a core and an event loop of its own, like
+    the server under test.
+
+    Args:
+        target: ``async def target(go, *args) -> result``.
+        args: picklable arguments.
+    """
+
+    def __init__(self, target: Callable[..., Awaitable[object]], *args: object):
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_spawned_main, args=(child_end, target, args), daemon=True
+        )
+        self.process.start()
+        child_end.close()
+
+    async def ready(self, timeout: float = 120.0) -> None:
+        """Wait until the child prepared and waits for :meth:`run`.
+
+        Raises:
+            RuntimeError: the child failed or exited before it was ready.
+        """
+        message = await self._receive(timeout)
+        if message != "ready":
+            raise RuntimeError(f"spawned run failed before it was ready: {message}")
+
+    async def run(self, timeout: float = 3600.0) -> object:
+        """Let the child run its measured part; return its result.
+
+        Raises:
+            RuntimeError: the child raised (its traceback is in the message).
+        """
+        self._pipe.send("go")
+        kind, value = await self._receive(timeout)
+        self.process.join(timeout=30)
+        if kind == "error":
+            raise RuntimeError(f"spawned run failed:\n{value}")
+        return value
+
+    def stop(self) -> None:
+        """Kill the child if it still runs (after a failure on the parent's side)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        self._pipe.close()
+
+    async def _receive(self, timeout: float) -> object:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # poll() with a short wait in a thread: the parent's loop keeps serving meanwhile.
+        while not await loop.run_in_executor(None, self._pipe.poll, 0.2):
+            if not self.process.is_alive() and not self._pipe.poll():
+                raise RuntimeError(f"spawned run exited with {self.process.exitcode}")
+            if loop.time() > deadline:
+                raise RuntimeError(f"spawned run sent nothing within {timeout:.0f} s")
+        return self._pipe.recv()
+
+
+def _spawned_main(pipe: object, target: Callable[..., Awaitable[object]], args: tuple) -> None:
+    import traceback
+
+    import uvloop
+
+    from core.runtime.heap import HeapPolicy
+
+    async def go() -> None:
+        pipe.send("ready")  # type: ignore[attr-defined]
+        HeapPolicy(enabled=True).apply()
+        loop = asyncio.get_running_loop()
+        while not await loop.run_in_executor(None, pipe.poll, 0.2):  # type: ignore[attr-defined]
+            pass
+        pipe.recv()  # type: ignore[attr-defined]
+
+    try:
+        result = uvloop.run(target(go, *args))
+    except BaseException:
+        pipe.send(("error", traceback.format_exc()))  # type: ignore[attr-defined]
+        raise
+    pipe.send(("ok", result))  # type: ignore[attr-defined]
+
+
+async def http_load(
+    go: Callable[[], Awaitable[None]],
+    base_url: str,
+    requests: Sequence[tuple[str, str, bytes, dict[str, str]]],
+    concurrency: int,
+    rate: float | None = None,
+    expect: int = 200,
+) -> dict[str, object]:
+    """Send ``(method, path, body, headers)`` requests to ``base_url``; a :class:`SpawnedRun` target.
+
+    Closed loop when ``rate`` is None: ``concurrency`` workers, each sending
+    its next request when the previous one was answered; latencies count from
+    each send. Open loop otherwise: each request starts at its scheduled
+    moment (``rate`` per second) whatever the answers do, and its latency
+    counts from that moment, so queueing in the server is not hidden.
+
+    Returns:
+        ``{"seconds": first send to last answer, "latencies": seconds per
+        request, "errors": {reason: count}}``; an answer other than
+        ``expect`` is an error by status.
+    """
+    connector = aiohttp.TCPConnector(limit=0)
+    errors: dict[str, int] = {}
+    latencies = [0.0] * len(requests)
+    async with aiohttp.ClientSession(base_url, connector=connector) as session:
+
+        async def send(index: int, since: float) -> None:
+            method, path, body, headers = requests[index]
+            try:
+                async with session.request(method, path, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status != expect:
+                        errors[f"HTTP {answer.status}"] = errors.get(f"HTTP {answer.status}", 0) + 1
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            latencies[index] = time.perf_counter() - since
+
+        async def connect() -> None:
+            async with session.get("/health") as answer:
+                await answer.read()
+
+        # Open the connections before the clock starts.
+        await asyncio.gather(*(connect() for _ in range(concurrency)))
+        await go()
+        started = time.perf_counter()
+        if rate is None:
+            pending = iter(range(len(requests)))
+
+            async def worker() -> None:
+                for index in pending:
+                    await send(index, time.perf_counter())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for index in range(len(requests)):
+                due = started + index / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(send(index, due)))
+            await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "latencies": latencies, "errors": errors}

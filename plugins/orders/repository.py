@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,9 @@ _ORDER_COLUMNS = """
     id, store_id, customer_id, customer_name, type, status, address, latitude, longitude,
     phone, comment, subtotal, delivery_fee, total, currency, created_at, updated_at
 """
+_ORDER_FIELDS = tuple(column.strip() for column in _ORDER_COLUMNS.split(","))
+_PRICE_ORDER = Path(__file__).with_name("price_order.sql").read_text(encoding="utf-8")
+_CREATE_ORDER = Path(__file__).with_name("create_order.sql").read_text(encoding="utf-8")
 _ITEM_COLUMNS = "id, store_id, category_id, sku, name, description, price, available, updated_at"
 
 # ---------------------------------------------------------------- seed
@@ -210,28 +214,60 @@ async def archive_item(conn: Conn, item_id: int) -> bool:
     return status.endswith(" 1")
 
 
-async def lock_order_items(
-    conn: Conn, store_id: str, item_ids: Sequence[int]
-) -> list[asyncpg.Record]:
-    """Orderable items of ``store_id`` among ``item_ids``, share-locked so prices hold until commit."""
-    return await conn.fetch(
-        "SELECT id, name, price FROM items WHERE store_id = $1 AND id = ANY($2::bigint[])"
-        " AND available AND NOT archived ORDER BY id FOR SHARE",
-        store_id,
-        list(item_ids),
-    )
+async def pricing_reads(
+    conn: Conn,
+    store_id: str,
+    item_ids: Sequence[int],
+    customer_id: int | None,
+    excluded: Sequence[str],
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record], int | None]:
+    """The store, its orderable items among ``item_ids`` (share-locked) and a customer's active orders.
+
+    One statement (``price_order.sql``). Inside a transaction the item
+    locks hold until it ends, so the prices read are the prices written.
+
+    Args:
+        customer_id: count this customer's orders not in ``excluded``; None
+            to count nothing.
+
+    Returns:
+        ``(store or None, [{id, name, price}] by id, active orders or None)``.
+    """
+    row = await conn.fetchrow(_PRICE_ORDER, store_id, list(item_ids), customer_id, list(excluded))
+    store = row if row["id"] is not None else None
+    items = [
+        {"id": item_id, "name": name, "price": price}
+        for item_id, name, price in zip(
+            row["item_ids"], row["item_names"], row["item_prices"], strict=True
+        )
+    ]
+    return store, items, row["active_orders"]
 
 
 # ---------------------------------------------------------------- orders
 
 
-async def insert_order(conn: Conn, order: dict[str, Any]) -> asyncpg.Record:
-    """Insert an order row from ``order`` (the orders columns); returns the row."""
-    return await conn.fetchrow(
-        "INSERT INTO orders (store_id, customer_id, customer_name, type, status, address, latitude,"
-        " longitude, phone, comment, subtotal, delivery_fee, total, currency)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        f" RETURNING {_ORDER_COLUMNS}",
+async def create_order(
+    conn: Conn,
+    order: dict[str, Any],
+    lines: Sequence[tuple[int, str, int, int]],
+    actor_id: int | None,
+    role: str,
+    reason: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Insert an order, its lines and its first history row in one statement (``create_order.sql``).
+
+    Args:
+        order: the orders columns (status is the initial one, recorded in the history).
+        lines: ``(item_id, name, unit_price, quantity)``, at least one.
+        actor_id / role / reason: the history row's.
+
+    Returns:
+        ``(order row as a dict, lines by name)``; each line has ``item_id,
+        name, unit_price, quantity, line_total``, as :func:`order_lines` gives them.
+    """
+    rows = await conn.fetch(
+        _CREATE_ORDER,
         order["store_id"],
         order["customer_id"],
         order["customer_name"],
@@ -246,18 +282,25 @@ async def insert_order(conn: Conn, order: dict[str, Any]) -> asyncpg.Record:
         order["delivery_fee"],
         order["total"],
         order["currency"],
+        [line[0] for line in lines],
+        [line[1] for line in lines],
+        [line[2] for line in lines],
+        [line[3] for line in lines],
+        actor_id,
+        role,
+        reason,
     )
-
-
-async def insert_order_lines(
-    conn: Conn, order_id: int, lines: Sequence[tuple[int, str, int, int]]
-) -> None:
-    """Insert ``(item_id, name, unit_price, quantity)`` lines of an order."""
-    await conn.executemany(
-        "INSERT INTO order_items (order_id, item_id, name, unit_price, quantity, line_total)"
-        " VALUES ($1, $2, $3, $4::bigint, $5::integer, $4::bigint * $5::integer)",
-        [(order_id, *line) for line in lines],
-    )
+    created = {column: rows[0][column] for column in _ORDER_FIELDS}
+    return created, [
+        {
+            "item_id": r["line_item_id"],
+            "name": r["line_name"],
+            "unit_price": r["line_unit_price"],
+            "quantity": r["line_quantity"],
+            "line_total": r["line_line_total"],
+        }
+        for r in rows
+    ]
 
 
 async def insert_history(
@@ -327,15 +370,6 @@ async def lock_customer_orders(conn: Conn, schema: str, customer_id: int) -> Non
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         f"tenantry:orders-cap:{schema}:{customer_id}",
-    )
-
-
-async def active_orders_of_customer(conn: Conn, customer_id: int, excluded: Sequence[str]) -> int:
-    """How many of a customer's orders are in a state not in ``excluded``."""
-    return await conn.fetchval(
-        "SELECT count(*) FROM orders WHERE customer_id = $1 AND NOT (status = ANY($2::text[]))",
-        customer_id,
-        list(excluded),
     )
 
 
