@@ -152,11 +152,15 @@ class RuntimeProcess:
                 assert time.monotonic() < deadline, (
                     f"runtime {self.name} not serving in {timeout} s:\n{_tail(self.log_path)}"
                 )
+                states: dict[str, str] = {}
                 with contextlib.suppress(httpx.TransportError, ValueError):
                     response = await client.get("/health")
                     states = {t["id"]: t["state"] for t in response.json()["tenants"]}
                     if response.status_code == 200 and states.get(tenant_id) == "running":
                         return
+                assert states.get(tenant_id) != "failed", (
+                    f"runtime {self.name}: tenant {tenant_id} failed:\n{_tail(self.log_path)}"
+                )
                 await asyncio.sleep(0.05)
 
     async def kill(self) -> None:
