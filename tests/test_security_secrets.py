@@ -251,6 +251,8 @@ async def test_health_without_the_admin_token_shows_only_states(tenantry):
         "redis": "ok",
         "tenants": [{"id": "filin", "state": "running"}],
         "rejected": 1,
+        "loaded": 1,
+        "idle": 0,
     }
     wrong = await tenantry.client.get("/health", headers={"Authorization": "Bearer nope"})
     assert wrong.json()["rejected"] == 1

@@ -140,7 +140,12 @@ class Runtime:
         self.ledger = UpdateLedger(self.redis)
         self.ledger.start()
         self.bots = BotHub(
-            self.redis, self.ledger, settings.bot_api_url, settings.public_url, settings.resolved_secret_key()
+            self.redis,
+            self.ledger,
+            settings.bot_api_url,
+            settings.public_url,
+            settings.resolved_secret_key(),
+            code=_code_fingerprint(self.pm),
         )
         specs: dict[str, tuple[str, JobSpec]] = {}
         for name, job_specs in contributions_of(self.pm).jobs.items():
@@ -170,6 +175,8 @@ class Runtime:
             listen_host=settings.listen_host,
             events=self.events,
             store=self.store,
+            control_schema=settings.control_schema,
+            lazy_bots=settings.tenants_idle_seconds > 0,
         )
         self.follower = StoreFollower(
             database_url,
@@ -190,6 +197,11 @@ class Runtime:
             self._background.append(
                 asyncio.create_task(self.registry.watch(), name="tenantry-watch")
             )
+        if settings.tenants_idle_seconds > 0:
+            unloader = self.registry.run_unloader(
+                settings.tenants_idle_seconds, settings.tenants_loaded_max
+            )
+            self._background.append(asyncio.create_task(unloader, name="tenantry-unloader"))
         export_tenant_states(self.registry)
         self.heap.apply()
         log.info(
@@ -455,3 +467,14 @@ def create_app(
     document_webhook(app)
     _document_problems(app)
     return app
+
+
+def _code_fingerprint(pm: pluggy.PluginManager) -> str:
+    """This release's code as bot registration sees it: the package version and the plugins."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("tenantry")
+    except PackageNotFoundError:
+        release = "unreleased"
+    return release + ":" + ",".join(sorted(name for name, _ in pm.list_name_plugin()))

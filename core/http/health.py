@@ -33,6 +33,9 @@ class HealthReport(msgspec.Struct):
             its name, detail, mode, features, schema and prefix.
         rejected: how many tenant files failed validation; with the admin
             token, file -> its errors.
+        loaded: running tenants whose bot (Dispatcher and routers) is built.
+        idle: running webhook tenants whose bot is not built: it is built at
+            their next update (``TENANTRY_TENANTS_IDLE_SECONDS``).
     """
 
     status: str
@@ -40,6 +43,8 @@ class HealthReport(msgspec.Struct):
     redis: str
     tenants: list[dict[str, Any]]
     rejected: int | dict[str, list[str]]
+    loaded: int = 0
+    idle: int = 0
 
 
 @get("/health", summary="Runtime and tenant health", tags=["ops"], cache=False)
@@ -67,6 +72,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
     status = "ok" if database == redis == "ok" else "degraded"
     tenants = list(runtime.registry.tenants.values())
     rejected = runtime.registry.rejected
+    serving = [t for t in tenants if t.serving]
+    loaded = sum(1 for t in serving if t.dispatcher is not None)
     report = HealthReport(
         status=status,
         database=database,
@@ -77,5 +84,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
             if full
             else len(rejected)
         ),
+        loaded=loaded,
+        idle=len(serving) - loaded,
     )
     return Response(report, status_code=200 if status == "ok" else 503)

@@ -37,7 +37,14 @@ from core.runtime.redaction import forget_secrets, register_secrets
 from core.runtime.store import FolderFile
 from core.runtime.tenant import CommandSpec, Tenant, TenantState
 from core.storage.db import TenantDB
-from core.storage.migrations import MigrationError, prepare_tenant_schema
+from core.storage.migrations import (
+    MigrationError,
+    fresh_schemas,
+    prepare_tenant_schema,
+    record_schema_state,
+    schema_digest,
+    tenant_migrations,
+)
 from core.updates.bots import BotHub
 
 if TYPE_CHECKING:
@@ -88,6 +95,12 @@ class TenantRegistry:
         store: the tenant store of the control schema (:mod:`core.runtime.store`):
             the running set follows it, and the folder is a two-way mirror of it
             (see :meth:`sync`). None: the folder alone is the truth.
+        control_schema: the control schema, whose ``tenant_schema_states``
+            lets a start skip the schemas already up to date (one query for
+            all tenants); None checks every schema.
+        lazy_bots: build a webhook tenant's routers and Dispatcher at its
+            first update instead of at start, when its Bot API registration
+            is known to be current (:meth:`assemble`).
     """
 
     def __init__(
@@ -105,8 +118,16 @@ class TenantRegistry:
         listen_host: str = "127.0.0.1",
         events: EventBus | None = None,
         store: TenantStore | None = None,
+        control_schema: str | None = None,
+        lazy_bots: bool = True,
     ):
         self.pm = pm
+        self.control_schema = control_schema
+        self.lazy_bots = lazy_bots
+        # Schemas known to be up to date: schema -> schema_digest.
+        self._fresh: dict[str, str] = {}
+        # Tenants whose bot is being assembled (id(tenant) -> the task).
+        self._assembling: dict[int, asyncio.Future[None]] = {}
         self.pool = pool
         self.redis = redis
         self.bots = bots
@@ -241,7 +262,9 @@ class TenantRegistry:
             async with semaphore:
                 await self._start(spec, Path(spec.source))
 
-        await asyncio.gather(*(start_one(s) for s in wanted.values() if self._needs_start(s)))
+        starting = [s for s in wanted.values() if self._needs_start(s)]
+        await self._check_schemas(starting)
+        await asyncio.gather(*(start_one(s) for s in starting))
         return issues
 
     async def _push_folder(self) -> list[ConfigIssue]:
@@ -356,6 +379,7 @@ class TenantRegistry:
                     self._refused_checksums.pop(spec.config.id, None)
                     await self._mirror(spec.config.id, spec, records)
 
+        await self._check_schemas(specs)
         await asyncio.gather(*(start_one(s) for s in specs))
         return issues
 
@@ -608,18 +632,16 @@ class TenantRegistry:
         try:
             tenant.state = TenantState.MIGRATING
             await self._migrate(tenant)
-            routers = [
-                r
-                for r in await _collect(tenant.hook.register_routers(tenant=tenant))
-                if r is not None
-            ]
-            commands = [
-                CommandSpec.of(entry)
-                for group in tenant.hook.register_commands(tenant=tenant)
-                for entry in (await resolve(group)) or ()
-            ]
-            tenant.commands = commands
-            self.bots.build(tenant, routers)
+            self.bots.prepare(tenant)
+            # A webhook bot registered as this very config would register it is
+            # built at its first update (assemble); any other now.
+            lazy = (
+                self.lazy_bots
+                and config.bot.mode == "webhook"
+                and await self.bots.registered(tenant)
+            )
+            if not lazy:
+                await self._assemble(tenant)
             for result in tenant.hook.on_tenant_started(tenant=tenant):
                 await resolve(result)
         except Exception as exc:
@@ -643,7 +665,8 @@ class TenantRegistry:
         tenant.started_at = time.monotonic()
         self.tenants[config.id] = tenant
         self._sources[config.id] = source
-        self.bots.start(tenant, commands)
+        if not lazy:
+            self.bots.start(tenant, tenant.commands)
         tenant.log.info(
             "tenant_started",
             seconds=round(time.monotonic() - started, 3),
@@ -659,16 +682,105 @@ class TenantRegistry:
             retiring.add_done_callback(self._retiring.discard)
         return None
 
+    async def assemble(self, tenant: Tenant) -> None:
+        """Build ``tenant``'s routers, commands and Dispatcher if it has none.
+
+        Called for the first update after a lazy start or an idle drop
+        (:meth:`unload_idle`); concurrent callers wait for one build.
+
+        Raises:
+            Exception: what a plugin's ``register_routers`` or
+                ``register_commands`` raised (the caller answers 503).
+        """
+        if tenant.dispatcher is not None:
+            return
+        key = id(tenant)
+        task = self._assembling.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._assemble(tenant))
+            self._assembling[key] = task
+            task.add_done_callback(lambda _done: self._assembling.pop(key, None))
+        await asyncio.shield(task)
+
+    async def _assemble(self, tenant: Tenant) -> None:
+        routers = [
+            r for r in await _collect(tenant.hook.register_routers(tenant=tenant)) if r is not None
+        ]
+        tenant.commands = [
+            CommandSpec.of(entry)
+            for group in tenant.hook.register_commands(tenant=tenant)
+            for entry in (await resolve(group)) or ()
+        ]
+        self.bots.build(tenant, routers)
+        tenant.last_used = time.monotonic()
+
+    def unload_idle(self, idle_seconds: float, loaded_max: int) -> int:
+        """Drop the Dispatcher and routers of idle webhook tenants; return how many.
+
+        A webhook tenant with nothing in flight is dropped when its last
+        update is more than ``idle_seconds`` ago, and beyond ``loaded_max``
+        loaded tenants the least recently used go first. Polling tenants
+        keep theirs (they poll). The next update builds it again
+        (:meth:`assemble`), so routers must keep no state in memory.
+        """
+        now = time.monotonic()
+        loaded = [
+            t
+            for t in self.tenants.values()
+            if t.dispatcher is not None and t.config.bot.mode == "webhook" and not t.busy
+        ]
+        loaded.sort(key=lambda t: t.last_used)
+        total = sum(1 for t in self.tenants.values() if t.dispatcher is not None)
+        dropped = 0
+        for tenant in loaded:
+            if now - tenant.last_used <= idle_seconds and total - dropped <= loaded_max:
+                break
+            self.bots.unload(tenant)
+            dropped += 1
+        if dropped:
+            log.info("tenants_unloaded", count=dropped, loaded=total - dropped)
+        return dropped
+
+    async def run_unloader(self, idle_seconds: float, loaded_max: int) -> None:
+        """Call :meth:`unload_idle` every ``idle_seconds / 4`` (at most every 60 s), until cancelled."""
+        while True:
+            await asyncio.sleep(min(max(idle_seconds / 4, 0.05), 60.0))
+            self.unload_idle(idle_seconds, loaded_max)
+
+    async def _check_schemas(self, specs: list[TenantSpec]) -> None:
+        """Learn in one query which of the specs' schemas are up to date (see :meth:`_migrate`)."""
+        if self.control_schema is None or not specs:
+            return
+        wanted = {
+            s.config.schema: schema_digest(
+                tenant_migrations(self.pm, s.features), list(s.machines.values())
+            )
+            for s in specs
+        }
+        try:
+            fresh = await fresh_schemas(self.pool, self.control_schema, wanted)
+        except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            log.warning("schema_states_unreadable", error=f"{type(exc).__name__}: {exc}")
+            fresh = set()
+        for schema, digest in wanted.items():
+            if schema in fresh:
+                self._fresh[schema] = digest
+            else:
+                self._fresh.pop(schema, None)
+
     async def _migrate(self, tenant: Tenant) -> None:
-        applied = await prepare_tenant_schema(
-            self.pool,
-            self.pm,
-            tenant.config.schema,
-            tenant.features,
-            list(tenant.statuses.values()),
-        )
+        """Bring the tenant's schema up to date, unless a start's check found it so."""
+        schema = tenant.config.schema
+        machines = list(tenant.statuses.values())
+        digest = schema_digest(tenant_migrations(self.pm, tenant.features), machines)
+        if self._fresh.get(schema) == digest:
+            return
+        applied = await prepare_tenant_schema(self.pool, self.pm, schema, tenant.features, machines)
         if applied:
             tenant.log.info("migrations_applied", migrations=applied)
+        if self.control_schema is not None:
+            await record_schema_state(self.pool, self.control_schema, schema, digest)
+            self._fresh[schema] = digest
 
     async def _retire(self, tenant: Tenant) -> None:
         await self.bots.stop(tenant)

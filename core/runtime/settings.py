@@ -55,6 +55,13 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         tenants_reread_seconds: how often the tenant store's heads are
             re-read besides NOTIFY, so a lost notification heals
             (``TENANTRY_TENANTS_REREAD_SECONDS``, default 5).
+        tenants_idle_seconds: a webhook tenant's bot (Dispatcher and routers)
+            is built at its first update and dropped after this long without
+            one (``TENANTRY_TENANTS_IDLE_SECONDS``, default 600; 0 builds every
+            bot at start and keeps it).
+        tenants_loaded_max: at most this many webhook tenants keep a built bot;
+            beyond it the least recently used idle ones are dropped first
+            (``TENANTRY_TENANTS_LOADED_MAX``, default 2000).
         pool_min_size: asyncpg pool minimum connections (``TENANTRY_DB_POOL_MIN``).
         pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``).
         job_concurrency: jobs run at once by this runtime (``TENANTRY_JOB_CONCURRENCY``).
@@ -128,6 +135,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     queue_name: str = "tenantry"
     watch: bool = True
     tenants_reread_seconds: float = 5.0
+    tenants_idle_seconds: float = 600.0
+    tenants_loaded_max: int = 2000
     pool_min_size: int = 2
     pool_max_size: int = 20
     job_concurrency: int = 10
@@ -177,6 +186,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "queue_name": env.get("TENANTRY_QUEUE") or "tenantry",
             "watch": flag("TENANTRY_WATCH", True),
             "tenants_reread_seconds": float(env.get("TENANTRY_TENANTS_REREAD_SECONDS", "5")),
+            "tenants_idle_seconds": float(env.get("TENANTRY_TENANTS_IDLE_SECONDS", "600")),
+            "tenants_loaded_max": int(env.get("TENANTRY_TENANTS_LOADED_MAX", "2000")),
             "pool_min_size": int(env.get("TENANTRY_DB_POOL_MIN", "2")),
             "pool_max_size": int(env.get("TENANTRY_DB_POOL_MAX", "20")),
             "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),

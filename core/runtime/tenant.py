@@ -93,7 +93,10 @@ class Tenant:
         db: schema-confined PostgreSQL access.
         redis: the shared Redis client; build keys with :meth:`key`.
         bot: the tenant's aiogram Bot (shared HTTP session).
-        dispatcher: the tenant's aiogram Dispatcher.
+        dispatcher: the tenant's aiogram Dispatcher, or None while the bot is
+            not loaded (a webhook tenant's is built at its first update and
+            dropped when idle: :meth:`core.runtime.registry.TenantRegistry.assemble`).
+        last_used: ``time.monotonic()`` of its last update or build.
         state / detail: lifecycle state and a human explanation (shown in
             ``/health`` and the admin API, so read back redacted: see
             :func:`core.runtime.redaction.redact`).
@@ -133,6 +136,7 @@ class Tenant:
         self.state = TenantState.LOADING
         self._detail = ""
         self.started_at: float | None = None
+        self.last_used = 0.0
         self.log = structlog.get_logger("tenantry").bind(tenant=config.id)
         self._texts = texts
         disabled = [p for name, p in pm.list_name_plugin() if name not in features]
@@ -322,6 +326,11 @@ class Tenant:
     def detail(self, text: str) -> None:
         self._detail = text
 
+    @property
+    def busy(self) -> bool:
+        """True while an update, request or job of this tenant is in flight (:meth:`track`)."""
+        return self._inflight > 0
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready state for ``/health`` and the admin API."""
         return {
@@ -330,6 +339,7 @@ class Tenant:
             "state": self.state,
             "detail": self.detail,
             "mode": self.config.bot.mode,
+            "loaded": self.dispatcher is not None,
             "bot_id": self.config.bot.bot_id,
             "features": [f for f in self.features if f != CORE_PLUGIN],
             "schema": self.config.schema,

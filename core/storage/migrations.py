@@ -27,9 +27,16 @@ __all__ = [
     "Migration",
     "MigrationError",
     "apply_migrations",
+    "fresh_schemas",
     "load_migrations",
     "prepare_tenant_schema",
+    "record_schema_state",
+    "schema_digest",
+    "tenant_migrations",
 ]
+
+# Migration folders read once per process: plugin name, folder -> its migrations.
+_FOLDERS: dict[tuple[str, Path], list[Migration]] = {}
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -176,19 +183,98 @@ async def prepare_tenant_schema(
         MigrationError: see :func:`apply_migrations`.
         asyncpg.CheckViolationError: rows hold states the machines no longer have.
     """
-    from core.runtime.contributions import contributions_of
     from core.storage.db import TenantDB
     from core.storage.statuses import sync_status_constraints
 
-    migrations: list[Migration] = []
-    table = contributions_of(pm)
-    for feature in features:
-        source = table.migrations.get(feature)
-        if source is not None:
-            migrations.extend(load_migrations(feature, source))
+    migrations = tenant_migrations(pm, features)
     async with pool.acquire() as conn:
         applied = await apply_migrations(conn, schema, migrations)
     if machines:
         async with TenantDB(pool, schema).transaction() as tx:
             await sync_status_constraints(tx, list(machines))
     return applied
+
+
+def tenant_migrations(pm: pluggy.PluginManager, features: Sequence[str]) -> list[Migration]:
+    """The migrations of ``features`` in order (``core`` first); each folder is read once.
+
+    Raises:
+        MigrationError: see :func:`load_migrations`.
+    """
+    from core.runtime.contributions import contributions_of
+
+    table = contributions_of(pm)
+    migrations: list[Migration] = []
+    for feature in features:
+        source = table.migrations.get(feature)
+        if source is None:
+            continue
+        if isinstance(source, Path):
+            key = (feature, source)
+            if key not in _FOLDERS:
+                _FOLDERS[key] = load_migrations(feature, source)
+            migrations.extend(_FOLDERS[key])
+        else:
+            migrations.extend(load_migrations(feature, source))
+    return migrations
+
+
+def schema_digest(migrations: Sequence[Migration], machines: Sequence[StatusMachine]) -> str:
+    """SHA-256 hex of what :func:`prepare_tenant_schema` brings a schema to.
+
+    Covers every migration (plugin, version, checksum) and the status
+    machines' states and renames, so any change of either changes it.
+    """
+    digest = hashlib.sha256()
+    for m in migrations:
+        digest.update(f"{m.plugin}/{m.version}/{m.checksum};".encode())
+    for machine in sorted(machines, key=lambda x: x.entity.name):
+        digest.update(msgspec.json.encode(_machine_shape(machine)))
+    return digest.hexdigest()
+
+
+def _machine_shape(machine: StatusMachine) -> object:
+    """The parts of a status machine its CHECK constraint and renames depend on."""
+    entity = machine.entity
+    return [
+        entity.name,
+        entity.table,
+        entity.column,
+        [list(pair) for pair in entity.rename_columns],
+        machine.states,
+        sorted(machine.renamed.items()),
+    ]
+
+
+async def fresh_schemas(
+    pool: asyncpg.Pool, control_schema: str, wanted: dict[str, str]
+) -> set[str]:
+    """The schemas of ``wanted`` (schema -> :func:`schema_digest`) already up to date.
+
+    One query for any number of schemas: a schema is fresh when
+    :func:`record_schema_state` recorded that digest for it and the schema
+    still exists with the oid it had then.
+    """
+    if not wanted:
+        return set()
+    rows = await pool.fetch(
+        f"""SELECT s.schema_name, s.digest FROM "{control_schema}".tenant_schema_states s
+            JOIN pg_namespace n ON n.oid = s.schema_oid AND n.nspname = s.schema_name
+            WHERE s.schema_name = ANY($1::text[])""",
+        list(wanted),
+    )
+    return {r["schema_name"] for r in rows if wanted.get(r["schema_name"]) == r["digest"]}
+
+
+async def record_schema_state(
+    pool: asyncpg.Pool, control_schema: str, schema: str, digest: str
+) -> None:
+    """Record that ``schema`` was brought up to ``digest`` (after :func:`prepare_tenant_schema`)."""
+    await pool.execute(
+        f"""INSERT INTO "{control_schema}".tenant_schema_states (schema_name, schema_oid, digest)
+            SELECT $1::text, oid, $2::text FROM pg_namespace WHERE nspname = $1::text
+            ON CONFLICT (schema_name) DO UPDATE
+            SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()""",
+        schema,
+        digest,
+    )

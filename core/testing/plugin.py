@@ -230,7 +230,8 @@ class TenantryHarness:
                 start two runtimes that share claims), ``queue_name`` to
                 ``tenantry-test-<run_id>`` (pass another harness's to share its
                 job queue and event streams), ``admin_tokens`` to the tokens of
-                :meth:`add_admin_token`.
+                :meth:`add_admin_token`, ``public_url`` to this start's own
+                address (pass a fixed one to restart as the same registration).
 
         Raises:
             RuntimeError: the runtime did not start (its error is chained).
@@ -247,13 +248,13 @@ class TenantryHarness:
         settings.setdefault("control_schema", self.control_schema)
         settings.setdefault("admin_tokens", list(self._admin_tokens))
         settings.setdefault("queue_name", f"tenantry-test-{self.run_id}")
+        settings.setdefault("public_url", self.url)
         runtime_settings = RuntimeSettings(
             tenants_dir=self.tenants_dir,
             data_dir=self.data_dir,
             database_url=self.database_url,
             redis_url=self.redis_url,
             bot_api_url=bot_api_url or self.bot_api.base_url,
-            public_url=self.url,
             secret_key=self.secret_key,
             admin_token=self.admin_token,
             watch=watch,
@@ -417,8 +418,7 @@ class TenantryHarness:
                 await redis.delete(*saq_keys)
             # The event streams and markers of the queue names this test used.
             event_keys = [
-                k
-                async for k in redis.scan_iter(match=f"*{self.run_id}:events:*", count=500)
+                k async for k in redis.scan_iter(match=f"*{self.run_id}:events:*", count=500)
             ]
             if event_keys:
                 await redis.delete(*event_keys)

@@ -343,6 +343,9 @@ class BotHub:
         bot_api_url: Bot API base URL.
         public_url: this runtime's external base URL for setWebhook, or None.
         secret_key: derives webhook secrets.
+        code: names this release's code (package version and plugins): a
+            new one registers every bot again, since its routers may use
+            other update types or commands.
     """
 
     def __init__(
@@ -352,8 +355,10 @@ class BotHub:
         bot_api_url: str,
         public_url: str | None,
         secret_key: str,
+        code: str = "",
     ):
         pin_response_models()
+        self.code = code
         self.redis = redis
         self.ledger = ledger
         self.session = AiohttpSession(api=TelegramAPIServer.from_base(bot_api_url.rstrip("/")))
@@ -369,9 +374,14 @@ class BotHub:
             )
         return tenant.webhook_secret
 
-    def build(self, tenant: Tenant, routers: list[Router]) -> None:
-        """Give ``tenant`` its Bot and a Dispatcher holding ``routers``."""
+    def prepare(self, tenant: Tenant) -> None:
+        """Give ``tenant`` its Bot (cheap: no request is made)."""
         tenant.bot = Bot(tenant.config.bot.token, session=self.session)
+
+    def build(self, tenant: Tenant, routers: list[Router]) -> None:
+        """Give ``tenant`` (prepared) a Dispatcher holding ``routers``."""
+        if tenant.bot is None:
+            self.prepare(tenant)
         storage = _TenantStorage(
             self.redis,
             key_builder=DefaultKeyBuilder(prefix=f"{tenant.redis_prefix}fsm", with_bot_id=True),
@@ -388,6 +398,27 @@ class BotHub:
             dispatcher.message.outer_middleware(_RoleCommandGate(tenant, tenant.commands))
         dispatcher.include_routers(*routers, _outage_router(tenant))
         tenant.dispatcher = dispatcher
+
+    def unload(self, tenant: Tenant) -> None:
+        """Drop ``tenant``'s Dispatcher and routers (idle); :meth:`build` makes them again."""
+        tenant.dispatcher = None  # type: ignore[assignment]
+
+    def _memo(self, tenant: Tenant) -> str:
+        """What decides a registration: the tenant file, this runtime's URL, secret and code."""
+        parts = (tenant.source_hash, self.public_url or "", self.secret_for(tenant), self.code)
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    async def registered(self, tenant: Tenant) -> bool:
+        """True when the bot was registered for this very tenant file, URL, secret and code.
+
+        Then nothing the bot would register can differ, and its Dispatcher
+        need not be built to find out. False while Redis is unreachable.
+        """
+        key = tenant.key("bot-registration", tenant.config.bot.bot_id, "source")
+        try:
+            return await self.redis.get(key) == self._memo(tenant)
+        except STORAGE_UNAVAILABLE:
+            return False
 
     def start(self, tenant: Tenant, commands: list[CommandSpec]) -> None:
         """Start background registration (webhook) or polling for ``tenant``."""
@@ -417,8 +448,9 @@ class BotHub:
                 await task
         if delete_webhook and tenant.bot is not None:
             # Re-adding the tenant registers its bot again.
+            key = tenant.key("bot-registration", tenant.config.bot.bot_id)
             with contextlib.suppress(*STORAGE_UNAVAILABLE):
-                await self.redis.delete(tenant.key("bot-registration", tenant.config.bot.bot_id))
+                await self.redis.delete(key, f"{key}:source")
         if delete_webhook and tenant.bot is not None and tenant.config.bot.mode == "webhook":
             try:
                 async with asyncio.timeout(DELETE_WEBHOOK_TIMEOUT):
@@ -509,6 +541,10 @@ class BotHub:
                         await self._call(tenant, method, params)
                     await self.redis.set(digest_key, digest, ex=REGISTRATION_TTL_SECONDS)
                     tenant.log.info("bot_registered", mode=tenant.config.bot.mode, attempts=attempt)
+                if self.public_url is not None or tenant.config.bot.mode == "polling":
+                    await self.redis.set(
+                        f"{digest_key}:source", self._memo(tenant), ex=REGISTRATION_TTL_SECONDS
+                    )
                 if tenant.state == TenantState.RETRYING:
                     tenant.state = TenantState.RUNNING
                 if self.public_url is not None or tenant.config.bot.mode == "polling":

@@ -149,6 +149,15 @@ async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int,
             if where
             else f"not a Telegram Update: {reason}",
         )
+    if tenant.dispatcher is None:
+        # A lazily started or idle-dropped webhook tenant: its bot is built now, once.
+        try:
+            await runtime.registry.assemble(tenant)
+        except Exception:
+            log.exception("tenant_assembly_failed", tenant=tenant.id)
+            update_counter(tenant.id, "unavailable").inc()
+            return problem(503, f"tenant {tenant.id!r} could not build its bot; retry later")
+    tenant.last_used = time.monotonic()
     ledger = runtime.ledger
     with tenant.track():
         seen_key = ledger.key(tenant, update.update_id)
