@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import msgspec
@@ -216,7 +216,9 @@ async def _webapp_actor(
     return await resolve_actor(tenant, parsed.user.id, via="webapp", user=user)
 
 
-def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_api_key(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard: one of the tenant's API keys is required; leaves its :class:`~core.actors.Actor`.
 
     Raises:
@@ -261,7 +263,9 @@ async def require_api_key_or_webapp(
     connection.state.actor = actor
 
 
-def require_role(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Any], None]:
+def require_role(
+    *roles: str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], Any], Awaitable[None]]:
     """Build a guard: the actor an auth guard left must hold one of ``roles`` (any scope).
 
     List it after the auth guard: ``guards=[require_api_key, require_role("admin", "partner")]``.
@@ -282,7 +286,8 @@ def require_role(*roles: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], A
     if not roles:
         raise ValueError("require_role needs at least one role name")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Guards are coroutines: Litestar runs a plain function guard in a worker thread.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         actor: Actor | None = getattr(connection.state, "actor", None)
         if actor is None:
             raise ImproperlyConfiguredException("require_role needs an auth guard before it")
@@ -316,9 +321,14 @@ def admin_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminActor | 
     return actor
 
 
-def require_admin_token(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+async def require_admin_token(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
+    """Guard for ``/admin``: see :func:`check_admin_token` (a coroutine, so no worker thread)."""
+    check_admin_token(connection, handler)
+
+
+def check_admin_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for ``/admin``: the ops token or a scoped admin token as ``Authorization: Bearer``.
 
     Leaves the :class:`~core.http.admin_tokens.AdminActor` in
@@ -352,7 +362,7 @@ async def provide_admin_actor(request: Request[Any, Any, Any]) -> AdminActor:
 def feature_guard(feature: str) -> Any:
     """Build the guard that 404s plugin routes of tenants that do not enable ``feature``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         resolve_tenant(connection, feature)
 
     guard.__name__ = f"feature_{feature}_enabled"
@@ -384,7 +394,7 @@ def admin_token_valid(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     only its own tenants, counts as no token here.
     """
     try:
-        require_admin_token(connection, connection.route_handler)
+        check_admin_token(connection, connection.route_handler)
     except HTTPException:
         return False
     actor = admin_actor(connection)
