@@ -15,6 +15,7 @@ from core.events.model import DomainEvent
 from core.events.outbox import write_event
 from core.events.relay import OutboxRelay
 from core.events.streams import StreamLayout
+from core.runtime.rediscluster import is_cluster
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -56,7 +57,9 @@ class EventBus:
     ):
         self._redis = redis
         self._pool = pool
-        self.layout = StreamLayout(settings.queue_name, settings.events_shards)
+        self.layout = StreamLayout(
+            settings.queue_name, settings.events_shards, cluster=is_cluster(redis)
+        )
         self.relay = OutboxRelay(
             dsn,
             pool,

@@ -130,7 +130,10 @@ class EventConsumers:
             redis.RedisError: Redis cannot be reached.
         """
         for group in self.groups:
-            self._tasks.append(asyncio.create_task(self._read(group), name=f"events:{group}"))
+            for streams in self._layout.reads:
+                self._tasks.append(
+                    asyncio.create_task(self._read(group, streams), name=f"events:{group}")
+                )
             self._tasks.append(asyncio.create_task(self._reclaim(group), name=f"reclaim:{group}"))
 
     async def stop(self) -> None:
@@ -146,15 +149,16 @@ class EventConsumers:
 
     # ------------------------------------------------------------ reading
 
-    async def _read(self, group: str) -> None:
+    async def _read(self, group: str, streams: tuple[str, ...]) -> None:
         # A blocking read holds one connection of the shared client's pool,
-        # which opens another for everyone else meanwhile.
+        # which opens another for everyone else meanwhile. On a cluster there
+        # is one such read per stream (a multi-key read must stay in one slot).
         last = "0"  # own pending entries first (a restart under the same name), then new ones
         backoff = 1.0
         while not self._stopping:
             try:
                 entries = await self._fetch(
-                    group, last, block=None if last == "0" else self._block_ms
+                    group, streams, last, block=None if last == "0" else self._block_ms
                 )
                 last = ">"
                 if entries:
@@ -168,11 +172,13 @@ class EventConsumers:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def _fetch(self, group: str, last: str, *, block: int | None) -> list[_Entry]:
+    async def _fetch(
+        self, group: str, streams: tuple[str, ...], last: str, *, block: int | None
+    ) -> list[_Entry]:
         answer = await self._redis.xreadgroup(
             group,
             self.consumer,
-            dict.fromkeys(self._layout.keys, last),
+            dict.fromkeys(streams, last),
             count=self._batch,
             block=block,
         )
@@ -246,7 +252,7 @@ class EventConsumers:
     async def _deliver(
         self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
     ) -> None:
-        done_key = self._layout.done_key(group, event.id)
+        done_key = self._layout.done_key(group, event.id, stream)
         lock_key = done_key + ":lock"
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(lock_key, self.consumer, nx=True, px=self._lock_ms)
@@ -285,7 +291,7 @@ class EventConsumers:
     async def _failed(
         self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
     ) -> None:
-        attempts = await self._redis.hincrby(self._layout.attempts_key(group), event.id, 1)
+        attempts = await self._redis.hincrby(self._layout.attempts_key(group, stream), event.id, 1)
         fields = {"plugin": group, "event_name": event.name, "event_id": event.id}
         if attempts < self._max_attempts:
             tenant.log.exception("event_subscriber_failed", attempts=attempts, **fields)
@@ -298,7 +304,7 @@ class EventConsumers:
             maxlen=10_000, approximate=True,
         )  # fmt: skip
         await self._finish(
-            group, stream, entry_id, self._layout.done_key(group, event.id), event.id
+            group, stream, entry_id, self._layout.done_key(group, event.id, stream), event.id
         )
 
     async def _finish(
@@ -314,7 +320,7 @@ class EventConsumers:
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(done_key, "1", ex=self._done_ttl)
         pipe.xack(stream, group, entry_id)
-        pipe.hdel(self._layout.attempts_key(group), event_id)
+        pipe.hdel(self._layout.attempts_key(group, stream), event_id)
         if lock_key is not None:
             pipe.delete(lock_key)
         await pipe.execute()

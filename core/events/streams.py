@@ -10,6 +10,15 @@ runtimes share (``TENANTRY_QUEUE``).
 
 Entry fields (all strings): ``id`` (the event id), ``tenant``, ``name``,
 ``payload`` (JSON) and ``at`` (ISO 8601 UTC).
+
+On a Redis Cluster (``cluster=True``) each stream is its own hash tag,
+``{<namespace>:events:<n>}``, so the streams spread over the nodes, and the
+keys used together with a stream (done markers, their locks, the attempts
+hash) carry the stream's tag: ``{<namespace>:events:<n>}:done:<group>:<id>``.
+Every multi-key command then stays in one slot; a group reads each stream
+with an ``XREADGROUP`` of its own (:class:`core.events.consumers.EventConsumers`).
+On a plain Redis the names stay as above, so a running deployment keeps its
+groups and pending entries.
 """
 
 from __future__ import annotations
@@ -32,26 +41,49 @@ class StreamLayout:
         namespace: key prefix shared by cooperating runtimes (``tenantry``).
         shards: number of streams, 1-1024. Changing it moves tenants to other
             shards; drain the streams first (docs/ops.md, "Events").
+        cluster: name keys for a Redis Cluster (a hash tag per stream).
+
+    Attributes:
+        keys: the shard streams.
+        reads: the stream tuples one ``XREADGROUP`` may read together: all
+            streams on a plain Redis, one each on a cluster (one slot per call).
     """
 
-    def __init__(self, namespace: str, shards: int):
+    def __init__(self, namespace: str, shards: int, *, cluster: bool = False):
         if not 1 <= shards <= 1024:
             raise ValueError(f"event shards must be 1-1024, not {shards}")
         self.namespace = namespace
         self.shards = shards
-        self.keys = tuple(f"{namespace}:events:{n}" for n in range(shards))
+        self.cluster = cluster
+        if cluster:
+            self.keys = tuple("{" + f"{namespace}:events:{n}" + "}" for n in range(shards))
+            self.reads: tuple[tuple[str, ...], ...] = tuple((key,) for key in self.keys)
+        else:
+            self.keys = tuple(f"{namespace}:events:{n}" for n in range(shards))
+            self.reads = (self.keys,)
         self.dead_letters = f"{namespace}:events:dead"
 
     def key_for(self, tenant_id: str) -> str:
         """The stream holding ``tenant_id``'s events."""
         return self.keys[zlib.crc32(tenant_id.encode()) % self.shards]
 
-    def done_key(self, group: str, event_id: str) -> str:
-        """The marker set once ``group`` handled ``event_id`` (skips redeliveries of it)."""
+    def done_key(self, group: str, event_id: str, stream: str | None = None) -> str:
+        """The marker set once ``group`` handled ``event_id`` (skips redeliveries of it).
+
+        Args:
+            group: the consumer group (plugin name).
+            event_id: the event's id.
+            stream: the stream the event came from; on a cluster the marker
+                carries its hash tag (required there).
+        """
+        if self.cluster:
+            return f"{stream}:done:{group}:{event_id}"
         return f"{self.namespace}:events:done:{group}:{event_id}"
 
-    def attempts_key(self, group: str) -> str:
-        """Hash of failed delivery attempts per event id of ``group``."""
+    def attempts_key(self, group: str, stream: str | None = None) -> str:
+        """Hash of failed delivery attempts per event id of ``group`` (on a cluster, per ``stream``)."""
+        if self.cluster:
+            return f"{stream}:attempts:{group}"
         return f"{self.namespace}:events:attempts:{group}"
 
 

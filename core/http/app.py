@@ -47,6 +47,8 @@ from core.runtime.embedded import EmbeddedServers
 from core.runtime.heap import HeapPolicy
 from core.runtime.plugins import build_plugin_manager
 from core.runtime.redaction import forget_secrets, register_secrets, runtime_secrets
+from core.runtime.rediscluster import connect_cluster, is_cluster_url
+from core.runtime.rediscluster import queue_redis_url as queue_redis_url_of
 from core.runtime.registry import TenantRegistry
 from core.runtime.settings import RuntimeSettings
 from core.runtime.store import StoreFollower, TenantStore
@@ -108,6 +110,8 @@ class Runtime:
         Raises:
             ConfigError: the admin tokens file is invalid (file, line and field named).
             OSError, asyncpg.PostgresError, redis.RedisError: a server cannot be reached.
+            ValueError: ``TENANTRY_REDIS_URL`` is a cluster and no plain
+                ``TENANTRY_QUEUE_REDIS_URL`` is set (:func:`core.runtime.rediscluster.queue_redis_url`).
             MigrationError: the control schema cannot be migrated.
         """
         settings = self.settings
@@ -126,6 +130,13 @@ class Runtime:
         )
         # Before the first connection, whose errors may quote the DSN.
         register_secrets(self, runtime_secrets(settings, database_url, redis_url))
+        # Before any connection too: a cluster without a plain Redis for saq and
+        # Channels is a configuration error, not a failure at the first job.
+        try:
+            queue_redis_url = queue_redis_url_of(settings, redis_url)
+        except ValueError as exc:
+            log.error("redis_misconfigured", error=str(exc))
+            raise
         self.pool = await create_pool(
             database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
@@ -152,7 +163,7 @@ class Runtime:
             for spec in job_specs:
                 specs[spec.name] = (name, spec)
         self.jobs = JobRunner(
-            redis_url,
+            queue_redis_url,
             settings.queue_name,
             lambda: self.registry.tenants,
             specs,
@@ -252,6 +263,9 @@ class Runtime:
 def connect_redis(url: str) -> Redis:
     """The runtime's shared Redis client (``decode_responses=True``).
 
+    A ``redis+cluster://`` URL gives a :class:`redis.asyncio.cluster.RedisCluster`
+    with the same options (:mod:`core.runtime.rediscluster`).
+
     No per-command ``socket_timeout``: redis-py wraps every command send in
     ``asyncio.wait_for`` when it is set, which on Python 3.11 creates a task
     per command and was the largest overhead on the webhook path. A dead
@@ -276,6 +290,9 @@ def connect_redis(url: str) -> Redis:
     }
     if not url.startswith("unix://"):
         options.update(socket_keepalive=True, socket_keepalive_options=keepalive)
+    if is_cluster_url(url):
+        # max_connections is then per node.
+        return connect_cluster(url, **options)  # type: ignore[return-value]
     return Redis.from_url(url, **options)
 
 

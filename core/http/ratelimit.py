@@ -105,19 +105,25 @@ class _TenantKeyedBridge(RedispyBridge):
 
 
 class _SharedPoolStorage(RedisStorage):
-    """limits' async Redis storage on an existing redis-py connection pool."""
+    """limits' async Redis storage on the runtime's own Redis client.
+
+    The client itself, not a new one on its pool: a Redis Cluster client has
+    no single pool, and limits' scripts touch one key each, which carries the
+    tenant's hash tag there (:func:`core.runtime.rediscluster.tagged_prefix`).
+    """
 
     def __init__(self, redis: Redis):
-        super().__init__(
-            "async+redis://", implementation="redispy", connection_pool=redis.connection_pool
-        )
+        self._client = redis
+        super().__init__("async+redis://", implementation="redispy")
 
     def configure_bridge(self) -> None:
-        """Swap in the bridge that adds no prefix, on the shared pool."""
+        """Swap in the bridge that adds no prefix, on the shared client."""
         self.bridge = _TenantKeyedBridge(
             self.bridge.uri, self.bridge.dependency, "", **self.options
         )
-        self.bridge.use_basic(**self.options)
+        client = self._client
+        self.bridge.storage = client
+        self.bridge.connection_getter = lambda _readonly: client
 
 
 # One limiter per runtime Redis client; the entry goes with the client.

@@ -180,6 +180,8 @@ def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict
 def runtime_secrets(settings: Any, database_url: str | None, redis_url: str | None) -> list[str]:
     """The runtime's own secrets: admin token, secret key, database and Redis passwords.
 
+    The queue Redis password (``settings.queue_redis_url``) is among them.
+
     Args:
         settings: the :class:`core.runtime.settings.RuntimeSettings`.
         database_url: the DSN in use (configured or embedded).
@@ -189,7 +191,7 @@ def runtime_secrets(settings: Any, database_url: str | None, redis_url: str | No
         The values to pass to :func:`register_secrets`.
     """
     values = [settings.admin_token or "", settings.resolved_secret_key()]
-    for url in (database_url, redis_url):
+    for url in (database_url, redis_url, getattr(settings, "queue_redis_url", None)):
         if url:
             try:
                 password = urlsplit(url).password

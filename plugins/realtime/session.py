@@ -70,7 +70,7 @@ class Session:
         self._ticket = ticket
         self._all_topics = set(all_topics)
         self._feed = Feed(tenant, settings.history_count, settings.history_seconds)
-        self._hub = Hub.of(tenant.redis)
+        self._hub = Hub.of(tenant.plain_redis)
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.queue_size)
         self._cursors: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
