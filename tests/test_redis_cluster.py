@@ -13,6 +13,7 @@ no node may have answered a CROSSSLOT error.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import socket
@@ -71,11 +72,15 @@ def _cli(port: int, *args: str) -> str:
     ).stdout  # fmt: skip
 
 
-@pytest.fixture
-def redis_cluster(tmp_path: Path) -> Iterator[str]:
-    """A three-master Redis Cluster on loopback; yields its ``redis+cluster://`` URL."""
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-master Redis Cluster on loopback; yields its ``redis+cluster://`` URL.
+
+    One per module: each test's tenants have prefixes of their own.
+    """
     ports = _cluster_ports(NODES)
     servers: list[subprocess.Popen[bytes]] = []
+    tmp_path = tmp_path_factory.mktemp("redis-cluster")
     try:
         for port in ports:
             folder = tmp_path / f"redis-{port}"
@@ -227,6 +232,9 @@ async def test_two_tenants_on_a_redis_cluster_keep_their_keys_in_their_slots(
         assert any(t == "filin" and name.startswith("booking.") for t, name, _ in sample.EVENTS)
         assert runtime.events.consumers.handled >= 2
 
+        # The polling lock (redis-py's Lock scripts) on the tenant's slot.
+        async with runtime.redis.lock(tenant.key("polling-lock"), timeout=5) as lock:
+            assert await lock.owned()
         await runtime.ledger.stop()  # the last done marks, written per slot
         keys = await _all_keys(runtime.redis)
         kinds = {}
@@ -268,6 +276,42 @@ async def test_two_tenants_on_a_redis_cluster_keep_their_keys_in_their_slots(
         await harness.cleanup()
 
 
+async def test_realtime_frames_reach_a_websocket_on_a_cluster_runtime(
+    tmp_path, redis_cluster, tenantry_database_url, tenantry_redis_url, bot_api
+):
+    """Topic history on the cluster (tenant slot), live frames through Channels on the plain Redis."""
+    import websockets
+    from orders.conftest import ORDERS_SETTINGS, Market
+
+    harness = TenantryHarness(tmp_path, tenantry_database_url, redis_cluster, bot_api)
+    try:
+        config = harness.add_tenant(
+            "market",
+            features={"orders": ORDERS_SETTINGS, "realtime": {"ping_seconds": 5}},
+            limits={"api_writes": "1000/minute", "webapp_writes": "1000/minute"},
+        )
+        await harness.start(watch=False, queue_redis_url=tenantry_redis_url)
+        market = Market(harness, config)
+        base = "/api/tenants/market/realtime"
+        ticket = await harness.client.post(f"{base}/tickets", headers=market.api())
+        assert ticket.status_code == 201, ticket.text
+        url = harness.url.replace("http", "ws") + f"{base}/ws?ticket={ticket.json()['ticket']}"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "topics": {"orders:bakery": None}}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            order = await market.pickup_order()
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert frame["event"] == "orders.created" and frame["data"]["order_id"] == order["id"]
+        runtime = harness.runtime
+        prefix = runtime.registry.get("market").redis_prefix
+        topics = [k async for k in runtime.redis.scan_iter(match=f"{_glob(prefix)}realtime:*")]
+        assert topics and {slot_of(k) for k in topics} == {slot_of(prefix)}
+    finally:
+        await harness.stop()
+        harness.redis_url = tenantry_redis_url
+        await harness.cleanup()
+
+
 async def test_a_cluster_without_a_plain_queue_redis_is_refused_at_start(
     tmp_path, tenantry_database_url, tenantry_redis_url, bot_api, caplog
 ):
@@ -294,3 +338,24 @@ async def test_a_cluster_without_a_plain_queue_redis_is_refused_at_start(
         await harness.stop()
         harness.redis_url = tenantry_redis_url
         await harness.cleanup()
+
+
+def test_prefixes_become_hash_tags_and_cluster_urls_are_parsed():
+    from core.runtime.rediscluster import connect_cluster, is_cluster_url
+
+    assert tagged_prefix("filin:") == "{filin}:"
+    assert tagged_prefix("t7") == "{t7}"
+    assert tagged_prefix("{filin}:") == "{filin}:"  # already a tag: kept
+    assert tagged_prefix("a{}b:") == "{a{}b}:"  # an empty tag is no tag
+    assert slot_of("{filin}:fsm:1:2:2:state") == slot_of("{filin}:updates:1:5") == slot_of("filin")
+    assert is_cluster_url("redis+cluster://h:1") and is_cluster_url("rediss+cluster://h:1")
+    assert not is_cluster_url("redis://h:1") and not is_cluster_url(None)
+    client = connect_cluster("redis+cluster://user:p%40ss@10.0.0.1:7000,10.0.0.2:7001/0")
+    assert [(n.host, n.port) for n in client.startup_nodes] == [
+        ("10.0.0.1", 7000),
+        ("10.0.0.2", 7001),
+    ]
+    assert client.connection_kwargs["password"] == "p@ss"
+    assert client.connection_kwargs["username"] == "user"
+    with pytest.raises(ValueError, match="host:port"):
+        connect_cluster("redis+cluster://10.0.0.1")
