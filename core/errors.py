@@ -68,6 +68,16 @@ STORAGE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A server shutting down (``pg_ctl stop -m fast``, a failover) or restarting
+    # after a crash ends its sessions with 57P01/57P02; a pooled connection
+    # that was handed out just as that message arrived fails its next command
+    # with asyncpg's InternalClientError ("cannot switch to state ..."). All
+    # three mean "the server went away", not a bug of the caller: without
+    # them an update in flight at the moment of a restart was acknowledged as
+    # a handler error and lost (tests/test_failover_storage.py).
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     ConnectionError,

@@ -43,6 +43,8 @@ log = structlog.get_logger("tenantry.events")
 
 _LOCK_CLASS = 7301  # first key of the two-key advisory lock: "tenantry outbox relay"
 _SWEEP_CHUNK = 200
+_RETRY_SECONDS = 2.0
+"""Longest wait between attempts while PostgreSQL or Redis is unavailable (listen, move)."""
 
 
 class OutboxRelay:
@@ -169,7 +171,10 @@ class OutboxRelay:
                 log.warning("outbox_relay_unavailable", error=f"{type(exc).__name__}: {exc}")
                 self._listener = None
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                # At most _RETRY_SECONDS between attempts: events move again within
+                # that long of PostgreSQL being back (one connection attempt per
+                # runtime per interval costs a down server nothing).
+                backoff = min(backoff * 2, _RETRY_SECONDS)
 
     async def _nonempty(self, tenants: list[Tenant]) -> list[str]:
         """Ids of ``tenants`` whose outbox has a row: one query for the whole chunk."""
@@ -205,6 +210,12 @@ class OutboxRelay:
                 log.warning(
                     "outbox_relay_failed", tenant=tenant_id, error=f"{type(exc).__name__}: {exc}"
                 )
+                if isinstance(exc, STORAGE_UNAVAILABLE):
+                    # Redis or PostgreSQL is away: try this tenant again shortly. The
+                    # next notification comes only with its next event and the sweep
+                    # every sweep_seconds (30 s), so events committed during a Redis
+                    # outage would otherwise wait that long after Redis is back.
+                    asyncio.get_running_loop().call_later(_RETRY_SECONDS, self.wake, tenant_id)
             finally:
                 self._queue.task_done()
 

@@ -383,6 +383,7 @@ class StoreFollower:
                 if attempt:
                     # Whatever changed while we were deaf.
                     self._wake.set()
+                    log.info("store_listening_again", attempts=attempt)
                 attempt = 0
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
@@ -400,7 +401,9 @@ class StoreFollower:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), timeout=2)
             attempt += 1
-            await asyncio.sleep(min(0.25 * 2**attempt, 5.0))
+            # At most 2 s apart: the follower listens again within 2 s of
+            # PostgreSQL being back (tests/test_failover_storage.py).
+            await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
 
     async def _follow(self) -> None:
         while True:

@@ -20,6 +20,9 @@ import msgspec
 import structlog
 from croniter import croniter
 from saq import CronJob, Queue, Worker
+from saq.queue.redis import RedisQueue
+
+from core.errors import STORAGE_UNAVAILABLE
 
 if TYPE_CHECKING:
     from core.runtime.tenant import Tenant
@@ -27,6 +30,28 @@ if TYPE_CHECKING:
 __all__ = ["JobRunner", "JobSpec"]
 
 log = structlog.get_logger("tenantry.jobs")
+
+DEQUEUE_RETRY_SECONDS = 1.0
+"""Pause of a worker slot after a dequeue failed because Redis is unreachable."""
+
+
+class _PacedRedisQueue(RedisQueue):
+    """saq's Redis queue, whose ``dequeue`` pauses before it re-raises a connection error.
+
+    saq's ``Worker.process`` swallows a failed dequeue and the worker starts
+    the next one from its done callback at once: with Redis down every worker
+    slot was a busy loop of refused connects (about 4000 a second, most of a
+    CPU, starving the webhook answers; tests/test_failover_storage.py). The
+    pause bounds that to one attempt per slot per second; the worker goes on
+    dequeuing within a second of Redis being back.
+    """
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Any:
+        try:
+            return await super().dequeue(timeout, poll_interval)
+        except STORAGE_UNAVAILABLE:
+            await asyncio.sleep(DEQUEUE_RETRY_SECONDS)
+            raise
 
 
 class JobSpec(msgspec.Struct, frozen=True):
@@ -68,10 +93,9 @@ class JobRunner:
         concurrency: int = 10,
     ):
         from redis.asyncio import Redis
-        from saq.queue.redis import RedisQueue
 
         # saq's from_url only knows redis:// URLs; the embedded Redis is a unix socket.
-        self.queue: Queue = RedisQueue(Redis.from_url(redis_url), name=queue_name)
+        self.queue: Queue = _PacedRedisQueue(Redis.from_url(redis_url), name=queue_name)
         self._tenants = tenants
         self.specs = dict(specs)
         self.worker = Worker(

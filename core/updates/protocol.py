@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+import weakref
 from http import HTTPStatus
 from typing import Any
 
@@ -25,7 +26,7 @@ from core.errors import (
 )
 from core.runtime.tenant import Tenant, TenantState
 from core.updates.bots import PREFETCHED_STATE, BotHub, fsm_state_key
-from core.updates.dedupe import Claim
+from core.updates.dedupe import IN_PROGRESS_TTL_SECONDS, Claim, UpdateLedger
 from core.updates.metrics import update_counter, update_seconds
 
 __all__ = [
@@ -81,6 +82,62 @@ def problem(status: int, detail: str) -> tuple[int, bytes]:
         code=_WEBHOOK_CODES.get(status) or default_code(status),
     )
     return status, msgspec.json.encode(problem)
+
+
+# Ends a claim only while it still says ``processing`` (a done mark is never removed).
+_GIVE_BACK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == 'processing' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_UNSURE_CLAIMS: weakref.WeakKeyDictionary[UpdateLedger, dict[str, float]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per ledger (one per runtime): update keys whose claim call failed, -> when (monotonic).
+
+Redis may have run the claim (``SET NX`` ``processing``) and gone away before
+its reply reached us (a restart under load). The update got 503 and was never
+processed here, but its key says ``processing`` for IN_PROGRESS_TTL_SECONDS:
+every re-send would get 503 for 2 minutes. When Telegram re-sends it to this
+runtime, the claim is given back first (deleted if it still says
+``processing``) and the update is claimed again. Entries older than the claim's
+TTL are dropped: by then the claim expired anyway.
+"""
+
+
+def _claim_unsure(ledger: UpdateLedger, key: str) -> None:
+    unsure = _UNSURE_CLAIMS.setdefault(ledger, {})
+    now = time.monotonic()
+    if len(unsure) > 1000:
+        for stale in [k for k, at in unsure.items() if now - at > IN_PROGRESS_TTL_SECONDS]:
+            del unsure[stale]
+    # The first failure counts: a claim of ours, if any, is at most that old.
+    unsure.setdefault(key, now)
+
+
+async def _give_back_unsure_claim(ledger: UpdateLedger, key: str) -> None:
+    """End the claim of ``key`` this runtime may hold without knowing it (see ``_UNSURE_CLAIMS``).
+
+    Raises:
+        redis.exceptions.ConnectionError, TimeoutError: Redis is still unreachable
+            (the key stays unsure).
+    """
+    unsure = _UNSURE_CLAIMS.get(ledger)
+    if unsure is None:
+        return
+    # Popped before the await: of two deliveries at once only the first gives it back.
+    claimed_at = unsure.pop(key, None)
+    if not unsure:
+        del _UNSURE_CLAIMS[ledger]  # the hot path checks the dict's truth only
+    if claimed_at is None or time.monotonic() - claimed_at > IN_PROGRESS_TTL_SECONDS:
+        return
+    try:
+        await ledger.redis.eval(_GIVE_BACK_SCRIPT, 1, key)
+    except BaseException:
+        _UNSURE_CLAIMS.setdefault(ledger, {})[key] = claimed_at
+        raise
 
 
 def _deferred(tenant: Tenant, update: Update, exc: BaseException) -> tuple[int, bytes]:
@@ -163,8 +220,11 @@ async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int,
         seen_key = ledger.key(tenant, update.update_id)
         state_key = fsm_state_key(tenant, update)
         try:
+            if _UNSURE_CLAIMS:
+                await _give_back_unsure_claim(ledger, seen_key)
             claim, state = await ledger.claim(seen_key, prefetch=state_key)
         except STORAGE_UNAVAILABLE as exc:
+            _claim_unsure(ledger, seen_key)
             update_counter(tenant.id, "storage_unavailable").inc()
             return _deferred(tenant, update, exc)
         if claim is Claim.DONE:
@@ -189,7 +249,11 @@ async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int,
             )
         except STORAGE_UNAVAILABLE as exc:
             # Not the handler's fault: give the update back to Telegram to re-send.
-            await ledger.release(seen_key)
+            try:
+                await ledger.redis.delete(seen_key)  # UpdateLedger.release, minus its silence
+            except STORAGE_UNAVAILABLE:
+                # Redis is away too: the claim is given back at the re-send instead.
+                _claim_unsure(ledger, seen_key)
             update_counter(tenant.id, "storage_unavailable").inc()
             return _deferred(tenant, update, exc)
         except Exception:
