@@ -104,7 +104,7 @@ class _TenantKeyedBridge(RedispyBridge):
         return key
 
 
-class _SharedPoolStorage(RedisStorage):
+class _SharedClientStorage(RedisStorage):
     """limits' async Redis storage on the runtime's own Redis client.
 
     The client itself, not a new one on its pool: a Redis Cluster client has
@@ -133,7 +133,7 @@ _limiters: weakref.WeakKeyDictionary[Any, MovingWindowRateLimiter] = weakref.Wea
 def _limiter(redis: Redis) -> MovingWindowRateLimiter:
     limiter = _limiters.get(redis)
     if limiter is None:
-        limiter = MovingWindowRateLimiter(_SharedPoolStorage(redis))
+        limiter = MovingWindowRateLimiter(_SharedClientStorage(redis))
         _limiters[redis] = limiter
     return limiter
 
