@@ -575,9 +575,13 @@ async def scale_one(
     label = f"s{count}x"
     folder = ctx.work_dir / f"scale-{count}"
     tenants = ctx.write_tenants(folder, count, label)
+    # A control schema of its own: its tenant store holds these tenants and no others
+    # (the store is shared by every runtime on one control schema).
+    control = {"TENANTRY_CONTROL_SCHEMA": f"{ctx.tag}_control_s{count}"}
+    ctx.schemas.add(control["TENANTRY_CONTROL_SCHEMA"])
     try:
         await clear_bot_api(ctx, session)
-        runtime, base_url = start_runtime(ctx, folder, f"scale-{count}")
+        runtime, base_url = start_runtime(ctx, folder, f"scale-{count}", control)
         try:
             row.start_seconds, _ = await wait_all_running(
                 session, base_url, runtime, count, timeout
@@ -601,7 +605,7 @@ async def scale_one(
             if row.stop_seconds is None:
                 row.note = "ignored SIGINT (kept serving); killed"
             row.log_problems = runtime.log_lines(*LOG_PROBLEMS)
-        restart, base_url = start_runtime(ctx, folder, f"scale-{count}-restart")
+        restart, base_url = start_runtime(ctx, folder, f"scale-{count}-restart", control)
         try:
             row.restart_seconds, _ = await wait_all_running(
                 session, base_url, restart, count, timeout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -452,3 +454,23 @@ async def test_openapi_documents_every_body_and_the_problem_shape(tenantry):
     assert created["responses"]["400"]["content"] == {
         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
     }
+
+
+async def test_notices_to_one_chat_are_spaced_a_second_apart_and_other_chats_are_not(
+    tenantry, bot_api
+):
+    config = tenantry.add_tenant("filin")
+    await tenantry.start()
+    tenant = tenantry.runtime.registry.get("filin")
+    # Bot API FAQ: no more than one message per second to one chat.
+    await asyncio.gather(*(send_message(tenant, 706, f"n{n}") for n in range(3)))
+    await asyncio.gather(*(send_message(tenant, 800 + n, "other") for n in range(5)))
+    same = sorted(c.at for c in bot_api.calls("sendMessage", bot_id=bot_id(config), chat_id=706))
+    assert len(same) == 3
+    assert min(b - a for a, b in itertools.pairwise(same)) >= 0.9
+    others = sorted(
+        c.at
+        for c in bot_api.calls("sendMessage", bot_id=bot_id(config))
+        if c.params["chat_id"] >= 800
+    )
+    assert len(others) == 5 and others[-1] - others[0] < 0.9

@@ -17,6 +17,14 @@ next recipient. :func:`deliver` turns each Bot API outcome into a decision:
 
 Each outcome is logged once, with the tenant, chat and method, without a
 traceback; the send returns None when it did not happen.
+
+Every attempt first takes a slot of the bot's send budget, shared with
+broadcasts and registration calls on every runtime
+(:class:`core.updates.limiter.BotLimiter`, 30 per second; a notice goes ahead
+of campaign messages not yet reserved), and a slot of the chat's own budget
+of one message per second (Bot API FAQ: "avoid sending more than one message
+per second" in a single chat). A 429 pauses every send to that chat for its
+``retry_after``. While Redis is unreachable, sends go unpaced.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from aiogram.exceptions import (
 )
 
 from core.errors import STORAGE_UNAVAILABLE
+from core.updates.limiter import TELEGRAM_BOT_RATE, BotLimiter, bot_rate_key
 
 if TYPE_CHECKING:
     from aiogram.types import Message
@@ -52,6 +61,8 @@ MAX_RETRY_WAIT = 30.0
 """Longest ``retry_after`` waited for, seconds; a longer flood wait drops the send."""
 NETWORK_BACKOFF = 0.5
 """Seconds before the first retry after a network error or Telegram 5xx (then doubled)."""
+CHAT_RATE = 1.0
+"""Messages per second to one chat (Bot API FAQ, "My bot is hitting limits")."""
 
 _MARK_BLOCKED = "UPDATE users SET blocked = true WHERE telegram_id = $1"
 
@@ -80,18 +91,32 @@ async def deliver(
         What the call returned, or None when it did not succeed.
     """
     where = {"chat_id": chat_id, "method": method}
+    bot = BotLimiter(tenant.redis, bot_rate_key(tenant), TELEGRAM_BOT_RATE)
+    chat = BotLimiter(
+        tenant.redis, tenant.key("chat-rate", tenant.config.bot.bot_id, chat_id), CHAT_RATE
+    )
     for attempt in range(1, max(1, attempts) + 1):
         last = attempt >= attempts
         try:
+            await _pace(tenant, bot, chat, chat_id)
             return await call()
         except TelegramRetryAfter as exc:
+            # Every sender to this chat, on every runtime, holds for retry_after; the
+            # next attempt's slot is after it. (Which limit was hit, the chat's or the
+            # bot's, Telegram does not say; broadcasts pause the whole bot.)
+            paused = True
+            try:
+                await chat.pause(exc.retry_after)
+            except STORAGE_UNAVAILABLE:
+                paused = False
             if last or exc.retry_after > max_wait:
                 tenant.log.warning(
                     "bot_send_dropped", reason="flood", retry_after=exc.retry_after, **where
                 )
                 return None
             tenant.log.info("bot_send_throttled", retry_after=exc.retry_after, **where)
-            await asyncio.sleep(exc.retry_after)
+            if not paused:
+                await asyncio.sleep(exc.retry_after)
         except TelegramForbiddenError as exc:
             tenant.log.info("bot_blocked_by_user", error=exc.message, **where)
             await _mark_blocked(tenant, chat_id)
@@ -113,6 +138,15 @@ async def deliver(
             tenant.log.warning("bot_send_dropped", reason="refused", error=exc.message, **where)
             return None
     return None
+
+
+async def _pace(tenant: Tenant, bot: BotLimiter, chat: BotLimiter, chat_id: int | str) -> None:
+    """Wait for a slot of the chat's budget, then of the bot's; unpaced while Redis is down."""
+    try:
+        await chat.acquire(notice=True)
+        await bot.acquire(notice=True)
+    except STORAGE_UNAVAILABLE as exc:
+        tenant.log.info("bot_send_unpaced", chat_id=chat_id, error=str(exc))
 
 
 async def _mark_blocked(tenant: Tenant, chat_id: int | str) -> None:
