@@ -15,7 +15,13 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "TENANT_WAIT_SECONDS", "TenantBusy", "TenantDB", "create_pool"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "TENANT_WAIT_SECONDS",
+    "TenantBusy",
+    "TenantDB",
+    "create_pool",
+]
 
 DEFAULT_MAX_CONNECTIONS = 5
 """Connections of the shared pool one tenant may hold at once (``storage.max_connections``)."""
@@ -34,7 +40,12 @@ class TenantBusy(TimeoutError):
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 20, application_name: str = "tenantry"
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    application_name: str = "tenantry",
+    transaction_pooling: bool = False,
 ) -> asyncpg.Pool:
     """Open the shared pool.
 
@@ -43,10 +54,24 @@ async def create_pool(
         min_size: connections opened at start.
         max_size: upper bound for all tenants together.
         application_name: shown in ``pg_stat_activity`` for these connections.
+        transaction_pooling: ``dsn`` is PgBouncer in transaction mode, whose
+            server connections change between transactions: no named
+            prepared statements (``statement_cache_size=0``) and no session
+            reset on release (a pooler does its own).
 
     Raises:
         OSError, asyncpg.PostgresError: the server cannot be reached or refuses us.
     """
+    if transaction_pooling:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=60,
+            statement_cache_size=0,
+            server_settings={"application_name": application_name},
+            reset=_no_reset,
+        )
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -54,6 +79,10 @@ async def create_pool(
         command_timeout=60,
         server_settings={"application_name": application_name},
     )
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """A pooler in transaction mode resets server connections itself (``server_reset_query``)."""
 
 
 class TenantDB:
@@ -72,6 +101,11 @@ class TenantDB:
         max_connections: the tenant's cap (``storage.max_connections``); never
             more than the pool's size minus one, and at least 1.
         acquire_timeout: seconds to wait for a connection under the cap.
+        transaction_pooling: the pool reaches PostgreSQL through a pooler in
+            transaction mode: :meth:`acquire` then runs in a transaction too
+            (``SET LOCAL search_path``), since a session ``SET`` would stay on
+            a server connection that other clients get next. Statements in one
+            ``acquire()`` block then commit together at its end.
 
     Attributes:
         pool: the shared pool.
@@ -88,8 +122,10 @@ class TenantDB:
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         acquire_timeout: float = TENANT_WAIT_SECONDS,
+        transaction_pooling: bool = False,
     ):
         self.pool = pool
+        self.transaction_pooling = transaction_pooling
         self.schema = schema
         self.max_connections = max(1, min(max_connections, pool.get_max_size() - 1))
         self.acquire_timeout = acquire_timeout
@@ -106,6 +142,10 @@ class TenantDB:
         Raises:
             TenantBusy: the tenant's cap stayed full for ``acquire_timeout`` seconds.
         """
+        if self.transaction_pooling:
+            async with self.transaction() as conn:
+                yield conn
+            return
         await self._take_slot()
         try:
             async with self.pool.acquire() as conn:

@@ -249,17 +249,17 @@ class TenantryHarness:
         settings.setdefault("admin_tokens", list(self._admin_tokens))
         settings.setdefault("queue_name", f"tenantry-test-{self.run_id}")
         settings.setdefault("public_url", self.url)
+        settings.setdefault("database_url", self.database_url)
+        settings.setdefault("pool_min_size", 1)
+        settings.setdefault("pool_max_size", 10)
         runtime_settings = RuntimeSettings(
             tenants_dir=self.tenants_dir,
             data_dir=self.data_dir,
-            database_url=self.database_url,
             redis_url=self.redis_url,
             bot_api_url=bot_api_url or self.bot_api.base_url,
             secret_key=self.secret_key,
             admin_token=self.admin_token,
             watch=watch,
-            pool_min_size=1,
-            pool_max_size=10,
             db_application_name=f"tenantry-test-{self.run_id}",
             **settings,
         )
