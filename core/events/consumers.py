@@ -167,10 +167,36 @@ class EventConsumers:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    # Redis came back without our group (restarted without
+                    # persistence, or a replica promoted that never had it).
+                    # Runtimes make their groups only at start: without this the
+                    # group stayed gone and this reader failed until a restart.
+                    log.warning("event_group_recreated", group=group, error=str(exc))
+                    last = "0"
+                    try:
+                        await self._recreate_group(group, streams)
+                        continue
+                    except Exception as create_exc:  # again after the pause below
+                        exc = create_exc
                 # Redis went away: what was not acknowledged stays pending.
                 log.warning("event_read_failed", group=group, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                # At most 2 s between attempts: consuming resumes within 2 s of
+                # Redis being back (a 30 s cap left events unread that long
+                # after a longer outage; tests/test_failover_storage.py).
+                backoff = min(backoff * 2, 2.0)
+
+    async def _recreate_group(self, group: str, streams: tuple[str, ...]) -> None:
+        """Create ``group`` on ``streams`` from their first entry (a lost group, see ``_read``).
+
+        From ``0``, not ``$`` as at start: a stream that lost its group lost
+        its entries with it, so what it holds came after (events relayed since
+        Redis came back), and none of it may be skipped.
+        """
+        for stream in streams:
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: another runtime was first
+                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
 
     async def _fetch(
         self, group: str, streams: tuple[str, ...], last: str, *, block: int | None
