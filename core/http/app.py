@@ -19,6 +19,8 @@ from litestar.openapi.spec import OpenAPIMediaType, Reference
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from core.config.model import ConfigError
 from core.errors import (
@@ -293,7 +295,13 @@ def connect_redis(url: str) -> Redis:
     if is_cluster_url(url):
         # max_connections is then per node.
         return connect_cluster(url, **options)  # type: ignore[return-value]
-    return Redis.from_url(url, **options)
+    # One immediate retry on a connection error: after a Redis restart every
+    # pooled connection is dead and failed its next command once, whenever
+    # it was next taken from the pool (seconds later at a load peak: 503s
+    # and a degraded /health long after Redis was back). The retry runs on a
+    # new connection; while Redis is down it is refused at once too.
+    # (tests/test_failover_storage.py)
+    return Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
 
 
 def _transition_error(exc: TransitionError) -> ApiError:
