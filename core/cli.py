@@ -77,6 +77,7 @@ def _tenant_files(folder: Path) -> list[Path]:
 
 
 async def _migrate(settings: object, only: str | None) -> int:
+    from core.runtime.control import schema_claim
     from core.runtime.embedded import EmbeddedServers
     from core.runtime.plugins import build_plugin_manager
     from core.storage.db import create_pool
@@ -91,19 +92,33 @@ async def _migrate(settings: object, only: str | None) -> int:
             return 2
     embedded = EmbeddedServers()
     dsn = settings.database_url or embedded.start_postgres(settings.data_dir / "pg")
-    pool = await create_pool(dsn, min_size=1, max_size=2)
+    # Each tenant's schema on its own server (storage.database).
+    pools: dict[str, object] = {}
     try:
         for spec in specs:
+            database = spec.config.storage.database
+            if database not in pools:
+                pools[database] = await create_pool(
+                    _server_dsn(settings, dsn, database), min_size=1, max_size=2
+                )
             applied = await prepare_tenant_schema(
-                pool, pm, spec.config.schema, spec.features, list(spec.machines.values())
+                pools[database], pm, spec.config.schema, spec.features, list(spec.machines.values())
             )
-            print(
-                f"{spec.config.id} ({spec.config.schema}): " + (", ".join(applied) or "up to date")
-            )
+            where = schema_claim(database, spec.config.schema)
+            print(f"{spec.config.id} ({where}): " + (", ".join(applied) or "up to date"))
     finally:
-        await pool.close()
+        for pool in pools.values():
+            await pool.close()
         embedded.close()
     return 0 if ok else 1
+
+
+def _server_dsn(settings: object, default_dsn: str, database: str) -> str:
+    """The DSN of server ``database`` (``storage.database``): ``default_dsn`` for ``default``.
+
+    A name the tenant files accepted comes from the same environment, so it is there.
+    """
+    return default_dsn if database == "default" else settings.databases[database]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -146,6 +161,7 @@ async def _import(
     path = paths[0]
     embedded = EmbeddedServers()
     dsn = settings.database_url or embedded.start_postgres(settings.data_dir / "pg")
+    dsn = _server_dsn(settings, dsn, spec.config.storage.database)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
         await prepare_tenant_schema(

@@ -71,8 +71,9 @@ def load_tenant_file(
     *,
     env_allow: Iterable[str] | None = None,
     listen_host: str = "127.0.0.1",
+    databases: Iterable[str] | None = None,
 ) -> TenantSpec:
-    """Read and validate ``path``; ``env``, ``env_allow`` and ``listen_host`` as in
+    """Read and validate ``path``; ``env``, ``env_allow``, ``listen_host`` and ``databases`` as in
     :func:`core.config.model.parse_tenant_text`.
 
     Raises:
@@ -82,7 +83,15 @@ def load_tenant_file(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read file: {exc}")]) from None
-    return load_tenant_text(text, str(path), pm, env, env_allow=env_allow, listen_host=listen_host)
+    return load_tenant_text(
+        text,
+        str(path),
+        pm,
+        env,
+        env_allow=env_allow,
+        listen_host=listen_host,
+        databases=databases,
+    )
 
 
 def load_tenant_text(
@@ -93,6 +102,7 @@ def load_tenant_text(
     *,
     env_allow: Iterable[str] | None = None,
     listen_host: str = "127.0.0.1",
+    databases: Iterable[str] | None = None,
 ) -> TenantSpec:
     """Validate tenant YAML ``text`` (named ``filename`` in errors) against the plugins in ``pm``.
 
@@ -112,7 +122,7 @@ def load_tenant_text(
             together; earlier stages (YAML, core fields) stop at their first problem.
     """
     config, doc = parse_tenant_text(
-        text, filename, env, env_allow=env_allow, listen_host=listen_host
+        text, filename, env, env_allow=env_allow, listen_host=listen_host, databases=databases
     )
     issues: list[ConfigIssue] = []
     table = contributions_of(pm)
@@ -273,7 +283,7 @@ def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
     """
     issues: list[ConfigIssue] = []
     seen_ids: dict[str, str] = {}
-    seen_schemas: dict[str, str] = {}
+    seen_schemas: dict[tuple[str, str], str] = {}
     seen_bots: dict[int, str] = {}
     prefixes: list[tuple[str, str]] = []
     for spec in specs:
@@ -289,16 +299,18 @@ def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
             )
             continue
         seen_ids[config.id] = spec.source
-        if config.schema in seen_schemas:
+        # A schema name is one tenant's on each server (storage.database).
+        placed_schema = (config.storage.database, config.schema)
+        if placed_schema in seen_schemas:
             issues.append(
                 ConfigIssue(
                     spec.source,
                     None,
                     "storage.schema",
-                    f"schema {config.schema!r} is already used by {seen_schemas[config.schema]}",
+                    f"schema {config.schema!r} is already used by {seen_schemas[placed_schema]}",
                 )
             )
-        seen_schemas[config.schema] = spec.source
+        seen_schemas[placed_schema] = spec.source
         bot_id = config.bot.bot_id
         if bot_id in seen_bots:
             issues.append(

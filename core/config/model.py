@@ -23,6 +23,8 @@ import msgspec
 import yaml
 
 __all__ = [
+    "DATABASE_NAME_PATTERN",
+    "DEFAULT_DATABASE",
     "MAX_TENANT_FILE_BYTES",
     "ApiConfig",
     "ApiKey",
@@ -35,6 +37,7 @@ __all__ = [
     "TenantConfig",
     "TenantDocument",
     "WebAppConfig",
+    "database_names_from_env",
     "is_loopback_host",
     "parse_env_allow",
     "parse_tenant_text",
@@ -44,6 +47,11 @@ TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 # PostgreSQL identifiers are at most 63 bytes; we keep schemas plain lowercase
 # so they never need quoting in SQL or in a search_path.
 SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+DATABASE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
+"""A PostgreSQL server name of ``storage.database`` (``TENANTRY_DATABASE_URL_<NAME>``, lowercased)."""
+DEFAULT_DATABASE = "default"
+"""The server of ``TENANTRY_DATABASE_URL``: the control schema's, and every tenant's unless named."""
+DATABASE_URL_ENV_PREFIX = "TENANTRY_DATABASE_URL_"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -84,11 +92,16 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             tenant may hold at once, 1-100, default 5; never more than the
             pool size minus one (``TENANTRY_DB_POOL_MAX``), so one slow tenant
             cannot take the whole pool (:class:`core.storage.db.TenantDB`).
+        database: the PostgreSQL server holding the schema, by name: ``default``
+            (``TENANTRY_DATABASE_URL``, the default) or a name ``<name>`` the
+            runtime maps to a URL with ``TENANTRY_DATABASE_URL_<NAME>``
+            (docs/ops.md, "Placement"). An unknown name refuses the file.
     """
 
     schema: Annotated[str, msgspec.Meta(pattern=SCHEMA_PATTERN)] | None = None
     redis_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    database: Annotated[str, msgspec.Meta(pattern=DATABASE_NAME_PATTERN)] = DEFAULT_DATABASE
 
 
 class ApiKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -667,6 +680,7 @@ def parse_tenant_text(
     *,
     env_allow: Iterable[str] | None = None,
     listen_host: str = "127.0.0.1",
+    databases: Iterable[str] | None = None,
 ) -> tuple[TenantConfig, TenantDocument]:
     """Parse and check the core part of a tenant file.
 
@@ -681,6 +695,10 @@ def parse_tenant_text(
             :attr:`core.runtime.settings.RuntimeSettings.tenant_env_allow`.
         listen_host: the address the runtime listens on; demo secrets are
             refused unless it is a loopback address.
+        databases: names of the PostgreSQL servers ``storage.database`` may
+            name (``default`` is always one); None reads them from the
+            ``TENANTRY_DATABASE_URL_<NAME>`` variables of ``env``
+            (:func:`database_names_from_env`), the runtime passes its own.
 
     Returns:
         The TenantConfig (features and statuses still raw) and the parsed
@@ -744,6 +762,19 @@ def parse_tenant_text(
     schema_problem = reserved_schema_problem(config.schema)
     if schema_problem:
         problems.append(doc.issue(["storage", "schema"], schema_problem))
+    known_databases = {
+        DEFAULT_DATABASE,
+        *(database_names_from_env(environment) if databases is None else databases),
+    }
+    if config.storage.database not in known_databases:
+        problems.append(
+            doc.issue(
+                ["storage", "database"],
+                f"unknown PostgreSQL server {config.storage.database!r} "
+                f"(known: {', '.join(sorted(known_databases))}; a name is set up with "
+                "TENANTRY_DATABASE_URL_<NAME>)",
+            )
+        )
     if not is_loopback_host(listen_host):
         problems.extend(_demo_secret_issues(doc, data, [], config.id, listen_host))
     if problems:
@@ -768,6 +799,22 @@ to the system (PostgreSQL docs, "Schemas": names beginning with ``pg_`` are
 reserved)."""
 
 _MAX_SHOWN_CHARS = 60
+
+
+def database_names_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Names of the extra PostgreSQL servers: ``TENANTRY_DATABASE_URL_<NAME>`` set and not empty.
+
+    The name is ``<NAME>`` lowercased (``TENANTRY_DATABASE_URL_EU2`` is ``eu2``);
+    variables whose name does not fit :data:`DATABASE_NAME_PATTERN` are ignored
+    here and refused by :meth:`core.runtime.settings.RuntimeSettings.from_env`.
+    """
+    names = []
+    for key, value in env.items():
+        if key.startswith(DATABASE_URL_ENV_PREFIX) and value:
+            name = key[len(DATABASE_URL_ENV_PREFIX) :].lower()
+            if re.match(DATABASE_NAME_PATTERN, name) and name != DEFAULT_DATABASE:
+                names.append(name)
+    return tuple(sorted(names))
 
 
 def parse_env_allow(text: str) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -36,6 +36,8 @@ class EventBus:
         settings: the runtime settings (``events_*`` fields, ``queue_name``).
         dsn: the PostgreSQL DSN (the relay's listening connection).
         pool: the shared pool.
+        other_dsns: the other PostgreSQL servers tenants are placed on, name ->
+            DSN (the relay listens on each).
         redis: the shared Redis client.
         pm: the plugin manager.
         tenants: returns the tenants of this runtime by id.
@@ -54,6 +56,7 @@ class EventBus:
         redis: Redis,
         pm: pluggy.PluginManager,
         tenants: Callable[[], dict[str, Tenant]],
+        other_dsns: Mapping[str, str] | None = None,
     ):
         self._redis = redis
         self._pool = pool
@@ -68,6 +71,7 @@ class EventBus:
             tenants,
             maxlen=settings.events_maxlen,
             sweep_seconds=settings.events_sweep_seconds,
+            other_dsns=other_dsns,
         )
         self.consumers = EventConsumers(
             pm,
@@ -118,10 +122,11 @@ class EventBus:
             no runtime consumes the group).
         """
         deadline = time.monotonic() + timeout
-        # The shared pool, not the tenant's share of it: waiting for delivery
-        # must not take a connection the tenant's own requests are queueing for.
+        # The shared pool of the tenant's server, not the tenant's share of it:
+        # waiting for delivery must not take a connection the tenant's own
+        # requests are queueing for.
         outbox = f'SELECT EXISTS (SELECT 1 FROM "{tenant.config.schema}".tenantry_outbox)'
-        while await self._pool.fetchval(outbox):
+        while await tenant.db.pool.fetchval(outbox):
             self.relay.wake(tenant.id)
             await self.relay.idle()
             if time.monotonic() > deadline:

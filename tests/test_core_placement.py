@@ -1,0 +1,229 @@
+"""Tenants placed on two PostgreSQL servers (``storage.database``, docs/ops.md "Placement").
+
+The default server is the test database (``TENANTRY_TEST_DATABASE_URL`` or the
+embedded one); the second is a PostgreSQL 16 of its own (pgserver), started
+once for this module in a temporary folder and thrown away after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+
+from core.config.model import ConfigError, parse_tenant_text
+from core.runtime.settings import database_urls_from_env
+
+SECOND = "second"
+
+
+@pytest.fixture(scope="module")
+def second_server() -> Iterator[str]:
+    """DSN of a second PostgreSQL server (pgserver), for this module only."""
+    from core.runtime.embedded import EmbeddedServers
+
+    servers = EmbeddedServers()
+    # Under /tmp, not pytest's deeper tmp_path: the server's unix socket path
+    # must stay under the 107 bytes of sun_path.
+    with tempfile.TemporaryDirectory(prefix="tenantry-pg2-", dir="/tmp") as folder:
+        try:
+            yield servers.start_postgres(Path(folder))
+        finally:
+            servers.close()
+
+
+async def _fetch(dsn: str, query: str, *args: object) -> list[dict[str, object]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(query, *args)]
+    finally:
+        await conn.close()
+
+
+async def _schemas(dsn: str, *names: str) -> set[str]:
+    rows = await _fetch(
+        dsn, "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[])", list(names)
+    )
+    return {str(r["nspname"]) for r in rows}
+
+
+async def _wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def _titles(sample, tenant_id: str) -> list[str]:
+    return [payload["title"] for tid, _, payload in sample.EVENTS if tid == tenant_id]
+
+
+async def test_tenants_on_two_servers_migrate_serve_and_relay_events_on_their_own(
+    tenantry, updates, second_server, sample
+):
+    filin = tenantry.add_tenant("filin", features={"sample": {}})
+    glow = tenantry.tenant_config("glow", features={"sample": {}})
+    glow["storage"]["database"] = SECOND
+    tenantry.write_tenant("glow", yaml.safe_dump(glow, sort_keys=False))
+    filin_schema, glow_schema = filin["storage"]["schema"], glow["storage"]["schema"]
+    # A sweep only every 10 minutes: an event moves because its NOTIFY woke the relay.
+    await tenantry.start(
+        watch=False,
+        plugins=[("sample", sample)],
+        databases={SECOND: second_server},
+        events_sweep_seconds=600,
+    )
+    try:
+        registry = tenantry.runtime.registry
+        assert registry.get("filin").state == "running", registry.get("filin").detail
+        assert registry.get("glow").state == "running", registry.get("glow").detail
+        assert registry.get("glow").db.pool is tenantry.runtime.pools[SECOND]
+        assert registry.get("filin").db.pool is tenantry.runtime.pool
+
+        # Each schema was migrated on its own server, and only there.
+        assert await _schemas(tenantry.database_url, filin_schema, glow_schema) == {filin_schema}
+        assert await _schemas(second_server, filin_schema, glow_schema) == {glow_schema}
+        states = await tenantry.sql(
+            f'SELECT database_name, schema_name FROM "{tenantry.control_schema}".'
+            "tenant_schema_states ORDER BY database_name"
+        )
+        assert states == [
+            {"database_name": "default", "schema_name": filin_schema},
+            {"database_name": SECOND, "schema_name": glow_schema},
+        ]
+
+        for tenant_id, user_id in (("filin", 601), ("glow", 602)):
+            response = await tenantry.post_update(
+                tenant_id, updates.command("start", user_id=user_id)
+            )
+            assert response.status_code == 200, response.text
+        assert await tenantry.sql(f'SELECT telegram_id FROM "{filin_schema}".users') == [
+            {"telegram_id": 601}
+        ]
+        assert await _fetch(second_server, f'SELECT telegram_id FROM "{glow_schema}".users') == [
+            {"telegram_id": 602}
+        ]
+
+        glow_tenant = registry.get("glow")
+        event = await glow_tenant.publish("sample.created", {"title": "from the second server"})
+        await _wait_for(lambda: _titles(sample, "glow") == ["from the second server"], 5)
+        assert event.id in sample.EVENT_IDS
+        assert await glow_tenant.events_delivered()
+        assert await _fetch(second_server, f'SELECT * FROM "{glow_schema}".tenantry_outbox') == []
+
+        # Claims name the server of a schema that is not on the default one.
+        claims = await tenantry.sql(
+            f'SELECT value, tenant_id FROM "{tenantry.control_schema}".storage_claims '
+            "WHERE resource = 'schema' ORDER BY tenant_id"
+        )
+        assert claims == [
+            {"value": filin_schema, "tenant_id": "filin"},
+            {"value": f"{SECOND}/{glow_schema}", "tenant_id": "glow"},
+        ]
+
+        # A restart finds both schemas up to date (digest and oid), each on its server.
+        await tenantry.stop()
+        await tenantry.start(
+            watch=False, plugins=[("sample", sample)], databases={SECOND: second_server}
+        )
+        fresh = tenantry.runtime.registry._fresh
+        assert filin_schema in fresh and f"{SECOND}/{glow_schema}" in fresh
+        assert tenantry.runtime.registry.get("glow").state == "running"
+    finally:
+        await tenantry.stop()
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{glow_schema}" CASCADE')
+
+
+async def test_one_schema_name_on_two_servers_is_two_tenants(tenantry, second_server):
+    filin = tenantry.add_tenant("filin")
+    glow = tenantry.tenant_config("glow")
+    glow["storage"] = {**glow["storage"], "schema": filin["storage"]["schema"]}
+    glow["storage"]["database"] = SECOND
+    tenantry.write_tenant("glow", yaml.safe_dump(glow, sort_keys=False))
+    await tenantry.start(watch=False, databases={SECOND: second_server})
+    try:
+        registry = tenantry.runtime.registry
+        assert registry.rejected == {}
+        assert registry.get("filin").state == "running"
+        assert registry.get("glow").state == "running"
+    finally:
+        await tenantry.stop()
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{filin["storage"]["schema"]}" CASCADE')
+
+
+async def test_a_tenant_naming_an_unknown_server_is_refused_with_file_line_and_field(
+    tenantry, second_server
+):
+    tenantry.add_tenant("filin")
+    config = tenantry.tenant_config("mars")
+    config["storage"]["database"] = "mars"
+    path = tenantry.write_tenant("mars", yaml.safe_dump(config, sort_keys=False))
+    line = next(
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if "database: mars" in text
+    )
+    await tenantry.start(watch=False, databases={SECOND: second_server})
+    registry = tenantry.runtime.registry
+    assert registry.get("filin").state == "running"
+    assert registry.get("mars") is None
+    [issue] = registry.rejected[str(path)]
+    assert (issue.file, issue.line, issue.path) == (str(path), line, "storage.database")
+    assert "unknown PostgreSQL server 'mars'" in issue.reason
+    assert "known: default, second" in issue.reason
+
+
+def test_server_names_come_from_the_environment():
+    text = "id: filin\nbot:\n  token: '1:x'\nstorage:\n  database: eu2\n"
+    env = {"TENANTRY_DATABASE_URL_EU2": "postgresql://eu2.example/db"}
+    config, _ = parse_tenant_text(text, "filin.yaml", env)
+    assert config.storage.database == "eu2"
+    with pytest.raises(ConfigError) as refused:
+        parse_tenant_text(text, "filin.yaml", {})
+    [issue] = refused.value.issues
+    assert (issue.line, issue.path) == (5, "storage.database")
+    assert "known: default;" in issue.reason
+
+    assert database_urls_from_env(env) == {"eu2": "postgresql://eu2.example/db"}
+    with pytest.raises(ValueError, match="TENANTRY_DATABASE_URL_DEFAULT"):
+        database_urls_from_env({"TENANTRY_DATABASE_URL_DEFAULT": "postgresql://x/db"})
+    with pytest.raises(ValueError, match="TENANTRY_DATABASE_URL_EU-2"):
+        database_urls_from_env({"TENANTRY_DATABASE_URL_EU-2": "postgresql://x/db"})
+
+
+async def test_tenantry_migrate_migrates_each_schema_on_its_own_server(
+    tmp_path, tenantry_database_url, second_server
+):
+    schema = f"cli_{secrets.token_hex(4)}"
+    (tmp_path / "shop.yaml").write_text(
+        f'id: shop\nbot: {{token: "5:abc"}}\n'
+        f'storage: {{schema: {schema}, redis_prefix: "{schema}:", database: {SECOND}}}\n'
+    )
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "core.cli", "migrate", "--tenants", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "TENANTRY_DATABASE_URL": tenantry_database_url,
+            f"TENANTRY_DATABASE_URL_{SECOND.upper()}": second_server,
+        },
+        timeout=120,
+    )
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"shop ({SECOND}/{schema}): core/0001_users.sql" in result.stdout
+        assert await _schemas(second_server, schema) == {schema}
+        assert await _schemas(tenantry_database_url, schema) == set()
+    finally:
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
