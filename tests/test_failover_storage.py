@@ -40,7 +40,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -52,10 +51,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+import redis.exceptions
 from haproxy_cluster import Attempt, Forkserver, RuntimeProcess, TelegramSender, runtime_env
 from redis.asyncio import Redis
 
@@ -367,7 +366,9 @@ async def _wait_relayed_and_consumed(
                 g["name"]
                 for g in groups
                 if _entry_order(g["last-delivered-id"]) < _entry_order(entry_id)
-                or await redis.xpending_range(stream, g["name"], min=entry_id, max=entry_id, count=1)
+                or await redis.xpending_range(
+                    stream, g["name"], min=entry_id, max=entry_id, count=1
+                )
             ]
             if not lagging:
                 return relayed, time.monotonic()
@@ -450,7 +451,9 @@ async def _outage_under_load(
     # Only 200 or 503 + Retry-After; never a 500, a connection error or a hang.
     answers = Counter(t.attempt.status or t.attempt.error for t in sender.timeline)
     assert set(answers) <= {200, 503}, answers
-    assert [t for t in sender.timeline if t.attempt.status == 503 and not t.attempt.retry_after] == []
+    assert [
+        t for t in sender.timeline if t.attempt.status == 503 and not t.attempt.retry_after
+    ] == []
     slowest = max(t.answered - t.sent for t in sender.timeline)
     slowest_health = max(h.answered - h.sent for h in health)
     slow = sorted(sender.timeline, key=lambda t: t.sent - t.answered)[:5]
@@ -480,7 +483,9 @@ async def _outage_under_load(
         (503, "degraded")
     }
     health_back = [h for h in health if h.sent >= up + RECOVERY_SECONDS]
-    assert health_back and {(h.status, h.report.get("status")) for h in health_back} == {(200, "ok")}
+    assert health_back and {(h.status, h.report.get("status")) for h in health_back} == {
+        (200, "ok")
+    }
     last_degraded = max(h.answered for h in health if h.status != 200)
 
     # Nothing lost, nothing repeated: one welcome and one untouched users row per update.
@@ -585,3 +590,36 @@ async def test_postgres_restart_under_load(stack, updates, bot_api):
         assert at - figures["up_wall"] < RECOVERY_SECONDS, (event, at - figures["up_wall"])
         figures[f"{event}_after_up_s"] = round(at - figures["up_wall"], 2)
     print(f"\nPostgreSQL: {_report(figures)}")
+
+
+async def test_a_claim_whose_reply_was_lost_is_given_back_at_the_resend(tenantry, updates, bot_api):
+    # Redis ran the claim (the key says ``processing``) and the connection
+    # broke before its reply came: the update got 503 and was never processed.
+    # Its re-send must be processed now, not refused for IN_PROGRESS_TTL_SECONDS.
+    tenantry.add_tenant("filin")
+    await tenantry.start()
+    ledger = tenantry.runtime.ledger
+    run_claim = ledger._claim
+    lost: list[str] = []
+
+    async def claim_and_lose_the_reply(**call: Any) -> Any:
+        answer = await run_claim(**call)
+        if not lost:
+            lost.append(call["keys"][0])
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return answer
+
+    ledger._claim = claim_and_lose_the_reply
+    update = updates.command("start", user_id=7_100_000_001)
+    refused = await tenantry.post_update("filin", update)
+    assert (refused.status_code, refused.json()["code"]) == (503, "webhook.retry_later")
+    check = Redis.from_url(tenantry.redis_url, decode_responses=True)
+    try:
+        assert await check.get(lost[0]) == "processing"
+    finally:
+        await check.aclose()
+    resent = await tenantry.post_update("filin", update)
+    assert (resent.status_code, resent.json()) == (200, {"ok": True, "duplicate": False})
+    assert len(bot_api.calls("sendMessage", chat_id=7_100_000_001)) == 1
+    again = await tenantry.post_update("filin", update)
+    assert again.json() == {"ok": True, "duplicate": True}
