@@ -1,4 +1,4 @@
-"""``tenantry tenants ...``: list, show, history, diff, rollback and apply tenant files.
+"""``tenantry tenants ...``: list, show, history, diff, rollback, move and apply tenant files.
 
 A thin client of the admin API (:mod:`core.http.admin`) over HTTP: it reads
 nothing from the database and validates nothing itself, so what it reports is
@@ -101,6 +101,7 @@ class AdminClient:
         *,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
     ) -> Any:
         """Send one request to ``/admin<path>`` and return the decoded JSON answer.
 
@@ -109,6 +110,7 @@ class AdminClient:
             path: below ``/admin`` (``/tenants/filin/history``).
             content: a body (a tenant file), sent as ``application/yaml``.
             params: query parameters.
+            json: a JSON body instead (``move``).
 
         Returns:
             The JSON body of a 2xx answer (a dict for every admin route).
@@ -124,7 +126,7 @@ class AdminClient:
         headers = {"Content-Type": "application/yaml"} if content is not None else None
         try:
             response = self._http.request(
-                method, f"/admin{path}", content=content, params=params, headers=headers
+                method, f"/admin{path}", content=content, params=params, headers=headers, json=json
             )
         except httpx.ConnectError:
             raise AdminError(
@@ -343,6 +345,22 @@ def _cmd_rollback(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_move(client: AdminClient, args: argparse.Namespace) -> int:
+    answer = client.call(
+        "POST",
+        f"/tenants/{_segment(args.id)}/move",
+        json={"to": args.to, "drop_old": args.drop_old},
+    )
+    rows = [[t["table"], str(t["source"]), str(t["target"])] for t in answer.get("tables", [])]
+    print(_table(["TABLE", answer.get("source", ""), answer.get("target", "")], rows))
+    kept = "dropped" if answer.get("dropped_old") else "kept (drop it with --drop-old)"
+    print(
+        f"{args.id}: moved from {answer.get('source')} to {answer.get('target')} "
+        f"({answer.get('tenant', {}).get('state')}); the old copy is {kept}"
+    )
+    return 0
+
+
 def _cmd_apply(client: AdminClient, args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
@@ -399,6 +417,7 @@ COMMANDS = {
     "history": _cmd_history,
     "diff": _cmd_diff,
     "rollback": _cmd_rollback,
+    "move": _cmd_move,
     "apply": _cmd_apply,
 }
 
@@ -480,6 +499,22 @@ def add_tenants_parser(sub: argparse._SubParsersAction) -> None:
     )
     rollback.add_argument("id", help="tenant id")
     rollback.add_argument("version", type=_positive, help="the version whose text to restore")
+
+    move = commands.add_parser(
+        "move",
+        parents=[connection],
+        help="copy a tenant's schema to another PostgreSQL server and serve it from there",
+    )
+    move.add_argument("id", help="tenant id")
+    move.add_argument(
+        "--to",
+        required=True,
+        metavar="NAME",
+        help="server name (default, or TENANTRY_DATABASE_URL_<NAME>)",
+    )
+    move.add_argument(
+        "--drop-old", action="store_true", help="drop the schema on the old server after the switch"
+    )
 
     apply = commands.add_parser(
         "apply", parents=[connection], help="create or replace tenants from <id>.yaml files"

@@ -227,3 +227,93 @@ async def test_tenantry_migrate_migrates_each_schema_on_its_own_server(
         assert await _schemas(tenantry_database_url, schema) == set()
     finally:
         await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def _tenants_cli(tenantry, *args):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "core.cli",
+        "tenants",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={
+            **os.environ,
+            "TENANTRY_ADMIN_URL": tenantry.url,
+            "TENANTRY_ADMIN_TOKEN": tenantry.admin_token,
+        },
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_a_tenant_moves_to_another_server_and_back_dropping_the_old_copy(
+    tenantry, updates, second_server, sample
+):
+    filin = tenantry.add_tenant("filin", features={"sample": {}})
+    schema = filin["storage"]["schema"]
+    await tenantry.start(
+        watch=False, plugins=[("sample", sample)], databases={SECOND: second_server}
+    )
+    try:
+        for user_id in (701, 702, 703):
+            response = await tenantry.post_update(
+                "filin", updates.command("start", user_id=user_id)
+            )
+            assert response.status_code == 200, response.text
+
+        status, out, err = await _tenants_cli(tenantry, "move", "filin", "--to", SECOND)
+        assert (status, err) == (0, ""), out
+        assert "users" in out and "moved from default to second (running)" in out
+        assert "the old copy is kept" in out
+        registry = tenantry.runtime.registry
+        tenant = registry.get("filin")
+        assert tenant.config.storage.database == SECOND
+        assert tenant.db.pool is tenantry.runtime.pools[SECOND]
+        # The stored version and the folder file name the new server.
+        assert "database: second" in (tenantry.tenants_dir / "filin.yaml").read_text()
+
+        moved = f'SELECT telegram_id FROM "{schema}".users ORDER BY telegram_id'
+        assert await _fetch(second_server, moved) == [
+            {"telegram_id": 701},
+            {"telegram_id": 702},
+            {"telegram_id": 703},
+        ]
+        # It serves, writes and publishes from the new server; the old copy stays as it was.
+        response = await tenantry.post_update("filin", updates.command("start", user_id=704))
+        assert response.status_code == 200, response.text
+        assert len(await _fetch(second_server, moved)) == 4
+        assert len(await tenantry.sql(moved)) == 3
+        event = await tenant.publish("sample.created", {"title": "after the move"})
+        await _wait_for(lambda: event.id in sample.EVENT_IDS, 5)
+
+        # Back, dropping the copy on the second server; its claim is released.
+        response = await tenantry.client.post(
+            "/admin/tenants/filin/move",
+            json={"to": "default", "drop_old": True},
+            headers=tenantry.admin_headers(),
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["source"], body["target"], body["dropped_old"]) == (SECOND, "default", True)
+        users = next(t for t in body["tables"] if t["table"] == "users")
+        assert users == {"table": "users", "source": 4, "target": 4}
+        assert len(await tenantry.sql(moved)) == 4
+        assert await _schemas(second_server, schema) == set()
+        claims = await tenantry.sql(
+            f'SELECT value FROM "{tenantry.control_schema}".storage_claims '
+            "WHERE resource = 'schema' AND tenant_id = 'filin'"
+        )
+        assert claims == [{"value": schema}]
+
+        # The current server, or an unknown one, is refused and changes nothing.
+        for to in ("default", "mars"):
+            response = await tenantry.client.post(
+                "/admin/tenants/filin/move", json={"to": to}, headers=tenantry.admin_headers()
+            )
+            assert response.status_code == 422, response.text
+        assert registry.get("filin").state == "running"
+    finally:
+        await tenantry.stop()
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -13,7 +13,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.params import Parameter as QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -43,10 +43,11 @@ from core.runtime.audit import (
     tenant_file_diff,
 )
 from core.runtime.control import StorageClaim, claims_of
+from core.runtime.placement import MoveError, TableCount
 from core.runtime.registry import TenantStartError
 from core.runtime.tenant import TenantState
 
-__all__ = ["AdminController", "AuditPage", "ClaimsAnswer"]
+__all__ = ["AdminController", "AuditPage", "ClaimsAnswer", "MoveAnswer", "MoveRequest"]
 
 log = structlog.get_logger("tenantry.admin")
 
@@ -75,6 +76,38 @@ class AuditPage(msgspec.Struct):
 
     entries: list[AuditEntry]
     next_before: int | None = None
+
+
+class MoveRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /admin/tenants/{tenant_id}/move``.
+
+    Attributes:
+        to: the PostgreSQL server to move to: ``default`` or a name of
+            ``TENANTRY_DATABASE_URL_<NAME>``.
+        drop_old: drop the schema on the old server once the tenant serves
+            from the new one (default: keep it).
+    """
+
+    to: str
+    drop_old: bool = False
+
+
+class MoveAnswer(msgspec.Struct):
+    """Body of a done move.
+
+    Attributes:
+        tenant: the tenant's state on the new server (as ``GET /admin/tenants``).
+        source: the server it was on.
+        target: the server it is on now.
+        tables: rows of every table on both servers (equal).
+        dropped_old: whether the old copy was dropped.
+    """
+
+    tenant: dict[str, Any]
+    source: str
+    target: str
+    tables: list[TableCount]
+    dropped_old: bool
 
 
 OUTSIDE_SCOPE = "outside the token's scope"
@@ -575,6 +608,72 @@ class AdminController(Controller):
             await _audit(runtime, actor, "tenant.rollback", tenant_id, "ok", "unchanged")
         [described] = await _with_versions(runtime, [tenant.describe()])
         return Response(described)
+
+    @post(
+        "/tenants/{tenant_id:str}/move",
+        summary="Move a tenant's schema to another PostgreSQL server",
+        status_code=HTTP_200_OK,
+    )
+    async def move_tenant(
+        self,
+        tenant_id: FromPath[str],
+        data: JSONBody[MoveRequest],
+        request: Request[Any, Any, Any],
+        actor: AdminActorDep,
+    ) -> MoveAnswer:
+        """Copy the tenant's schema to server ``to``, check it, and serve it from there.
+
+        See :meth:`core.runtime.registry.TenantRegistry.move`: the tenant
+        serves nothing during the copy, and serves from the old server again
+        when the copy fails. Only the ops token may move a tenant (it moves
+        data between servers).
+
+        Returns:
+            200 with the row counts; 403 for a scoped token; 404 no such
+            running tenant; 422 an unknown or the current server, a refused
+            file, or a failed copy (the tenant is back on the old server).
+        """
+        runtime = request.app.state.runtime
+        if not actor.is_ops:
+            reason = "only the ops token may move tenants"
+            await _audit(runtime, actor, "tenant.move", tenant_id, "refused", reason)
+            raise Forbidden("admin.ops_only", reason)
+        tenant = runtime.registry.get(tenant_id) if _well_formed(tenant_id) else None
+        if tenant is None:
+            raise _unknown_tenant(tenant_id)
+        source = tenant.config.storage.database
+        with admin_action(actor.name, "tenant.move"):
+            try:
+                counts = await runtime.registry.move(
+                    tenant_id, data.to, drop_old=data.drop_old, changed_by=actor.name
+                )
+            except KeyError:
+                raise _unknown_tenant(tenant_id) from None
+            except ConfigError as exc:
+                await _audit(
+                    runtime, actor, "tenant.move", tenant_id, "refused", _issues_text(exc.issues)
+                )
+                raise Unprocessable(
+                    "admin.move_refused",
+                    f"tenant {tenant_id!r} cannot move to {data.to!r}; nothing changed",
+                    errors=[str(i) for i in exc.issues],
+                ) from None
+            except (MoveError, TenantStartError) as exc:
+                await _audit(runtime, actor, "tenant.move", tenant_id, "failed", str(exc))
+                raise Unprocessable(
+                    "admin.move_failed",
+                    f"tenant {tenant_id!r} could not move to {data.to!r}",
+                    errors=[str(exc)],
+                ) from None
+        reason = f"{source} -> {data.to}, {sum(c.target for c in counts)} rows"
+        await _audit(runtime, actor, "tenant.move", tenant_id, "ok", reason)
+        return MoveAnswer(
+            tenant=runtime.registry.get(tenant_id).describe(),
+            source=source,
+            target=data.to,
+            tables=counts,
+            dropped_old=data.drop_old,
+        )
 
     async def _history(
         self, request: Request[Any, Any, Any], actor: AdminActor, tenant_id: str
