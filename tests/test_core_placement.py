@@ -317,3 +317,85 @@ async def test_a_tenant_moves_to_another_server_and_back_dropping_the_old_copy(
     finally:
         await tenantry.stop()
         await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_failed_copy_puts_the_tenant_back_on_its_server(
+    tenantry, updates, second_server, monkeypatch
+):
+    from core.runtime import placement
+
+    filin = tenantry.add_tenant("filin")
+    schema = filin["storage"]["schema"]
+    await tenantry.start(watch=False, databases={SECOND: second_server})
+
+    async def copy_fails(*_args, **_kwargs):
+        raise placement.MoveError("row counts differ: users 3 != 2")
+
+    monkeypatch.setattr(placement, "copy_schema", copy_fails)
+    try:
+        response = await tenantry.client.post(
+            "/admin/tenants/filin/move", json={"to": SECOND}, headers=tenantry.admin_headers()
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "admin.move_failed"
+        assert "row counts differ" in response.json()["errors"][0]
+        tenant = tenantry.runtime.registry.get("filin")
+        assert tenant.state == "running"
+        assert tenant.config.storage.database == "default"
+        response = await tenantry.post_update("filin", updates.command("start", user_id=801))
+        assert response.status_code == 200, response.text
+        assert await tenantry.sql(f'SELECT telegram_id FROM "{schema}".users') == [
+            {"telegram_id": 801}
+        ]
+        assert "database:" not in (tenantry.tenants_dir / "filin.yaml").read_text()
+    finally:
+        await tenantry.stop()
+
+
+async def test_every_runtime_follows_a_move(
+    tenantry, updates, second_server, tmp_path, tenantry_database_url, tenantry_redis_url, bot_api
+):
+    from core.testing.plugin import TenantryHarness
+
+    filin = tenantry.add_tenant("filin")
+    schema = filin["storage"]["schema"]
+    (tmp_path / "b").mkdir()
+    other = TenantryHarness(tmp_path / "b", tenantry_database_url, tenantry_redis_url, bot_api)
+    shared = {
+        "control_schema": tenantry.control_schema,
+        "queue_name": f"q-{tenantry.run_id}",
+        "databases": {SECOND: second_server},
+        "tenants_reread_seconds": 0.5,
+    }
+    try:
+        await tenantry.start(watch=False, **shared)
+        await other.start(watch=False, **shared)
+        await _wait_for(lambda: other.runtime.registry.get("filin") is not None)
+        response = await tenantry.post_update("filin", updates.command("start", user_id=901))
+        assert response.status_code == 200, response.text
+
+        response = await tenantry.client.post(
+            "/admin/tenants/filin/move", json={"to": SECOND}, headers=tenantry.admin_headers()
+        )
+        assert response.status_code == 200, response.text
+
+        def on_second() -> bool:
+            tenant = other.runtime.registry.get("filin")
+            return (
+                tenant is not None
+                and tenant.state == "running"
+                and tenant.config.storage.database == SECOND
+            )
+
+        await _wait_for(on_second, 10)
+        assert other.runtime.registry.get("filin").db.pool is other.runtime.pools[SECOND]
+        response = await other.post_update("filin", updates.command("start", user_id=902))
+        assert response.status_code == 200, response.text
+        rows = await _fetch(
+            second_server, f'SELECT telegram_id FROM "{schema}".users ORDER BY telegram_id'
+        )
+        assert rows == [{"telegram_id": 901}, {"telegram_id": 902}]
+    finally:
+        await other.stop()
+        await tenantry.stop()
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
