@@ -15,21 +15,29 @@ never touched again), and the runtime process is the one started at the
 beginning.
 
 Redis runs as production should run it: with the append-only file
-(``appendonly yes``, ``appendfsync everysec``). The dedupe ledger and the
-aiogram FSM state live in Redis; without persistence a restart forgets which
-updates were processed (a re-sent one would be handled twice) and where every
-user was in a dialog. SIGTERM makes Redis write its AOF and exit; the test
-checks that the done marks of updates acknowledged before the outage
-survived it (a re-delivery is a duplicate). PostgreSQL is stopped with
-``pg_ctl stop -m fast``: open connections are ended at once, as a failover or
-an operator's restart does.
+(``appendonly yes``, ``appendfsync everysec``). The dedupe ledger, the aiogram
+FSM state, the job queue and the event streams live in Redis; SIGTERM makes
+Redis write its AOF and exit, and the test checks that the done marks of
+updates acknowledged before the outage survived (a re-delivery is a
+duplicate). The same test without persistence shows what a bare Redis loses:
+a re-delivery across the restart is handled a second time, and the event
+consumer groups must be made again (they are). PostgreSQL is stopped with
+``pg_ctl stop -m fast``: open sessions are ended at once, as a failover or an
+operator's restart does.
 
-No duplicates are expected: an update that met the outage was never
-processed (its claim or its insert failed, the claim was released, 503), and
-one that got through was acknowledged. The only window for a repeat would be a
-welcome sent and then the done mark lost; the welcome is sent after the
-insert, and a mark that cannot be written stays pending in the runtime until
-Redis is back.
+A probe event written into the tenant's outbox (during a Redis outage, or
+just after PostgreSQL is back) must reach its stream and be acknowledged by
+every consumer group within :data:`RECOVERY_SECONDS`: the outbox relay, its
+LISTEN connection and the stream readers recovered too. For PostgreSQL, the
+tenant-store follower and the relay must log that they listen again.
+
+No repeated welcome is expected: an update that met the outage was never
+processed (its claim or its INSERT failed; the claim was released, or given
+back at the re-send when Redis went away before the claim's reply came:
+:func:`test_a_claim_whose_reply_was_lost_is_given_back_at_the_resend`), and
+the welcome is sent after the INSERT. The one repeat allowed: an update in
+flight when PostgreSQL stopped whose INSERT committed but whose commit answer
+was lost; its re-send upserts the row again (``last_seen_at`` moves on).
 """
 
 from __future__ import annotations
