@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import msgspec
 
+from core.config.model import DEFAULT_DATABASE
+
 if TYPE_CHECKING:
     import pluggy
 
@@ -251,7 +253,7 @@ async def fresh_schemas(
     control_schema: str,
     wanted: dict[str, str],
     *,
-    database: str = "default",
+    database: str = DEFAULT_DATABASE,
     tenant_pool: asyncpg.Pool | None = None,
 ) -> set[str]:
     """The schemas of ``wanted`` (schema -> :func:`schema_digest`) already up to date.
@@ -264,23 +266,25 @@ async def fresh_schemas(
         pool: the control schema's pool (the default server).
         control_schema: the control schema.
         wanted: schema -> digest, all on ``database``.
-        database: the server name of the schemas (``storage.database``).
+        database: the server name of the schemas (``storage.database``). The
+            default server's states are in ``tenant_schema_states``, the
+            others' in ``server_schema_states`` (control migration 0005).
         tenant_pool: that server's pool when it is not the default one; its
             ``pg_namespace`` holds the oids (a second query).
     """
     if not wanted:
         return set()
-    if tenant_pool is None or tenant_pool is pool:
+    if database == DEFAULT_DATABASE:
         rows = await pool.fetch(
             f"""SELECT s.schema_name, s.digest FROM "{control_schema}".tenant_schema_states s
                 JOIN pg_namespace n ON n.oid = s.schema_oid AND n.nspname = s.schema_name
-                WHERE s.database_name = $2 AND s.schema_name = ANY($1::text[])""",
+                WHERE s.schema_name = ANY($1::text[])""",
             list(wanted),
-            database,
         )
         return {r["schema_name"] for r in rows if wanted.get(r["schema_name"]) == r["digest"]}
+    assert tenant_pool is not None, "a schema on another server needs that server's pool"
     recorded = await pool.fetch(
-        f"""SELECT schema_name, schema_oid, digest FROM "{control_schema}".tenant_schema_states
+        f"""SELECT schema_name, schema_oid, digest FROM "{control_schema}".server_schema_states
             WHERE database_name = $2 AND schema_name = ANY($1::text[])""",
         list(wanted),
         database,
@@ -305,24 +309,34 @@ async def record_schema_state(
     schema: str,
     digest: str,
     *,
-    database: str = "default",
+    database: str = DEFAULT_DATABASE,
     tenant_pool: asyncpg.Pool | None = None,
 ) -> None:
     """Record that ``schema`` was brought up to ``digest`` (after :func:`prepare_tenant_schema`).
 
     ``database`` and ``tenant_pool`` as in :func:`fresh_schemas`.
     """
-    upsert = f"""INSERT INTO "{control_schema}".tenant_schema_states
-            (database_name, schema_name, schema_oid, digest)
-            SELECT $3::text, $1::text, {{oid}}, $2::text {{source}}
-            ON CONFLICT (database_name, schema_name) DO UPDATE
-            SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()"""
-    if tenant_pool is None or tenant_pool is pool:
-        query = upsert.format(oid="oid", source="FROM pg_namespace WHERE nspname = $1::text")
-        await pool.execute(query, schema, digest, database)
+    if database == DEFAULT_DATABASE:
+        await pool.execute(
+            f"""INSERT INTO "{control_schema}".tenant_schema_states (schema_name, schema_oid, digest)
+                SELECT $1::text, oid, $2::text FROM pg_namespace WHERE nspname = $1::text
+                ON CONFLICT (schema_name) DO UPDATE
+                SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()""",
+            schema,
+            digest,
+        )
         return
+    assert tenant_pool is not None, "a schema on another server needs that server's pool"
     oid = await tenant_pool.fetchval("SELECT oid FROM pg_namespace WHERE nspname = $1", schema)
     if oid is None:
         return
-    query = upsert.format(oid="$4::oid", source="")
-    await pool.execute(query, schema, digest, database, oid)
+    await pool.execute(
+        f"""INSERT INTO "{control_schema}".server_schema_states
+            (database_name, schema_name, schema_oid, digest) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (database_name, schema_name) DO UPDATE
+            SET schema_oid = excluded.schema_oid, digest = excluded.digest, checked_at = now()""",
+        database,
+        schema,
+        oid,
+        digest,
+    )
