@@ -154,7 +154,8 @@ async def test_swap_lets_in_flight_updates_finish_on_the_old_config(
 ):
     """An update being processed when the tenant is swapped completes with the old settings."""
     filin = tenantry.add_tenant("filin", features={"sample": {"greeting": "old"}})
-    await tenantry.start(watch=False, plugins=[("sample", sample)])
+    # Bots built at start and kept: the test wraps the old Dispatcher.
+    await tenantry.start(watch=False, plugins=[("sample", sample)], tenants_idle_seconds=0)
     runtime = tenantry.runtime
     old = runtime.registry.get("filin")
     gate = asyncio.Event()

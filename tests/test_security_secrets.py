@@ -245,14 +245,15 @@ async def test_health_without_the_admin_token_shows_only_states(tenantry):
     await tenantry.start()
     response = await tenantry.client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    # Whether its bot is built yet (its first update builds it) is a count, not a detail.
+    assert body.pop("loaded") + body.pop("idle") == 1
+    assert body == {
         "status": "ok",
         "database": "ok",
         "redis": "ok",
         "tenants": [{"id": "filin", "state": "running"}],
         "rejected": 1,
-        "loaded": 1,
-        "idle": 0,
     }
     wrong = await tenantry.client.get("/health", headers={"Authorization": "Bearer nope"})
     assert wrong.json()["rejected"] == 1

@@ -149,8 +149,13 @@ class Runtime:
             log.error("redis_misconfigured", error=str(exc))
             raise
         self.pool = await create_pool(
-            database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            transaction_pooling=settings.transaction_pooling,
         )
+        # LISTEN needs a session of its own on the server itself, not a pooler's.
+        listen_url = settings.database_listen_url or database_url
         for name, url in settings.databases.items():
             # Same sizes as the default pool: the connection budget per runtime
             # is servers x pool_max_size (docs/ops.md, "Placement").
@@ -188,7 +193,7 @@ class Runtime:
         )
         self.events = EventBus(
             settings,
-            database_url,
+            listen_url,
             self.pool,
             self.redis,
             self.pm,
@@ -211,10 +216,11 @@ class Runtime:
             store=self.store,
             control_schema=settings.control_schema,
             lazy_bots=settings.tenants_idle_seconds > 0,
+            transaction_pooling=settings.transaction_pooling,
             pools=self.pools,
         )
         self.follower = StoreFollower(
-            database_url,
+            listen_url,
             self.store.channel,
             self.registry.apply_store,
             reread_seconds=settings.tenants_reread_seconds,

@@ -186,7 +186,8 @@ def runtime_secrets(
 ) -> list[str]:
     """The runtime's own secrets: admin token, secret key, database and Redis passwords.
 
-    The queue Redis password (``settings.queue_redis_url``) is among them.
+    The queue Redis and listen URL passwords (``settings.queue_redis_url``,
+    ``settings.database_listen_url``) are among them.
 
     Args:
         settings: the :class:`core.runtime.settings.RuntimeSettings`.
@@ -199,8 +200,11 @@ def runtime_secrets(
         The values to pass to :func:`register_secrets`.
     """
     values = [settings.admin_token or "", settings.resolved_secret_key()]
-    urls = (database_url, redis_url, getattr(settings, "queue_redis_url", None), *extra_urls)
-    for url in urls:
+    others = (
+        getattr(settings, "queue_redis_url", None),
+        getattr(settings, "database_listen_url", None),
+    )
+    for url in (database_url, redis_url, *others, *extra_urls):
         if url:
             try:
                 password = urlsplit(url).password

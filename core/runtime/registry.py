@@ -101,6 +101,8 @@ class TenantRegistry:
         control_schema: the control schema, whose ``tenant_schema_states``
             lets a start skip the schemas already up to date (one query for
             all tenants); None checks every schema.
+        transaction_pooling: the pool is a pooler in transaction mode
+            (:class:`~core.storage.db.TenantDB`).
         lazy_bots: build a webhook tenant's routers and Dispatcher at its
             first update instead of at start, when its Bot API registration
             is known to be current (:meth:`assemble`).
@@ -126,11 +128,13 @@ class TenantRegistry:
         store: TenantStore | None = None,
         control_schema: str | None = None,
         lazy_bots: bool = True,
+        transaction_pooling: bool = False,
         pools: Mapping[str, asyncpg.Pool] | None = None,
     ):
         self.pm = pm
         self.control_schema = control_schema
         self.lazy_bots = lazy_bots
+        self.transaction_pooling = transaction_pooling
         # Schemas known to be up to date: _fresh_key(server, schema) -> schema_digest.
         self._fresh: dict[str, str] = {}
         # Tenants whose bot is being assembled (id(tenant) -> the task).
@@ -752,7 +756,10 @@ class TenantRegistry:
             texts=spec.texts,
             pm=self.pm,
             db=TenantDB(
-                self.pool_of(config), config.schema, max_connections=config.storage.max_connections
+                self.pool_of(config),
+                config.schema,
+                max_connections=config.storage.max_connections,
+                transaction_pooling=self.transaction_pooling,
             ),
             redis=self.redis,
             jobs=self.jobs,
@@ -770,13 +777,11 @@ class TenantRegistry:
             tenant.state = TenantState.MIGRATING
             await self._migrate(tenant)
             self.bots.prepare(tenant)
-            # A webhook bot registered as this very config would register it is
-            # built at its first update (assemble); any other now.
-            lazy = (
-                self.lazy_bots
-                and config.bot.mode == "webhook"
-                and await self.bots.registered(tenant)
-            )
+            # A webhook bot is built at its first update (assemble); one whose
+            # registration is not current is also built, registered and dropped
+            # in the background. Polling bots are built now (they poll).
+            lazy = self.lazy_bots and config.bot.mode == "webhook"
+            registered = lazy and await self.bots.registered(tenant)
             if not lazy:
                 await self._assemble(tenant)
             for result in tenant.hook.on_tenant_started(tenant=tenant):
@@ -804,6 +809,8 @@ class TenantRegistry:
         self._sources[config.id] = source
         if not lazy:
             self.bots.start(tenant, tenant.commands)
+        elif not registered:
+            self.bots.register_later(tenant, self.assemble)
         tenant.log.info(
             "tenant_started",
             seconds=round(time.monotonic() - started, 3),

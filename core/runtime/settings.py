@@ -80,6 +80,16 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
         tenants_loaded_max: at most this many webhook tenants keep a built bot;
             beyond it the least recently used idle ones are dropped first
             (``TENANTRY_TENANTS_LOADED_MAX``, default 2000).
+        database_listen_url: where LISTEN connections go (the tenant store's
+            follower, the events relay): the PostgreSQL server itself when
+            ``database_url`` is a pooler in transaction mode, which cannot
+            keep a LISTEN (``TENANTRY_DATABASE_LISTEN_URL``, default
+            ``database_url``).
+        transaction_pooling: ``database_url`` is PgBouncer (or another
+            pooler) in transaction mode: no statement cache, and every
+            connection a tenant acquires runs inside a transaction with
+            ``SET LOCAL search_path`` (``TENANTRY_DB_TRANSACTION_POOLING``,
+            default off).
         pool_min_size: asyncpg pool minimum connections (``TENANTRY_DB_POOL_MIN``).
         pool_max_size: asyncpg pool maximum connections (``TENANTRY_DB_POOL_MAX``),
             per PostgreSQL server: a runtime opens up to ``pool_max_size`` per
@@ -160,6 +170,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     tenants_reread_seconds: float = 5.0
     tenants_idle_seconds: float = 600.0
     tenants_loaded_max: int = 2000
+    database_listen_url: str | None = None
+    transaction_pooling: bool = False
     pool_min_size: int = 2
     pool_max_size: int = 20
     job_concurrency: int = 10
@@ -213,6 +225,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "tenants_reread_seconds": float(env.get("TENANTRY_TENANTS_REREAD_SECONDS", "5")),
             "tenants_idle_seconds": float(env.get("TENANTRY_TENANTS_IDLE_SECONDS", "600")),
             "tenants_loaded_max": int(env.get("TENANTRY_TENANTS_LOADED_MAX", "2000")),
+            "database_listen_url": env.get("TENANTRY_DATABASE_LISTEN_URL") or None,
+            "transaction_pooling": flag("TENANTRY_DB_TRANSACTION_POOLING", False),
             "pool_min_size": int(env.get("TENANTRY_DB_POOL_MIN", "2")),
             "pool_max_size": int(env.get("TENANTRY_DB_POOL_MAX", "20")),
             "job_concurrency": int(env.get("TENANTRY_JOB_CONCURRENCY", "10")),
@@ -236,9 +250,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "events_shards": int(env.get("TENANTRY_EVENTS_SHARDS") or 8),
             "events_maxlen": int(env.get("TENANTRY_EVENTS_MAXLEN") or 100_000),
             "events_sweep_seconds": float(env.get("TENANTRY_EVENTS_SWEEP_SECONDS") or 30),
-            "events_claim_idle_seconds": float(
-                env.get("TENANTRY_EVENTS_CLAIM_IDLE_SECONDS") or 30
-            ),
+            "events_claim_idle_seconds": float(env.get("TENANTRY_EVENTS_CLAIM_IDLE_SECONDS") or 30),
             "events_max_attempts": int(env.get("TENANTRY_EVENTS_MAX_ATTEMPTS") or 10),
             "events_done_ttl_seconds": int(env.get("TENANTRY_EVENTS_DONE_TTL_SECONDS") or 86400),
         }

@@ -73,6 +73,9 @@ RETRY_MAX_DELAY = 60.0
 POLLING_LOCK_SECONDS = 6
 # What a bot was registered with is remembered this long (then set again once).
 REGISTRATION_TTL_SECONDS = 24 * 3600
+# Lazy webhook tenants built and registered at once in the background (bounds the memory
+# of a first start with thousands of tenants: each is dropped again once registered).
+REGISTER_CONCURRENCY = 16
 # getUpdates long-polling timeout (Bot API ``timeout``), seconds.
 POLLING_TIMEOUT_SECONDS = 10
 # deleteWebhook of a removed tenant: one attempt, bounded so that removal
@@ -365,6 +368,7 @@ class BotHub:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.secret_key = secret_key
         self._tasks: dict[int, list[asyncio.Task[None]]] = {}
+        self._registering = asyncio.Semaphore(REGISTER_CONCURRENCY)
 
     def secret_for(self, tenant: Tenant) -> str:
         """The tenant's webhook secret: ``bot.webhook_secret`` or the derived one (cached)."""
@@ -428,6 +432,38 @@ class BotHub:
         if tenant.config.bot.mode == "polling":
             tasks.append(asyncio.create_task(self._poll(tenant), name=f"poll:{tenant.id}"))
         self._tasks[id(tenant)] = tasks
+
+    def register_later(self, tenant: Tenant, assemble: Callable[[Tenant], Awaitable[None]]) -> None:
+        """Build ``tenant``'s bot, register it and drop it again, in the background.
+
+        For a webhook tenant started without its Dispatcher whose registration
+        is not current (a first start, a changed file): at most
+        :data:`REGISTER_CONCURRENCY` are built at once, and one that got no
+        update meanwhile is dropped once registered, so a first start of
+        thousands of tenants never holds all their bots. A plugin whose
+        routers fail to build marks the tenant ``failed``.
+        """
+        task = asyncio.create_task(
+            self._build_and_register(tenant, assemble), name=f"register:{tenant.id}"
+        )
+        self._tasks[id(tenant)] = [task]
+
+    async def _build_and_register(
+        self, tenant: Tenant, assemble: Callable[[Tenant], Awaitable[None]]
+    ) -> None:
+        structlog.contextvars.bind_contextvars(tenant=tenant.id)
+        async with self._registering:
+            try:
+                await assemble(tenant)
+            except Exception as exc:
+                tenant.state = TenantState.FAILED
+                tenant.detail = f"{type(exc).__name__}: {exc}"
+                tenant.log.exception("tenant_assembly_failed")
+                return
+            built = tenant.last_used
+            await self._register(tenant, tenant.commands)
+        if tenant.last_used == built and not tenant.busy:
+            self.unload(tenant)
 
     async def stop(self, tenant: Tenant, *, delete_webhook: bool = False) -> None:
         """Stop polling and registration retries of ``tenant``.
