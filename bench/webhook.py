@@ -53,6 +53,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -90,6 +91,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WARMUP_UPDATES = 300
 SCALE_UPDATES = 200
+# Spread against one tenant: updates per run, and over how many tenants at most.
+SPREAD_UPDATES = 1000
+SPREAD_TENANTS = 1000
 PROFILE_RATE = 1000  # py-spy samples per second
 # Lines of a runtime's JSON log (and of tracebacks) worth reporting.
 LOG_PROBLEMS = ('"level": "error"', '"level": "warning"', "traceback")
@@ -549,6 +553,8 @@ class ScaleRow:
         restart_seconds: second start on the same files (schemas up to date,
             bots registered: built lazily).
         rss_restarted: RSS (MB) of the second start once every tenant runs.
+        spread_ratio: updates/s spread over up to 1000 warm tenants divided by
+            updates/s to one of them (median of two alternating runs each).
         note: what went wrong, if anything.
         log_problems: warning and error lines of the runtime's log.
     """
@@ -563,6 +569,7 @@ class ScaleRow:
     stop_seconds: float | None = None
     restart_seconds: float | None = None
     rss_restarted: float | None = None
+    spread_ratio: float | None = None
     note: str = ""
     log_problems: list[str] = field(default_factory=list)
 
@@ -597,6 +604,10 @@ async def scale_one(
             if result.errors:
                 row.note = f"update errors: {result.errors}"
             row.rss_after = rss_mb(runtime.pid)
+            if count > 1:
+                row.spread_ratio = await spread_vs_one(
+                    ctx, session, base_url, tenants[:SPREAD_TENANTS], concurrency
+                )
         except RuntimeError as exc:
             row.note = str(exc)
             return row
@@ -621,6 +632,31 @@ async def scale_one(
         await delete_redis_keys(ctx.redis_url, [f"{ctx.tag}:{label}*"])
         ctx.schemas.difference_update(t.schema for t in tenants)
     return row
+
+
+async def spread_vs_one(
+    ctx: BenchContext,
+    session: aiohttp.ClientSession,
+    base_url: str,
+    tenants: Sequence[BenchTenant],
+    concurrency: int,
+) -> float:
+    """Updates/s spread over ``tenants`` divided by updates/s to the first of them.
+
+    Every tenant gets one update first (its bot built, its pool share warm),
+    then one-tenant and spread runs of :data:`SPREAD_UPDATES` alternate twice;
+    the medians are compared.
+    """
+    await post_all(
+        session, requests_for(base_url, ctx.start_bodies(tenants, len(tenants))), concurrency
+    )
+    one, spread = [], []
+    for _ in range(2):
+        for target, rates in ((tenants[:1], one), (tenants, spread)):
+            bodies = ctx.start_bodies(target, SPREAD_UPDATES)
+            result = await post_all(session, requests_for(base_url, bodies), concurrency)
+            rates.append(result.per_second)
+    return statistics.median(spread) / statistics.median(one)
 
 
 async def wait_registered(
@@ -754,6 +790,7 @@ def scale_report(rows: list[ScaleRow]) -> list[str]:
             per_tenant(row, "rss_started", 1024),
             row.rss_after,
             row.update_rate,
+            row.spread_ratio,
             row.stop_seconds,
         )
         for row in rows
@@ -774,6 +811,7 @@ def scale_report(rows: list[ScaleRow]) -> list[str]:
                 "KB/tenant",
                 f"RSS after {SCALE_UPDATES}",
                 "updates/s",
+                "spread/one",
                 "stop s",
             ],
             table,
@@ -783,7 +821,8 @@ def scale_report(rows: list[ScaleRow]) -> list[str]:
         "runtime used by then; restart s, restart RSS MB: the same on a second start (schemas up to "
         "date, bots registered, so each is built at its first update); "
         "webhooks set s: spawn until the stand-in saw every setWebhook; RSS: VmRSS once started, "
-        f"and after {SCALE_UPDATES} updates; stop s: SIGINT until exit",
+        f"and after {SCALE_UPDATES} updates; spread/one: updates/s spread over up to "
+        f"{SPREAD_TENANTS} warm tenants vs to one of them (goal >= 0.9); stop s: SIGINT until exit",
     ]
     for row in rows:
         if row.note:
