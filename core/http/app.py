@@ -160,7 +160,10 @@ class Runtime:
             # Same sizes as the default pool: the connection budget per runtime
             # is servers x pool_max_size (docs/ops.md, "Placement").
             self.pools[name] = await create_pool(
-                url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+                url,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                transaction_pooling=settings.transaction_pooling,
             )
         applied = await prepare_control_schema(self.pool, settings.control_schema)
         if applied:
