@@ -232,6 +232,9 @@ class Runtime:
             await self.jobs.start()
         else:
             await self.jobs.queue.connect()
+        # Which tenant files the audit log holds already: one query, not one per tenant.
+        with contextlib.suppress(*STORAGE_UNAVAILABLE, asyncpg.PostgresError):
+            await self.audit.prime()
         # Listening before the first read, so no change falls in between.
         self.follower.start()
         await self.registry.sync()
