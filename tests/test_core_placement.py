@@ -401,3 +401,144 @@ async def test_every_runtime_follows_a_move(
         await other.stop()
         await tenantry.stop()
         await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class _Outage:
+    """A TCP door to a PostgreSQL server's unix socket that can be shut (docs/ops.md "Placement").
+
+    While shut, connections to it are refused and the ones it carried are
+    reset, which is what a runtime sees of a server that went down or a
+    network that failed; the server behind it keeps running for the other
+    tests of this module.
+    """
+
+    def __init__(self, dsn: str):
+        socket_dir = Path(dsn.rsplit("host=", 1)[1])
+        [self.socket] = [p for p in socket_dir.glob(".s.PGSQL.*") if p.suffix != ".lock"]
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def dsn(self, password: str) -> str:
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/postgres"
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._carry, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def shut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self._server = None
+
+    async def _carry(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_unix_connection(str(self.socket))
+        self._writers |= {client_writer, server_writer}
+
+        async def pump(reader, writer) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.transport.abort()
+                self._writers.discard(writer)
+
+        await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer))
+
+
+def _updates_counted(metrics: str, tenant_id: str, outcome: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("tenantry_updates_total{") and (
+            f'tenant="{tenant_id}"' in line and f'outcome="{outcome}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_health_shows_each_server_and_the_tenants_of_a_server_that_is_down(
+    tenantry, updates, second_server
+):
+    password = "pg2-password-" + secrets.token_hex(4)
+    door = _Outage(second_server)
+    await door.open()
+    url = door.dsn(password)
+    tenantry.add_tenant("filin")
+    glow = tenantry.tenant_config("glow")
+    glow["storage"]["database"] = SECOND
+    tenantry.write_tenant("glow", yaml.safe_dump(glow, sort_keys=False))
+    glow_schema = glow["storage"]["schema"]
+    await tenantry.start(watch=False, databases={SECOND: url})
+    try:
+        body = (await tenantry.client.get("/health")).json()
+        assert body["status"] == "ok" and body["databases"] == {"default": "ok", SECOND: "ok"}
+        assert [(t["id"], t["storage"]) for t in body["tenants"]] == [
+            ("filin", "ok"),
+            ("glow", "ok"),
+        ]
+
+        await door.shut()
+        metrics = (await tenantry.client.get("/metrics")).text
+        refused_before = _updates_counted(metrics, "glow", "storage_unavailable")
+        began = time.monotonic()
+        public = await tenantry.client.get("/health")
+        assert time.monotonic() - began < 1.5  # a refused connection fails at once
+        # 200: the runtime still serves the tenants of the default server, and
+        # every runtime sees the same server down, so none should leave the
+        # load balancer for it.
+        assert public.status_code == 200
+        body = public.json()
+        body.pop("loaded"), body.pop("idle")
+        assert body == {
+            "status": "partial",
+            "database": "ok",
+            "redis": "ok",
+            "tenants": [
+                {"id": "filin", "state": "running", "storage": "ok"},
+                {"id": "glow", "state": "running", "storage": "error"},
+            ],
+            "rejected": 0,
+            "databases": {"default": "ok", SECOND: "error"},
+        }
+
+        full = await tenantry.client.get("/health", headers=tenantry.admin_headers())
+        assert full.status_code == 200
+        assert password not in full.text and url not in full.text
+        assert str(door.port) in full.json()["databases"][SECOND]  # ops see where it failed
+        assert full.json()["databases"][SECOND].startswith("error: ")
+        entries = {t["id"]: t for t in full.json()["tenants"]}
+        assert (entries["glow"]["database"], entries["glow"]["storage"]) == (SECOND, "error")
+        assert (entries["filin"]["database"], entries["filin"]["storage"]) == ("default", "ok")
+
+        # Its updates are given back to Telegram; the default server's tenant is served.
+        refused = await tenantry.post_update("glow", updates.command("start", user_id=611))
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        served = await tenantry.post_update("filin", updates.command("start", user_id=612))
+        assert served.status_code == 200, served.text
+        metrics = (await tenantry.client.get("/metrics")).text
+        assert _updates_counted(metrics, "glow", "storage_unavailable") == refused_before + 1
+        assert 'tenantry_tenant_state{state="running",tenant="glow"} 1.0' in metrics
+
+        await door.open()
+        deadline = time.monotonic() + 5
+        while (body := (await tenantry.client.get("/health")).json())["status"] != "ok":
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+        assert body["databases"] == {"default": "ok", SECOND: "ok"}
+        served = await tenantry.post_update("glow", updates.command("start", user_id=611))
+        assert served.status_code == 200, served.text
+        assert await _fetch(second_server, f'SELECT telegram_id FROM "{glow_schema}".users') == [
+            {"telegram_id": 611}
+        ]
+    finally:
+        await tenantry.stop()
+        if door._server is not None:
+            await door.shut()
+        await _fetch(second_server, f'DROP SCHEMA IF EXISTS "{glow_schema}" CASCADE')
