@@ -15,9 +15,8 @@ from aiogram.types import InlineKeyboardMarkup
 from core import Tenant
 from core.kit import format_datetime, format_money, send_message
 from core.kit import status_label as kit_status_label
-from plugins.booking import service
 from plugins.booking.keyboards import rating_keyboard, status_keyboard
-from plugins.booking.service import BookingView
+from plugins.booking.views import PLUGIN, BookingView, settings_of
 
 __all__ = [
     "admin_keyboard",
@@ -34,7 +33,7 @@ __all__ = [
 
 def status_label(tenant: Tenant, status: str) -> str:
     """The status's label in the tenant's locale (``booking.status.<status>``), or the status itself."""
-    return kit_status_label(tenant, service.PLUGIN, status)
+    return kit_status_label(tenant, PLUGIN, status)
 
 
 def when(tenant: Tenant, view: BookingView) -> str:
@@ -44,12 +43,12 @@ def when(tenant: Tenant, view: BookingView) -> str:
 
 def format_price(tenant: Tenant, minor_units: int) -> str:
     """A price in minor units of the booking currency, as the tenant's locale writes it."""
-    return format_money(minor_units, service.settings_of(tenant).currency, tenant.locale)
+    return format_money(minor_units, settings_of(tenant).currency, tenant.locale)
 
 
 def describe(tenant: Tenant, view: BookingView) -> str:
     """What is booked: guests and tables, or service, staff and price."""
-    settings = service.settings_of(tenant)
+    settings = settings_of(tenant)
     if settings.kind == "tables":
         tables = ", ".join(view.resources)
         return tenant.text("booking.what_party", party=view.party_size) + (
@@ -82,8 +81,8 @@ def admin_item(tenant: Tenant, view: BookingView) -> str:
 
 def admin_keyboard(tenant: Tenant, view: BookingView) -> InlineKeyboardMarkup | None:
     """Buttons for the statuses an admin may move this booking to (the tenant's machine)."""
-    settings = service.settings_of(tenant)
-    machine = tenant.statuses[service.PLUGIN]
+    settings = settings_of(tenant)
+    machine = tenant.statuses[PLUGIN]
     targets = []
     for status in machine.allowed(
         view.status, "admin", {"kind": settings.kind, "source": view.source}
@@ -119,7 +118,7 @@ async def customer_status_changed(tenant: Tenant, view: BookingView) -> None:
     """Tell the customer their booking changed; after completion, ask for a 1-5 rating (once)."""
     if view.user_id is None:
         return
-    settings = service.settings_of(tenant)
+    settings = settings_of(tenant)
     if view.status == settings.completed_status:
         from plugins.booking import repository
 
