@@ -79,16 +79,16 @@ async def test_concurrent_first_updates_build_the_bot_once(tenantry, bot_api, mo
     await _registered(tenantry, "filin")
     await tenantry.stop()
     await tenantry.start(public_url=PUBLIC_URL)
-    registry = tenantry.runtime.registry
     builds = []
-    original = registry._assemble
+    loader = tenantry.runtime.registry.loader
+    original = loader.build
 
     async def counted(tenant):
         builds.append(tenant.id)
         await asyncio.sleep(0.05)  # a slow plugin router: the others arrive meanwhile
         await original(tenant)
 
-    monkeypatch.setattr(registry, "_assemble", counted)
+    monkeypatch.setattr(loader, "build", counted)
     users = range(7101, 7111)
     responses = await asyncio.gather(
         *(tenantry.post_update("filin", updates.command("start", user_id=u)) for u in users)

@@ -139,7 +139,7 @@ async def test_tenants_on_two_servers_migrate_serve_and_relay_events_on_their_ow
         await tenantry.start(
             watch=False, plugins=[("sample", sample)], databases={SECOND: second_server}
         )
-        fresh = tenantry.runtime.registry._fresh
+        fresh = tenantry.runtime.registry.schemas.fresh
         assert filin_schema in fresh and f"{SECOND}/{glow_schema}" in fresh
         assert tenantry.runtime.registry.get("glow").state == "running"
     finally:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from core.http.app import Runtime
 from core.runtime.plugins import build_plugin_manager
+from core.runtime.runtime import Runtime
 from core.runtime.settings import RuntimeSettings
 
 

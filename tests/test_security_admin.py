@@ -427,7 +427,7 @@ async def test_tokens_come_from_a_file_of_hashes(tenantry, tmp_path, monkeypatch
 async def test_a_bad_tokens_file_stops_the_runtime_naming_file_line_and_field(
     tenantry, tmp_path, text, line, where
 ):
-    from core.http.app import Runtime
+    from core.runtime.runtime import Runtime
     from core.runtime.settings import RuntimeSettings
 
     path = write_tokens_file(tmp_path, text)

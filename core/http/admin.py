@@ -45,6 +45,7 @@ from core.runtime.audit import (
 from core.runtime.control import StorageClaim, claims_of
 from core.runtime.placement import MoveError, TableCount
 from core.runtime.registry import TenantStartError
+from core.runtime.runtime import RuntimeDep
 from core.runtime.tenant import TenantState
 
 __all__ = ["AdminController", "AuditPage", "ClaimsAnswer", "MoveAnswer", "MoveRequest"]
@@ -198,15 +199,12 @@ class AdminController(Controller):
     tags = ["ops"]
 
     @get("/tenants", summary="List tenants with their states")
-    async def list_tenants(
-        self, request: Request[Any, Any, Any], actor: AdminActorDep
-    ) -> dict[str, Any]:
+    async def list_tenants(self, runtime: RuntimeDep, actor: AdminActorDep) -> dict[str, Any]:
         """Return the state of every tenant in the token's scope and its rejected files.
 
         Each tenant's entry also has its stored ``version``, ``changed_by`` and
         ``changed_at`` (ISO 8601, UTC) from :mod:`core.runtime.store`.
         """
-        runtime = request.app.state.runtime
         registry = runtime.registry
         described = [t.describe() for t in registry.tenants.values() if actor.may_manage(t.id)]
         return {
@@ -220,14 +218,13 @@ class AdminController(Controller):
 
     @get("/tenants/{tenant_id:str}", summary="One tenant's state")
     async def get_tenant(
-        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+        self, runtime: RuntimeDep, tenant_id: FromPath[str], actor: AdminActorDep
     ) -> dict[str, Any]:
         """Return one tenant's state, with its stored ``version``, ``changed_by`` and ``changed_at``.
 
         Raises:
             NotFound: unknown tenant, or one outside the token's scope.
         """
-        runtime = request.app.state.runtime
         tenant = runtime.registry.get(tenant_id)
         if tenant is None or not actor.may_manage(tenant_id):
             raise _unknown_tenant(tenant_id)
@@ -244,7 +241,11 @@ class AdminController(Controller):
         request_max_body_size=MAX_TENANT_FILE_BYTES,
     )
     async def put_tenant(
-        self, request: Request[Any, Any, Any], actor: AdminActorDep, file: UploadFileName = None
+        self,
+        runtime: RuntimeDep,
+        request: Request[Any, Any, Any],
+        actor: AdminActorDep,
+        file: UploadFileName = None,
     ) -> Response[Any]:
         """Validate the YAML body, write ``<id>.yaml`` and start (or swap in) the tenant.
 
@@ -273,7 +274,6 @@ class AdminController(Controller):
             the body is not UTF-8; 403 for an id outside the token's scope; 413
             when it is over :data:`core.config.model.MAX_TENANT_FILE_BYTES`.
         """
-        runtime = request.app.state.runtime
         # A scoped token's file may not read the runtime's shared variables.
         load_options = dict(runtime.registry.load_options)
         if not actor.is_ops:
@@ -398,7 +398,7 @@ class AdminController(Controller):
         "/tenants/{tenant_id:str}/reload", summary="Re-read a tenant file", status_code=HTTP_200_OK
     )
     async def reload_tenant(
-        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+        self, runtime: RuntimeDep, tenant_id: FromPath[str], actor: AdminActorDep
     ) -> Response[Any]:
         """Re-read ``<id>.yaml`` and swap the tenant if it changed.
 
@@ -406,7 +406,6 @@ class AdminController(Controller):
             200 with the state; 404 no such file, or a tenant outside the
             token's scope; 422 with errors (old config keeps running).
         """
-        runtime = request.app.state.runtime
         registry = runtime.registry
         missing = NotFound("admin.no_tenant_file", f"no tenant file for {tenant_id!r}")
         if not _well_formed(tenant_id):
@@ -462,7 +461,7 @@ class AdminController(Controller):
         status_code=200,
     )
     async def remove_tenant(
-        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+        self, runtime: RuntimeDep, tenant_id: FromPath[str], actor: AdminActorDep
     ) -> dict[str, Any]:
         """Stop the tenant's bot, delete its file; its schema and Redis keys stay, and so
         do its storage claims (``DELETE /admin/claims/{tenant_id}`` releases them).
@@ -470,7 +469,6 @@ class AdminController(Controller):
         Raises:
             NotFound: unknown tenant, or one outside the token's scope.
         """
-        runtime = request.app.state.runtime
         if not _well_formed(tenant_id):
             raise _unknown_tenant(tenant_id)
         if not actor.may_manage(tenant_id):
@@ -490,7 +488,7 @@ class AdminController(Controller):
 
     @get("/tenants/{tenant_id:str}/history", summary="Every stored version of a tenant file")
     async def tenant_history(
-        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+        self, runtime: RuntimeDep, tenant_id: FromPath[str], actor: AdminActorDep
     ) -> dict[str, Any]:
         """The tenant's versions in the store, newest first (:mod:`core.runtime.store`).
 
@@ -500,7 +498,7 @@ class AdminController(Controller):
         Raises:
             NotFound: never stored, or outside the token's scope.
         """
-        history = await self._history(request, actor, tenant_id)
+        history = await self._history(runtime, actor, tenant_id)
         return {
             "id": tenant_id,
             "versions": [
@@ -521,9 +519,9 @@ class AdminController(Controller):
     )
     async def tenant_version(
         self,
+        runtime: RuntimeDep,
         tenant_id: FromPath[str],
         version: FromPath[int],
-        request: Request[Any, Any, Any],
         actor: AdminActorDep,
     ) -> dict[str, Any]:
         """Version ``version`` of the tenant's file, inline secrets masked
@@ -532,8 +530,7 @@ class AdminController(Controller):
         Raises:
             NotFound: no such version, or a tenant outside the token's scope.
         """
-        runtime = request.app.state.runtime
-        await self._history(request, actor, tenant_id)
+        await self._history(runtime, actor, tenant_id)
         stored = await runtime.store.version(tenant_id, version)
         if stored is None:
             raise NotFound("admin.no_version", f"tenant {tenant_id!r} has no version {version}")
@@ -558,9 +555,9 @@ class AdminController(Controller):
     )
     async def rollback_tenant(
         self,
+        runtime: RuntimeDep,
         tenant_id: FromPath[str],
         version: FromPath[int],
-        request: Request[Any, Any, Any],
         actor: AdminActorDep,
     ) -> Response[Any]:
         """Store version ``version``'s text as the next version and start it, on every runtime.
@@ -574,8 +571,7 @@ class AdminController(Controller):
             token's scope, or a removal); 422 with errors when it is refused
             or could not start (the running version is kept).
         """
-        runtime = request.app.state.runtime
-        await self._history(request, actor, tenant_id)
+        await self._history(runtime, actor, tenant_id)
         stored = await runtime.store.version(tenant_id, version)
         if stored is None or not stored.text:
             raise NotFound("admin.no_version", f"tenant {tenant_id!r} has no version {version}")
@@ -589,7 +585,12 @@ class AdminController(Controller):
                 )
             except ConfigError as exc:
                 await _audit(
-                    runtime, actor, "tenant.rollback", tenant_id, "refused", _issues_text(exc.issues)
+                    runtime,
+                    actor,
+                    "tenant.rollback",
+                    tenant_id,
+                    "refused",
+                    _issues_text(exc.issues),
                 )
                 raise Unprocessable(
                     "admin.invalid_tenant_file",
@@ -616,9 +617,9 @@ class AdminController(Controller):
     )
     async def move_tenant(
         self,
+        runtime: RuntimeDep,
         tenant_id: FromPath[str],
         data: JSONBody[MoveRequest],
-        request: Request[Any, Any, Any],
         actor: AdminActorDep,
     ) -> MoveAnswer:
         """Copy the tenant's schema to server ``to``, check it, and serve it from there.
@@ -633,7 +634,6 @@ class AdminController(Controller):
             running tenant; 422 an unknown or the current server, a refused
             file, or a failed copy (the tenant is back on the old server).
         """
-        runtime = request.app.state.runtime
         if not actor.is_ops:
             reason = "only the ops token may move tenants"
             await _audit(runtime, actor, "tenant.move", tenant_id, "refused", reason)
@@ -675,10 +675,7 @@ class AdminController(Controller):
             dropped_old=data.drop_old,
         )
 
-    async def _history(
-        self, request: Request[Any, Any, Any], actor: AdminActor, tenant_id: str
-    ) -> list[Any]:
-        runtime = request.app.state.runtime
+    async def _history(self, runtime: RuntimeDep, actor: AdminActor, tenant_id: str) -> list[Any]:
         if not _well_formed(tenant_id) or not actor.may_manage(tenant_id):
             raise _unknown_tenant(tenant_id)
         history = await runtime.store.history(tenant_id)
@@ -688,12 +685,10 @@ class AdminController(Controller):
 
     @get("/claims", summary="Storage claims: which tenant id holds which schema, prefix and bot")
     async def list_claims(
-        self, request: Request[Any, Any, Any], actor: AdminActorDep, tenant: TenantFilter = None
+        self, runtime: RuntimeDep, actor: AdminActorDep, tenant: TenantFilter = None
     ) -> ClaimsAnswer:
         """Return the claims of ``tenant`` (or of every tenant) in the token's scope."""
-        claims = await request.app.state.runtime.claims.held_by(
-            [tenant] if tenant is not None else None
-        )
+        claims = await runtime.claims.held_by([tenant] if tenant is not None else None)
         return ClaimsAnswer(claims=[c for c in claims if actor.may_manage(c.tenant_id)])
 
     @delete(
@@ -702,7 +697,7 @@ class AdminController(Controller):
         status_code=HTTP_200_OK,
     )
     async def release_claims(
-        self, tenant_id: FromPath[str], request: Request[Any, Any, Any], actor: AdminActorDep
+        self, runtime: RuntimeDep, tenant_id: FromPath[str], actor: AdminActorDep
     ) -> ClaimsAnswer:
         """Release the schema, Redis prefix and bot claims of ``tenant_id``.
 
@@ -716,7 +711,6 @@ class AdminController(Controller):
             Forbidden: a scoped token (only the ops token may release claims).
             NotFound: ``tenant_id`` holds no claims.
         """
-        runtime = request.app.state.runtime
         if not actor.is_ops:
             reason = "only the ops token may release claims"
             await _audit(runtime, actor, "claim.release", tenant_id, "refused", reason)
@@ -737,7 +731,7 @@ class AdminController(Controller):
     @get("/audit", summary="The audit log, newest first")
     async def read_audit(
         self,
-        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
         actor: AdminActorDep,
         tenant: TenantFilter = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
@@ -746,15 +740,12 @@ class AdminController(Controller):
         """Return audit entries, newest first; a scoped token sees only its tenants' entries.
 
         Args:
-            request: the request.
             actor: the token.
             tenant: only this tenant's entries.
             limit: at most this many entries (1-500, default 50).
             before: only entries older than this entry id (``next_before`` of
                 the previous page).
         """
-        entries = await request.app.state.runtime.audit.entries(
-            actor, tenant=tenant, limit=limit, before=before
-        )
+        entries = await runtime.audit.entries(actor, tenant=tenant, limit=limit, before=before)
         next_before = entries[-1].id if len(entries) == limit else None
         return AuditPage(entries=entries, next_before=next_before)

@@ -49,6 +49,7 @@ from litestar.exceptions import (
 from core.actors import Actor, Grant, resolve_actor
 from core.errors import Forbidden
 from core.http.admin_tokens import AdminActor
+from core.http.plugin import runtime_of
 from core.runtime.tenant import Tenant, TenantState
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def resolve_tenant(
     tenant = getattr(connection.state, "tenant", None)
     if tenant is None:
         tenant_id = connection.path_params.get("tenant_id", "")
-        tenant = connection.app.state.runtime.registry.get(tenant_id)
+        tenant = runtime_of(connection).registry.get(tenant_id)
         if tenant is None:
             raise NotFoundException(detail=f"unknown tenant {tenant_id!r}")
         connection.state.tenant = tenant
@@ -315,7 +316,7 @@ def admin_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminActor | 
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        actor = connection.app.state.runtime.admin_tokens.resolve(token.strip())
+        actor = runtime_of(connection).admin_tokens.resolve(token.strip())
         if actor is not None:
             connection.state.admin_actor = actor
     return actor
@@ -339,7 +340,7 @@ def check_admin_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
             is disabled because neither TENANTRY_ADMIN_TOKEN nor scoped tokens
             are configured.
     """
-    if not connection.app.state.runtime.admin_tokens.enabled:
+    if not runtime_of(connection).admin_tokens.enabled:
         raise NotAuthorizedException(
             detail="admin API disabled: set TENANTRY_ADMIN_TOKEN or TENANTRY_ADMIN_TOKENS_FILE"
         )

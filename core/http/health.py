@@ -14,6 +14,7 @@ from core.config.model import DEFAULT_DATABASE
 from core.http.auth import (
     admin_token_valid,
 )
+from core.http.plugin import runtime_of
 from core.runtime.redaction import redact
 
 __all__ = ["HealthReport", "health"]
@@ -105,7 +106,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthReport]:
         $TENANTRY_ADMIN_TOKEN`` the full report (:class:`HealthReport`), every
         text passed through :func:`core.runtime.redaction.redact`.
     """
-    runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     full = admin_token_valid(request)
     pools: dict[str, asyncpg.Pool] = {DEFAULT_DATABASE: runtime.pool, **runtime.pools}
     names = list(pools)

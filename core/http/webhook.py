@@ -25,6 +25,7 @@ from litestar.types import Receive, Scope, Send
 from core.errors import (
     Problem,
 )
+from core.http.plugin import runtime_of
 from core.updates.protocol import SECRET_HEADER, WebhookAnswer, admit_update, handle_update, problem
 
 __all__ = ["MAX_UPDATE_BYTES", "document_webhook", "webhook"]
@@ -94,7 +95,7 @@ async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
         status, body = problem(405, "webhooks accept POST only")
         headers.append((b"allow", b"POST"))
     else:
-        runtime = scope["app"].state.runtime
+        runtime = runtime_of(scope["app"])
         secret_token, declared_length = _webhook_headers(scope)
         admitted = admit_update(runtime, tenant_id, secret_token)
         if type(admitted) is tuple:

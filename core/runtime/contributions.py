@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import msgspec
 
     from core.actors import Role
+    from core.runtime.tenant import SubsetHooks
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
     from core.storage.statuses import StatusEntity
@@ -55,6 +56,24 @@ class Contributions:
         self._pm = pm
         self.names: tuple[str, ...] = tuple(plugin_names(pm))
         self.features: frozenset[str] = frozenset(self.names) - {CORE_PLUGIN}
+        self._hooks: dict[frozenset[str], SubsetHooks] = {}
+
+    def hooks_for(self, features: Sequence[str]) -> SubsetHooks:
+        """The hook callers of the plugins named ``features`` only (a tenant's enabled plugins).
+
+        One :class:`~core.runtime.tenant.SubsetHooks` per set of names, shared
+        by every tenant enabling that set: 10,000 tenants on three plugin
+        combinations hold three, each building pluggy's
+        ``subset_hook_caller`` for a hook the first time it is called.
+        """
+        wanted = frozenset(features)
+        hooks = self._hooks.get(wanted)
+        if hooks is None:
+            from core.runtime.tenant import SubsetHooks
+
+            disabled = [p for name, p in self._pm.list_name_plugin() if name not in wanted]
+            hooks = self._hooks[wanted] = SubsetHooks(self._pm, disabled)
+        return hooks
 
     def _ask_each(self, hook: str) -> dict[str, Any]:
         """Call ``hook`` of each plugin alone (a pluggy subset caller), keep non-None results."""

@@ -14,8 +14,8 @@ import msgspec
 import structlog
 
 from core.events.model import DomainEvent
+from core.runtime.lifecycle import Lifecycle, TenantState
 from core.runtime.plugins import CORE_PLUGIN
-from core.runtime.redaction import redact
 from core.runtime.rediscluster import is_cluster, tagged_prefix
 
 if TYPE_CHECKING:
@@ -27,11 +27,12 @@ if TYPE_CHECKING:
     from core.actors import Actor
     from core.config.model import TenantConfig
     from core.events.bus import EventBus
+    from core.runtime.contributions import Contributions
     from core.storage.db import TenantDB
     from core.storage.jobs import JobRunner
     from core.storage.statuses import StatusMachine
 
-__all__ = ["CommandSpec", "Tenant", "TenantState"]
+__all__ = ["CommandSpec", "SubsetHooks", "Tenant", "TenantState"]
 
 
 class CommandSpec(msgspec.Struct, frozen=True):
@@ -71,17 +72,6 @@ class CommandSpec(msgspec.Struct, frozen=True):
         return not self.roles or not roles.isdisjoint(self.roles)
 
 
-class TenantState:
-    """Names of the lifecycle states shown in ``/health`` and ``GET /admin/tenants``."""
-
-    LOADING = "loading"
-    MIGRATING = "migrating"
-    RUNNING = "running"
-    RETRYING = "retrying"  # serving, but Bot API registration keeps failing
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
 class Tenant:
     """One running tenant, as handed to plugin hooks, handlers and jobs.
 
@@ -98,9 +88,13 @@ class Tenant:
             not loaded (a webhook tenant's is built at its first update and
             dropped when idle: :meth:`core.runtime.registry.TenantRegistry.assemble`).
         last_used: ``time.monotonic()`` of its last update or build.
-        state / detail: lifecycle state and a human explanation (shown in
-            ``/health`` and the admin API, so read back redacted: see
-            :func:`core.runtime.redaction.redact`).
+        state / detail / started_at: read from its :class:`~core.runtime.lifecycle.Lifecycle`,
+            which the registry's entry for it owns and writes (``detail`` is
+            read back redacted: :func:`core.runtime.redaction.redact`).
+        hook: its enabled plugins' hook callers (``tenant.hook.on_tenant_started(...)``:
+            pluggy's ``subset_hook_caller``), shared by tenants enabling the same plugins.
+        contributions: the runtime's table of what every plugin contributed
+            (:class:`core.runtime.contributions.Contributions`).
         log: structlog logger bound with ``tenant``.
     """
 
@@ -112,7 +106,9 @@ class Tenant:
         settings: Mapping[str, msgspec.Struct | None],
         statuses: Mapping[str, StatusMachine],
         texts: Mapping[str, Mapping[str, str]],
-        pm: pluggy.PluginManager,
+        hook: Any,
+        contributions: Contributions,
+        lifecycle: Lifecycle,
         db: TenantDB,
         redis: Redis,
         jobs: JobRunner | None,
@@ -138,14 +134,12 @@ class Tenant:
         self.spec: Any = None  # the TenantSpec it was built from (core.config.loader)
         self.commands: list[CommandSpec] = []  # commands of the enabled plugins, core's last
         self.webhook_secret: str | None = None  # filled in by core.updates.bots.BotHub.secret_for
-        self.state = TenantState.LOADING
-        self._detail = ""
-        self.started_at: float | None = None
+        self._lifecycle = lifecycle
         self.last_used = 0.0
         self.log = structlog.get_logger("tenantry").bind(tenant=config.id)
         self._texts = texts
-        disabled = [p for name, p in pm.list_name_plugin() if name not in features]
-        self.hook = _SubsetHooks(pm, disabled)
+        self.hook = hook
+        self.contributions = contributions
         self.events = events
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -301,9 +295,19 @@ class Tenant:
             return False  # PostgreSQL or Redis is down: nothing can be delivered now
 
     @property
+    def state(self) -> str:
+        """The lifecycle state (:class:`~core.runtime.lifecycle.TenantState`), as the registry set it."""
+        return self._lifecycle.state
+
+    @property
+    def started_at(self) -> float | None:
+        """``time.monotonic()`` when it started running, or None."""
+        return self._lifecycle.started_at
+
+    @property
     def serving(self) -> bool:
         """True while the tenant takes updates and requests (``running`` or ``retrying``)."""
-        return self.state in (TenantState.RUNNING, TenantState.RETRYING)
+        return self._lifecycle.serving
 
     async def enqueue(
         self, job: str, *, at: datetime | None = None, key: str | None = None, **kwargs: Any
@@ -345,17 +349,8 @@ class Tenant:
 
     @property
     def detail(self) -> str:
-        """The explanation of :attr:`state`, without known secrets or Bot API tokens.
-
-        Redacted when read, not when set: error texts quote what failed (a
-        Bot API URL with the token, a DSN), and a secret registered later is
-        hidden too.
-        """
-        return redact(self._detail)
-
-    @detail.setter
-    def detail(self, text: str) -> None:
-        self._detail = text
+        """The explanation of :attr:`state`, without known secrets or Bot API tokens."""
+        return self._lifecycle.detail
 
     @property
     def busy(self) -> bool:
@@ -381,8 +376,12 @@ class Tenant:
         }
 
 
-class _SubsetHooks:
-    """Hook callers limited to one tenant's enabled plugins (``pm.subset_hook_caller``)."""
+class SubsetHooks:
+    """Hook callers limited to some plugins (``pm.subset_hook_caller``), built on first use.
+
+    Made by :meth:`core.runtime.contributions.Contributions.hooks_for`, one per
+    set of enabled plugins, so tenants enabling the same plugins share them.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, disabled: list[object]):
         self._pm = pm

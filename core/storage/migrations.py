@@ -23,6 +23,7 @@ from core.config.model import DEFAULT_DATABASE
 if TYPE_CHECKING:
     import pluggy
 
+    from core.runtime.contributions import Contributions
     from core.storage.statuses import StatusMachine
 
 __all__ = [
@@ -162,7 +163,7 @@ async def apply_migrations(
 
 async def prepare_tenant_schema(
     pool: asyncpg.Pool,
-    pm: pluggy.PluginManager,
+    pm: pluggy.PluginManager | Contributions,
     schema: str,
     features: Sequence[str],
     machines: Sequence[StatusMachine],
@@ -173,7 +174,7 @@ async def prepare_tenant_schema(
 
     Args:
         pool: the asyncpg pool.
-        pm: the plugin manager.
+        pm: the contributions table (or a plugin manager, whose table is used).
         schema: the tenant schema.
         features: enabled plugins in order (``core`` first).
         machines: the tenant's status machines (constraints and renames).
@@ -197,8 +198,12 @@ async def prepare_tenant_schema(
     return applied
 
 
-def tenant_migrations(pm: pluggy.PluginManager, features: Sequence[str]) -> list[Migration]:
+def tenant_migrations(
+    pm: pluggy.PluginManager | Contributions, features: Sequence[str]
+) -> list[Migration]:
     """The migrations of ``features`` in order (``core`` first); each folder is read once.
+
+    ``pm`` is the contributions table, or a plugin manager whose table is used.
 
     Raises:
         MigrationError: see :func:`load_migrations`.

@@ -109,7 +109,7 @@ class TenantryHarness:
         client: an httpx.AsyncClient on ``url`` (after :meth:`start`); unless
             ``settle_events=False``, each webhook or tenant API call returns
             once the domain events it published were delivered.
-        runtime: the :class:`core.http.app.Runtime` (after :meth:`start`).
+        runtime: the :class:`core.runtime.runtime.Runtime` (after :meth:`start`).
     """
 
     def __init__(
@@ -239,6 +239,7 @@ class TenantryHarness:
         import uvicorn
 
         from core.http.app import create_app
+        from core.http.plugin import runtime_of
         from core.runtime.logging import configure_logging
         from core.runtime.plugins import build_plugin_manager
         from core.runtime.settings import RuntimeSettings
@@ -265,7 +266,7 @@ class TenantryHarness:
         )
         configure_logging("INFO")
         app = create_app(runtime_settings, build_plugin_manager(extra=plugins))
-        self.runtime = app.state.runtime
+        self.runtime = runtime_of(app)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False
         )

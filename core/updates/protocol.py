@@ -1,18 +1,22 @@
-"""The Bot API webhook protocol of one update: admit (tenant, secret, state), parse, claim
-and prefetch, dispatch, metrics and logging context; answers as ``(status, body)``.
+"""The Bot API protocol of one update: admit (tenant, secret, state), parse, claim
+and prefetch, dispatch, metrics and logging context.
 
-The HTTP mount (:mod:`core.http.webhook`) only reads the request and sends what
-this module returns.
+:func:`deliver` does the part every update shares and returns an :class:`Outcome`;
+the webhook's HTTP mount (:mod:`core.http.webhook`) only reads the request and
+sends the ``(status, body)`` :func:`handle_update` makes of it, and the poller
+(:mod:`core.updates.polling`) confirms or retries by it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hmac
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -24,16 +28,22 @@ from core.errors import (
     Problem,
     default_code,
 )
-from core.runtime.tenant import Tenant, TenantState
-from core.updates.bots import PREFETCHED_STATE, BotHub, fsm_state_key
+from core.runtime.lifecycle import SERVING_STATES
 from core.updates.dedupe import IN_PROGRESS_TTL_SECONDS, Claim, UpdateLedger
+from core.updates.fsm import PREFETCHED_STATE, fsm_state_key
 from core.updates.metrics import update_counter, update_seconds
+
+if TYPE_CHECKING:
+    from core.runtime.tenant import Tenant
 
 __all__ = [
     "SECRET_HEADER",
+    "Outcome",
     "WebhookAnswer",
     "admit_update",
+    "deliver",
     "handle_update",
+    "parse_update",
     "problem",
     "process_update",
 ]
@@ -140,10 +150,11 @@ async def _give_back_unsure_claim(ledger: UpdateLedger, key: str) -> None:
         raise
 
 
-def _deferred(tenant: Tenant, update: Update, exc: BaseException) -> tuple[int, bytes]:
-    """503 for an update that met a PostgreSQL/Redis outage: Telegram re-sends it."""
+def _deferred(tenant: Tenant, update: Update, exc: BaseException) -> Outcome:
+    """An update that met a PostgreSQL/Redis outage: logged once, counted; it is delivered again."""
     log.warning("update_deferred", tenant=tenant.id, update_id=update.update_id, error=str(exc))
-    return problem(503, "storage temporarily unavailable; Telegram will re-send the update")
+    update_counter(tenant.id, Outcome.DEFERRED.value).inc()
+    return Outcome.DEFERRED
 
 
 async def process_update(
@@ -152,7 +163,7 @@ async def process_update(
     """Process one Telegram update delivered to ``tenant_id``'s webhook.
 
     Args:
-        runtime: the :class:`core.http.app.Runtime`.
+        runtime: the :class:`core.runtime.runtime.Runtime`.
         tenant_id: from the path.
         secret_token: the X-Telegram-Bot-Api-Secret-Token header ("" if absent);
             it must equal the tenant's webhook secret (Bot API, setWebhook.secret_token).
@@ -181,20 +192,151 @@ def admit_update(runtime: Any, tenant_id: str, secret_token: str) -> Tenant | tu
     tenant: Tenant | None = runtime.registry.get(tenant_id)
     if tenant is None:
         return problem(404, f"unknown tenant {tenant_id!r}")
-    bots: BotHub = runtime.bots
+    bots = runtime.bots
     if not hmac.compare_digest(secret_token.encode(), bots.secret_for(tenant).encode()):
         update_counter(tenant.id, "unauthorized").inc()
         return problem(401, f"wrong or missing {SECRET_HEADER}")
-    if tenant.state not in (TenantState.RUNNING, TenantState.RETRYING):
+    if tenant.state not in SERVING_STATES:
         return problem(503, f"tenant {tenant.id!r} is {tenant.state}")
     return tenant
 
 
-async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int, bytes]:
-    """Parse, dedupe and dispatch one update of an admitted tenant (see :func:`process_update`)."""
+class Outcome(enum.Enum):
+    """What became of one update handed to :func:`deliver` (also its metrics label).
+
+    Webhook answers (:func:`handle_update`): PROCESSED, HANDLER_ERROR and
+    DUPLICATE are 200; IN_PROGRESS, DEFERRED and UNAVAILABLE are 503, so
+    Telegram re-sends. The poller (:mod:`core.updates.polling`) confirms an
+    update unless it is DEFERRED or UNAVAILABLE.
+    """
+
+    PROCESSED = "processed"
+    """The tenant's Dispatcher handled it."""
+    HANDLER_ERROR = "handler_error"
+    """A handler raised: logged with its traceback and acknowledged, so a
+    crashing update is not re-sent forever."""
+    DUPLICATE = "duplicate"
+    """Handled before (the ledger's ``done`` mark): skipped."""
+    IN_PROGRESS = "in_progress"
+    """Another delivery holds its claim and has not finished."""
+    DEFERRED = "storage_unavailable"
+    """PostgreSQL or Redis failed before or during handling; the claim was
+    given back, so a re-delivery is handled."""
+    UNAVAILABLE = "unavailable"
+    """The tenant's bot could not be built (a plugin's router hook raised)."""
+
+
+async def deliver(
+    tenant: Tenant,
+    update: Update,
+    ledger: UpdateLedger,
+    assemble: Callable[[Tenant], Awaitable[None]],
+    *,
+    take_over: bool = False,
+) -> Outcome:
+    """Claim, dispatch and account for one parsed update of ``tenant``: the protocol's core.
+
+    Both ways an update arrives use it: the webhook (:func:`handle_update`)
+    and the poller (:mod:`core.updates.polling`). In order: the bot is built
+    if the tenant has none (lazy or idle-dropped tenants); the update is
+    claimed in the ledger, reading the update's FSM state in the same Redis
+    round trip; the tenant's Dispatcher handles it with that state (passed to
+    :class:`PrefetchedFSM` as ``feed_update`` data, not through a context
+    variable), its log lines bound to ``tenant`` and ``update_id``; the claim
+    becomes ``done``; the outcome is counted in ``tenantry_updates_total``
+    and the time in ``tenantry_update_seconds``.
+
+    Args:
+        tenant: a serving tenant (admitted).
+        update: the Bot API Update, validated with ``context={"bot": tenant.bot}``.
+        ledger: the runtime's update ledger (:class:`~core.updates.dedupe.UpdateLedger`).
+        assemble: builds the tenant's bot when it has none
+            (:meth:`core.runtime.registry.TenantRegistry.assemble`).
+        take_over: handle an update whose claim another delivery holds
+            (``in_progress``) instead of returning IN_PROGRESS. The poller
+            sets it: only the holder of a bot's polling lock polls, so such a
+            claim is a dead poller's.
+
+    Returns:
+        The :class:`Outcome`. Nothing is raised for a handler's failure.
+    """
     started = time.perf_counter()
+    if tenant.dispatcher is None:
+        try:
+            await assemble(tenant)
+        except Exception:
+            log.exception("tenant_assembly_failed", tenant=tenant.id)
+            update_counter(tenant.id, Outcome.UNAVAILABLE.value).inc()
+            return Outcome.UNAVAILABLE
+    tenant.last_used = time.monotonic()
+    with tenant.track():
+        seen_key = ledger.key(tenant, update.update_id)
+        state_key = fsm_state_key(tenant, update)
+        try:
+            if _UNSURE_CLAIMS:
+                await _give_back_unsure_claim(ledger, seen_key)
+            claim, state = await ledger.claim(seen_key, prefetch=state_key)
+        except STORAGE_UNAVAILABLE as exc:
+            _claim_unsure(ledger, seen_key)
+            return _deferred(tenant, update, exc)
+        if claim is Claim.DONE:
+            update_counter(tenant.id, Outcome.DUPLICATE.value).inc()
+            return Outcome.DUPLICATE
+        if claim is Claim.IN_PROGRESS:
+            if not take_over:
+                update_counter(tenant.id, Outcome.IN_PROGRESS.value).inc()
+                return Outcome.IN_PROGRESS
+            tenant.log.info("update_claim_taken_over", update_id=update.update_id)
+            state_key = None  # the prefetch is read only with a claim taken
+        outcome = Outcome.PROCESSED
+        # Log lines of this update and of its handlers name the tenant and update.
+        bound = structlog.contextvars.bind_contextvars(tenant=tenant.id, update_id=update.update_id)
+        try:
+            feed = (
+                tenant.dispatcher.feed_update(tenant.bot, update)
+                if state_key is None
+                else tenant.dispatcher.feed_update(
+                    tenant.bot, update, **{PREFETCHED_STATE: (state_key, state)}
+                )
+            )
+            # The Dispatcher runs as a task of its own, as aiogram's feed_webhook_update
+            # does: every I/O wait inside a handler resumes the whole chain of
+            # coroutine frames above it, and a task keeps uvicorn's and
+            # Litestar's frames out of that chain (docs/benchmarks.md#webhook).
+            # Awaiting it passes its exceptions on and a cancellation down.
+            await asyncio.get_running_loop().create_task(feed)
+        except STORAGE_UNAVAILABLE as exc:
+            # Not the handler's fault: give the update back to be delivered again.
+            try:
+                await ledger.redis.delete(seen_key)  # UpdateLedger.release, minus its silence
+            except STORAGE_UNAVAILABLE:
+                # Redis is away too: the claim is given back at the re-delivery instead.
+                _claim_unsure(ledger, seen_key)
+            return _deferred(tenant, update, exc)
+        except asyncio.CancelledError:
+            # A poller stopped mid-update (shutdown, lost lock): the next one handles it.
+            await ledger.release(seen_key)
+            raise
+        except Exception:
+            # A handler bug must not stop the runtime or make Telegram re-send
+            # the same crashing update forever: log it and acknowledge.
+            outcome = Outcome.HANDLER_ERROR
+            log.exception("update_failed", tenant=tenant.id, update_id=update.update_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+        if take_over:
+            await ledger.complete(seen_key)  # before the poller's next update
+        else:
+            ledger.done(seen_key)
+        update_counter(tenant.id, outcome.value).inc()
+        update_seconds(tenant.id).observe(time.perf_counter() - started)
+    return outcome
+
+
+def parse_update(tenant: Tenant, body: bytes) -> Update | tuple[int, bytes]:
+    """The Bot API Update in ``body``, or the 400 answer refusing it (counted as ``malformed``)."""
     try:
-        update = Update.model_validate_json(body, context={"bot": tenant.bot})
+        return Update.model_validate_json(body, context={"bot": tenant.bot})
     except PydanticValidationError as exc:
         update_counter(tenant.id, "malformed").inc()
         first = exc.errors()[0] if exc.errors() else {}
@@ -206,62 +348,29 @@ async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int,
             if where
             else f"not a Telegram Update: {reason}",
         )
-    if tenant.dispatcher is None:
-        # A lazily started or idle-dropped webhook tenant: its bot is built now, once.
-        try:
-            await runtime.registry.assemble(tenant)
-        except Exception:
-            log.exception("tenant_assembly_failed", tenant=tenant.id)
-            update_counter(tenant.id, "unavailable").inc()
-            return problem(503, f"tenant {tenant.id!r} could not build its bot; retry later")
-    tenant.last_used = time.monotonic()
-    ledger = runtime.ledger
-    with tenant.track():
-        seen_key = ledger.key(tenant, update.update_id)
-        state_key = fsm_state_key(tenant, update)
-        try:
-            if _UNSURE_CLAIMS:
-                await _give_back_unsure_claim(ledger, seen_key)
-            claim, state = await ledger.claim(seen_key, prefetch=state_key)
-        except STORAGE_UNAVAILABLE as exc:
-            _claim_unsure(ledger, seen_key)
-            update_counter(tenant.id, "storage_unavailable").inc()
-            return _deferred(tenant, update, exc)
-        if claim is Claim.DONE:
-            update_counter(tenant.id, "duplicate").inc()
-            return 200, _DUPLICATE_BODY
-        if claim is Claim.IN_PROGRESS:
-            update_counter(tenant.id, "in_progress").inc()
-            return problem(503, f"update {update.update_id} is being processed; retry later")
-        outcome = "processed"
-        if state_key is not None:
-            PREFETCHED_STATE.set((state_key, state))
-        # Log lines of this request and of its handlers name the tenant and update.
-        structlog.contextvars.bind_contextvars(tenant=tenant.id, update_id=update.update_id)
-        try:
-            # The Dispatcher runs as a task of its own, as aiogram's feed_webhook_update
-            # does: every I/O wait inside a handler resumes the whole chain of
-            # coroutine frames above it, and a task keeps uvicorn's and
-            # Litestar's frames out of that chain (docs/benchmarks.md#webhook).
-            # Awaiting it passes its exceptions on and a cancellation down.
-            await asyncio.get_running_loop().create_task(
-                tenant.dispatcher.feed_update(tenant.bot, update)
-            )
-        except STORAGE_UNAVAILABLE as exc:
-            # Not the handler's fault: give the update back to Telegram to re-send.
-            try:
-                await ledger.redis.delete(seen_key)  # UpdateLedger.release, minus its silence
-            except STORAGE_UNAVAILABLE:
-                # Redis is away too: the claim is given back at the re-send instead.
-                _claim_unsure(ledger, seen_key)
-            update_counter(tenant.id, "storage_unavailable").inc()
-            return _deferred(tenant, update, exc)
-        except Exception:
-            # A handler bug must not stop the runtime or make Telegram re-send
-            # the same crashing update forever: log it and acknowledge.
-            outcome = "handler_error"
-            log.exception("update_failed", tenant=tenant.id, update_id=update.update_id)
-        ledger.done(seen_key)
-        update_counter(tenant.id, outcome).inc()
-        update_seconds(tenant.id).observe(time.perf_counter() - started)
-    return 200, _OK_BODY
+
+
+_ANSWERS: dict[Outcome, Callable[[Tenant, Update], tuple[int, bytes]]] = {
+    Outcome.PROCESSED: lambda _tenant, _update: (200, _OK_BODY),
+    Outcome.HANDLER_ERROR: lambda _tenant, _update: (200, _OK_BODY),
+    Outcome.DUPLICATE: lambda _tenant, _update: (200, _DUPLICATE_BODY),
+    Outcome.IN_PROGRESS: lambda _tenant, update: problem(
+        503, f"update {update.update_id} is being processed; retry later"
+    ),
+    Outcome.DEFERRED: lambda _tenant, _update: problem(
+        503, "storage temporarily unavailable; Telegram will re-send the update"
+    ),
+    Outcome.UNAVAILABLE: lambda tenant, _update: problem(
+        503, f"tenant {tenant.id!r} could not build its bot; retry later"
+    ),
+}
+"""The webhook's ``(status, body)`` for each :class:`Outcome`."""
+
+
+async def handle_update(runtime: Any, tenant: Tenant, body: bytes) -> tuple[int, bytes]:
+    """Parse one update of an admitted tenant, :func:`deliver` it, and answer (see :func:`process_update`)."""
+    update = parse_update(tenant, body)
+    if type(update) is tuple:
+        return update
+    outcome = await deliver(tenant, update, runtime.ledger, runtime.registry.assemble)  # type: ignore[arg-type]
+    return _ANSWERS[outcome](tenant, update)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from core.web.mount import plugin_manager_of, public_url_of
+from core.web.mount import plugins_of, public_url_of
 from core.web.sessions import LINK_SECONDS, issue_link
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ FALLBACK_URL = "http://127.0.0.1:8000"
 
 def site_url(tenant: Tenant) -> str:
     """The public base URL of the runtime serving ``tenant``, or :data:`FALLBACK_URL`."""
-    return public_url_of(plugin_manager_of(tenant)) or FALLBACK_URL
+    return public_url_of(plugins_of(tenant)) or FALLBACK_URL
 
 
 async def signin_link(

@@ -25,29 +25,28 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from core.http.auth import feature_guard, provide_actor, provide_tenant, resolve_tenant
-from core.runtime.contributions import contributions_of
+from core.runtime.contributions import Contributions, contributions_of
 from core.web.render import CORE_STATIC, STATIC_DIRS
 
-__all__ = ["build_web_routers", "plugin_manager_of", "public_url_of", "web_template_config"]
+__all__ = ["build_web_routers", "plugins_of", "public_url_of", "web_template_config"]
 
 CORE_TEMPLATES = Path(__file__).parent / "templates"
 
-_PUBLIC_URLS: weakref.WeakKeyDictionary[pluggy.PluginManager, str] = weakref.WeakKeyDictionary()
+_PUBLIC_URLS: weakref.WeakKeyDictionary[Contributions, str] = weakref.WeakKeyDictionary()
 
 
-def plugin_manager_of(tenant: Any) -> pluggy.PluginManager:
-    """The plugin manager ``tenant`` was built on.
+def plugins_of(tenant: Any) -> Contributions:
+    """The contributions table ``tenant`` was built with (:attr:`core.runtime.tenant.Tenant.contributions`).
 
-    The tenant's subset hook callers (:class:`core.runtime.tenant.Tenant`
-    ``hook``) hold it; the web pages need it for the contributions table and
-    the runtime's public URL, which are kept per manager.
+    The web pages read the plugins' pages from it, and the runtime's public
+    URL is kept per table.
     """
-    return tenant.hook._pm
+    return tenant.contributions
 
 
-def public_url_of(pm: pluggy.PluginManager) -> str | None:
-    """The public base URL of the runtime built on ``pm`` (``TENANTRY_PUBLIC_URL``), or None."""
-    return _PUBLIC_URLS.get(pm)
+def public_url_of(source: pluggy.PluginManager | Contributions) -> str | None:
+    """The public base URL of the runtime built on ``source`` (``TENANTRY_PUBLIC_URL``), or None."""
+    return _PUBLIC_URLS.get(contributions_of(source))
 
 
 def _tenant_guard(connection: Any, _: Any) -> None:
@@ -66,7 +65,7 @@ def build_web_routers(pm: pluggy.PluginManager, public_url: str | None = None) -
     from core.web.signin import SignInController
 
     if public_url:
-        _PUBLIC_URLS[pm] = public_url.rstrip("/")
+        _PUBLIC_URLS[contributions_of(pm)] = public_url.rstrip("/")
     dependencies = {"tenant": Provide(provide_tenant), "actor": Provide(provide_actor)}
     cache = CacheControlHeader(max_age=86400)  # asset URLs carry ?v=<content hash>
     routers: list[Router] = [

@@ -30,7 +30,7 @@ from core.runtime.contributions import contributions_of
 from core.runtime.tenant import Tenant
 from core.web.auth import web_actor, web_base
 from core.web.links import site_url
-from core.web.mount import plugin_manager_of
+from core.web.mount import plugins_of
 from core.web.pages import StaffPage, staff_roles, web_text
 from core.web.render import page
 from core.web.sessions import (
@@ -97,7 +97,7 @@ def _session_cookie(tenant: Tenant, request: Request[Any, Any, Any], token: str)
 
 def _pages_for(tenant: Tenant, roles: frozenset[str]) -> list[tuple[str, StaffPage]]:
     """(plugin, page) pairs of the tenant's enabled plugins that ``roles`` may open."""
-    table = contributions_of(plugin_manager_of(tenant)).web_pages
+    table = contributions_of(plugins_of(tenant)).web_pages
     return [
         (plugin, staff_page)
         for plugin, pages in table.items()

@@ -7,8 +7,8 @@ from datetime import date
 
 from conftest import ANNA, BORIS
 
-from core.http.app import Runtime
 from core.runtime.plugins import build_plugin_manager
+from core.runtime.runtime import Runtime
 from core.runtime.settings import RuntimeSettings
 from plugins.shifts.service.ranks import compute_ranks
 
