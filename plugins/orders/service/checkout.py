@@ -1,47 +1,26 @@
-"""Order business logic shared by the bot, the HTTP API and the expiry job.
-
-Every status change goes through :func:`change_status`: the order row is locked
-(``SELECT ... FOR UPDATE``) and the tenant's machine checks the move inside one
-transaction, so of two conflicting changes exactly one commits and the other
-sees the new state and gets :class:`core.TransitionError` (HTTP 409). Events
-(``orders.created``, ``orders.status_changed``, ``orders.cancelled``) are
-published after commit.
-
-Every refusal is one of the core's errors (:mod:`core.errors`) with a stable
-code ``orders.<what>``: the API answers it as a problem body, the bot with the
-text ``orders.error.<what>`` (``core.kit.error_text``).
-"""
+"""Checkout: validating and pricing a draft from the database, quoting it, creating the order."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from core import Tenant, TransitionError
-from core.actors import SYSTEM_ACTOR, Actor
-from core.errors import BadRequest, Conflict, Forbidden, NotFound
+from core import Tenant
+from core.errors import BadRequest, Conflict
 from core.kit.phones import InvalidPhoneNumber, normalize_phone, phone_region
 from plugins.orders import repository as repo
 from plugins.orders.config import OrdersSettings
+from plugins.orders.service.reads import _event_payload, _order_view, settings_of
 
 __all__ = [
-    "ACTING_ROLES",
     "ORDER_TYPES",
     "OrderDraft",
     "OrderLine",
-    "acting_role",
-    "change_status",
     "create_order",
-    "expire_pending",
-    "load_order",
     "normalize_customer_phone",
-    "order_views",
     "quote_order",
-    "settings_of",
 ]
 
 ORDER_TYPES = ("pickup", "delivery")
@@ -82,11 +61,6 @@ class OrderDraft(msgspec.Struct, frozen=True):
     longitude: float | None = None
     phone: str = ""
     comment: str = ""
-
-
-def settings_of(tenant: Tenant) -> OrdersSettings:
-    """The tenant's ``features.orders`` settings."""
-    return tenant.settings_for("orders")
 
 
 def normalize_customer_phone(tenant: Tenant, phone: str) -> str:
@@ -166,9 +140,7 @@ def _validate(
             "latitude must be within -90..90 and longitude within -180..180",
         )
     if draft.type == "delivery" and not draft.address.strip() and draft.latitude is None:
-        raise BadRequest(
-            "orders.address_required", "delivery orders need an address or a location"
-        )
+        raise BadRequest("orders.address_required", "delivery orders need an address or a location")
     if len(draft.address) > 500 or len(draft.comment) > 500:
         raise BadRequest(
             "orders.text_too_long", "address and comment are limited to 500 characters"
@@ -289,9 +261,7 @@ async def _lock_customer_cap(
         ``(customer_id, max_active_orders_per_customer, statuses that do not count)``.
     """
     machine = tenant.statuses["orders"]
-    excluded = [
-        s for s in machine.states if s in settings.cancelled_states or machine.is_final(s)
-    ]
+    excluded = [s for s in machine.states if s in settings.cancelled_states or machine.is_final(s)]
     await repo.lock_customer_orders(conn, tenant.config.schema, customer_id)
     return customer_id, settings.max_active_orders_per_customer, excluded
 
@@ -368,223 +338,3 @@ async def create_order(
             conn=conn,
         )
     return view
-
-
-ACTING_ROLES = ("admin", "system", "partner", "customer")
-"""The roles an order is changed in, in the order :func:`acting_role` tries them."""
-
-
-def acting_role(actor: Actor, order: Mapping[str, Any], as_role: str | None = None) -> str:
-    """The role ``actor`` acts in on ``order``: the first of :data:`ACTING_ROLES` it may use.
-
-    ``admin`` and ``system`` act on any order, ``partner`` on orders of the
-    stores in its scope (``actor.allows("partner", "store", ...)``),
-    ``customer`` on their own orders.
-
-    Args:
-        actor: who acts (:class:`core.actors.Actor`).
-        order: the order (``store_id``, ``customer_id``).
-        as_role: try only this role (a bot button or an admin key naming one).
-
-    Raises:
-        Forbidden: ``orders.not_partner``, ``as_role`` is ``partner`` and the
-            actor is a partner, but not of this order's store.
-        NotFound: ``orders.not_found``, no role applies (someone else's order,
-            another store's order for a scoped partner key).
-    """
-    store_id = order["store_id"]
-    for role in (as_role,) if as_role else ACTING_ROLES:
-        if role == "partner":
-            allowed = actor.allows("partner", "store", store_id)
-        elif role == "customer":
-            allowed = actor.has_role("customer") and actor.user_id == order["customer_id"]
-        else:
-            allowed = actor.has_role(role)
-        if allowed:
-            return role
-    if as_role == "partner" and (actor.has_role("partner") or actor.user_id is not None):
-        raise Forbidden(
-            "orders.not_partner",
-            f"user {actor.user_id} is not a partner of store {store_id!r}",
-        )
-    raise NotFound("orders.not_found", f"no order {order['id']}")
-
-
-async def change_status(
-    tenant: Tenant,
-    order_id: int,
-    target: str,
-    *,
-    actor: Actor,
-    as_role: str | None = None,
-    reason: str = "",
-    expected: str | None = None,
-) -> dict[str, Any]:
-    """Move an order to ``target`` if the tenant's machine lets the actor's role do it.
-
-    Args:
-        tenant: the tenant.
-        order_id: the order.
-        target: the requested state.
-        actor: who acts (:class:`core.actors.Actor`; ``SYSTEM_ACTOR`` for
-            jobs). The role is chosen by :func:`acting_role` under the
-            order's row lock; the history records it with ``actor.user_id``.
-        as_role: act only in this role (``customer``, ``partner``, ``admin``).
-        reason: free text kept in the history and events (up to 500 chars).
-        expected: the state the actor saw; when the order has moved since,
-            the change is refused (stale bot buttons, optimistic API clients).
-
-    Returns:
-        The updated order view.
-
-    Raises:
-        NotFound: ``orders.not_found``, no such order, or one the actor has
-            no role on (someone else's, another store's for a scoped key).
-        Forbidden: ``orders.not_partner``, acting as partner on another store's order.
-        TransitionError: the machine refuses, or the order is no longer in
-            ``expected`` (``current`` carries the state now).
-    """
-    machine = tenant.statuses["orders"]
-    reason = reason.strip()[:500]
-    actor_id = actor.user_id
-    async with tenant.db.transaction() as conn:
-        order = await repo.get_order(conn, order_id, for_update=True)
-        if order is None:
-            raise NotFound("orders.not_found", f"no order {order_id}")
-        role = acting_role(actor, order, as_role)
-        store = await repo.get_store(conn, order["store_id"])
-        current = order["status"]
-        fields = {"type": order["type"]}
-        if expected is not None and expected != current:
-            raise TransitionError(
-                current,
-                target,
-                machine.allowed(current, role, fields),
-                f"order {order_id} is {current!r}, not {expected!r}",
-            )
-        machine.check(current, target, role, fields)
-        await repo.set_order_status(conn, order_id, target)
-        await repo.insert_history(
-            conn, order_id, current, target, actor_id, role, reason, actor.key_name or None
-        )
-        order = await repo.get_order(conn, order_id)
-        [view] = await order_views(conn, [order])
-        payload = _event_payload(view, store["name"], current, reason, role, None)
-        await tenant.publish("orders.status_changed", payload, conn=conn)
-        if target in settings_of(tenant).cancelled_states:
-            await tenant.publish("orders.cancelled", payload, conn=conn)
-    return view
-
-
-async def expire_pending(
-    tenant: Tenant, *, now: datetime | None = None, limit: int = 500
-) -> list[int]:
-    """Move orders left in the initial state too long to ``expiry_status`` (role ``system``).
-
-    The ``orders.expire`` cron job calls this every minute; tests call it with
-    ``now``. An order accepted in the meantime is skipped (``expected``), and a
-    tenant machine that does not allow the move is logged, not raised.
-
-    Args:
-        tenant: the tenant.
-        now: the current time (aware, UTC); default the clock.
-        limit: most orders handled per run.
-
-    Returns:
-        Ids of the orders expired.
-    """
-    settings = settings_of(tenant)
-    if settings.expire_after_minutes == 0:
-        return []
-    machine = tenant.statuses["orders"]
-    cutoff = (now or datetime.now(UTC)) - timedelta(minutes=settings.expire_after_minutes)
-    async with tenant.db.acquire() as conn:
-        stale = await repo.stale_order_ids(conn, machine.initial, cutoff, limit)
-    expired = []
-    for order_id in stale:
-        try:
-            await change_status(
-                tenant,
-                order_id,
-                settings.expiry_status,
-                actor=SYSTEM_ACTOR,
-                reason="expired",
-                expected=machine.initial,
-            )
-        except TransitionError as exc:
-            tenant.log.warning("order_expiry_refused", order_id=order_id, reason=exc.reason)
-            continue
-        expired.append(order_id)
-    if expired:
-        tenant.log.info("orders_expired", orders=expired)
-    return expired
-
-
-async def order_views(conn: repo.Conn, orders: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """JSON-ready order dicts with their lines (money in minor units, times ISO 8601 UTC)."""
-    lines = await repo.order_lines(conn, [o["id"] for o in orders])
-    by_order: dict[int, list[dict[str, Any]]] = {}
-    for line in lines:
-        by_order.setdefault(line["order_id"], []).append(
-            {
-                "item_id": line["item_id"],
-                "name": line["name"],
-                "unit_price": line["unit_price"],
-                "quantity": line["quantity"],
-                "line_total": line["line_total"],
-            }
-        )
-    return [_order_view(order, by_order.get(order["id"], [])) for order in orders]
-
-
-def _order_view(order: Mapping[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """One JSON-ready order dict with ``lines`` as its ``items``."""
-    view = dict(order)
-    view["created_at"] = order["created_at"].astimezone(UTC).isoformat()
-    view["updated_at"] = order["updated_at"].astimezone(UTC).isoformat()
-    view["items"] = lines
-    return view
-
-
-async def load_order(tenant: Tenant, order_id: int) -> dict[str, Any]:
-    """One order view.
-
-    Raises:
-        NotFound: ``orders.not_found``, no such order.
-    """
-    async with tenant.db.acquire() as conn:
-        order = await repo.get_order(conn, order_id)
-        if order is None:
-            raise NotFound("orders.not_found", f"no order {order_id}")
-        [view] = await order_views(conn, [order])
-    return view
-
-
-def _event_payload(
-    view: dict[str, Any],
-    store_name: str,
-    previous: str | None,
-    reason: str,
-    role: str,
-    source: str | None,
-) -> dict[str, Any]:
-    """What a partner dashboard shows about an order event (money in minor units)."""
-    return {
-        "order_id": view["id"],
-        "store_id": view["store_id"],
-        "store_name": store_name,
-        "customer_id": view["customer_id"],
-        "customer_name": view["customer_name"],
-        "type": view["type"],
-        "total": view["total"],
-        "currency": view["currency"],
-        "items": [
-            {k: line[k] for k in ("item_id", "name", "quantity", "unit_price")}
-            for line in view["items"]
-        ],
-        "status": view["status"],
-        "previous_status": previous,
-        "reason": reason,
-        "role": role,
-        "source": source,
-    }
