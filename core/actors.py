@@ -25,8 +25,7 @@ module for :class:`Role` and must not pay for aiogram.
 from __future__ import annotations
 
 import inspect
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -202,33 +201,6 @@ def scope_of_values(scope: Mapping[str, Iterable[str] | str]) -> dict[str, froze
     }
 
 
-_GrantCall = tuple[Callable[..., Any], bool, bool]
-"""A ``grant_roles`` implementation and whether it takes ``tenant`` and ``user_id``."""
-
-_GRANT_CALLS: weakref.WeakKeyDictionary[Tenant, tuple[_GrantCall, ...]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _grant_calls(tenant: Tenant) -> tuple[_GrantCall, ...]:
-    """The tenant's enabled ``grant_roles`` implementations, in pluggy's call order, cached.
-
-    Resolving the actor runs once per update, so the implementations are
-    listed once per Tenant (its plugins never change; a reload builds a new
-    Tenant) and called directly, as pluggy would call them: each with the
-    arguments it names. Going through the subset hook caller instead costs
-    a filtered copy of every plugin's implementations on each call.
-    """
-    calls = _GRANT_CALLS.get(tenant)
-    if calls is None:
-        calls = tuple(
-            (impl.function, "tenant" in impl.argnames, "user_id" in impl.argnames)
-            for impl in reversed(tenant.hook.grant_roles.get_hookimpls())
-        )
-        _GRANT_CALLS[tenant] = calls
-    return calls
-
-
 async def resolve_actor(
     tenant: Tenant, user_id: int, *, via: str, user: dict[str, Any] | None = None
 ) -> Actor:
@@ -250,13 +222,9 @@ async def resolve_actor(
         The :class:`Actor`.
     """
     answers: list[Iterable[Grant]] = []
-    for function, wants_tenant, wants_user in _grant_calls(tenant):
-        if wants_tenant and wants_user:
-            answer = function(tenant=tenant, user_id=user_id)
-        elif wants_user:
-            answer = function(user_id=user_id)
-        else:
-            answer = function(tenant=tenant) if wants_tenant else function()
+    # pluggy's caller of the tenant's enabled plugins (shared by tenants with the same
+    # plugins); it drops None answers and passes each implementation the arguments it names.
+    for answer in tenant.hook.grant_roles(tenant=tenant, user_id=user_id):
         if inspect.isawaitable(answer):
             answer = await answer
         if answer:

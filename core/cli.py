@@ -149,7 +149,9 @@ async def _import(
     if spec is None:
         print(f"no valid tenant {tenant_id!r} in {settings.tenants_dir}", file=sys.stderr)
         return 2
-    importers = {i.name: i for group in pm.hook.register_importers() for i in group or ()}
+    from core.runtime.contributions import contributions_of
+
+    importers = {i.name: i for group in contributions_of(pm).importers.values() for i in group}
     importer = importers.get(name)
     if importer is None or importer.feature not in spec.features:
         known = ", ".join(sorted(i for i, imp in importers.items() if imp.feature in spec.features))

@@ -28,10 +28,9 @@ async def test_frozen_heap_still_reclaims_swapped_and_removed_tenants(tenantry, 
     assert (await tenantry.client.delete("/admin/tenants/glow", headers=admin)).is_success
     await tenantry.wait_state("glow", None)
 
-    # Tenants hold reference cycles (dispatcher -> middleware -> tenant): while
-    # frozen, nothing collects them...
-    assert swapped_out() is not None and removed() is not None
-    # ...until the policy unfreezes, collects and freezes again.
+    # A retired tenant may still be held by reference cycles (its Dispatcher's
+    # routers and middleware point back at it) that a frozen heap never
+    # collects on its own: the policy unfreezes, collects and freezes again.
     await runtime.heap.settled()
     assert swapped_out() is None and removed() is None
     assert gc.get_freeze_count() > 0

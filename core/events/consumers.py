@@ -34,6 +34,7 @@ import structlog
 from redis.exceptions import ResponseError
 
 from core.events.streams import StreamLayout, decode_entry
+from core.runtime.contributions import contributions_of
 from core.runtime.plugins import resolve
 
 if TYPE_CHECKING:
@@ -98,11 +99,11 @@ class EventConsumers:
         self._done_ttl = done_ttl_seconds
         self._block_ms = int(block_seconds * 1000)
         self._batch = batch
-        plugins = dict(pm.list_name_plugin())
-        self.groups: dict[str, Any] = {}
-        for impl in pm.hook.on_event.get_hookimpls():
-            others = [p for name, p in plugins.items() if name != impl.plugin_name]
-            self.groups[impl.plugin_name] = pm.subset_hook_caller("on_event", others)
+        table = contributions_of(pm)
+        # One consumer group per plugin implementing on_event, each calling that plugin alone.
+        self.groups: dict[str, Any] = {
+            name: table.hooks_for((name,)).on_event for name in table.implementers("on_event")
+        }
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.handled = 0

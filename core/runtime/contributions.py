@@ -1,7 +1,7 @@
 """The table of what every plugin contributed: the one place that asks each plugin alone.
 
 Static registrations (settings Structs, status machines, texts, roles,
-migrations, jobs, route handlers, web pages) are gathered from the plugin manager once and kept per
+migrations, jobs, importers, route handlers, web pages) are gathered from the plugin manager once and kept per
 plugin name, so the loader, the migrations, the JSON Schema, the HTTP app and
 the CLI read a typed table instead of calling hooks by name. Each phase is
 collected the first time it is read: ``tenantry check`` reads only the config
@@ -74,6 +74,11 @@ class Contributions:
             disabled = [p for name, p in self._pm.list_name_plugin() if name not in wanted]
             hooks = self._hooks[wanted] = SubsetHooks(self._pm, disabled)
         return hooks
+
+    def implementers(self, hook: str) -> tuple[str, ...]:
+        """Names of the plugins that implement ``hook`` (``on_event``...), in :attr:`names` order."""
+        implementing = {impl.plugin_name for impl in getattr(self._pm.hook, hook).get_hookimpls()}
+        return tuple(name for name in self.names if name in implementing)
 
     def _ask_each(self, hook: str) -> dict[str, Any]:
         """Call ``hook`` of each plugin alone (a pluggy subset caller), keep non-None results."""
@@ -152,6 +157,11 @@ class Contributions:
     def jobs(self) -> dict[str, tuple[JobSpec, ...]]:
         """Plugin name -> its job specs (``register_jobs``)."""
         return {n: tuple(v) for n, v in self._ask_each("register_jobs").items()}
+
+    @cached_property
+    def importers(self) -> dict[str, tuple[Any, ...]]:
+        """Plugin name -> its data importers (``register_importers``; ``tenantry import``)."""
+        return {n: tuple(v) for n, v in self._ask_each("register_importers").items() if v}
 
     # ------------------------------------------------------------ http phase
 
