@@ -1,5 +1,7 @@
 """The request and answer Structs of the orders API (msgspec), and the conversion to them."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -225,16 +227,3 @@ def _view(kind: type[Any], value: Any) -> Any:
     # The services build JSON-ready dicts (timestamps as ISO strings); lax
     # conversion parses those back into the Struct's datetimes.
     return msgspec.convert(value, kind, strict=False)
-
-
-# Litestar names an OpenAPI component after its class and, when another
-# plugin's class has the same name, after its module path as well
-# (``orders_api_StatusChangeIn`` beside ``shifts_api_StatusChangeIn``). These
-# Structs are public as ``plugins.orders.api.<name>`` (where they were defined
-# before the API became a package), so they carry that module and the document
-# keeps its component names. This module has no ``from __future__ import
-# annotations``: the annotations above are objects made with each class, so
-# nothing has to look their names up in ``plugins.orders.api``.
-for _name in __all__:
-    globals()[_name].__module__ = "plugins.orders.api"
-del _name
