@@ -118,3 +118,39 @@ async def test_marks_survive_a_failed_claim(redis):
         await ledger.claim(f"{prefix}u:new")
     assert ledger.pending == 1
     await dead.aclose()
+
+
+async def _gone(client: Redis, key: str, timeout: float) -> bool:
+    """Poll until ``key`` no longer exists (its lease lapsed), for at most ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while await client.exists(key):
+            await asyncio.sleep(0.05)
+    return True
+
+
+async def test_a_claim_in_hand_outlives_its_lease_and_a_dead_holders_lapses(redis):
+    client, prefix = redis
+    holder = UpdateLedger(client, lease_seconds=1)
+    holder.start()
+    try:
+        slow, finished = f"{prefix}u:slow", f"{prefix}u:finished"
+        assert (await holder.claim(slow))[0] is Claim.CLAIMED
+        assert (await holder.claim(finished))[0] is Claim.CLAIMED
+        holder.done(finished)
+        # Three leases later the update still in hand is still claimed: renewed.
+        await asyncio.sleep(3)
+        assert await client.get(slow) == "processing"
+        assert 0 < await client.ttl(slow) <= 1
+        # The done mark was written and never shortened by a renewal.
+        assert await client.get(finished) == "done"
+        assert await client.ttl(finished) > 1
+
+        # The holder dies (kill -9: nothing renews, nothing releases): the claim
+        # lapses within a lease and another runtime's delivery takes the update.
+        assert holder._renewer is not None
+        holder._renewer.cancel()
+        assert await _gone(client, slow, timeout=3)
+        other = UpdateLedger(client, lease_seconds=1)
+        assert (await other.claim(slow))[0] is Claim.CLAIMED
+    finally:
+        await holder.stop()

@@ -1,9 +1,12 @@
 """Webhook update dedupe: each update_id is processed once per bot, across runtimes.
 
 A delivery claims ``<prefix>updates:<bot id>:<update_id>`` as ``processing``
-for :data:`IN_PROGRESS_TTL_SECONDS` (``SET NX``). After processing, the key
-becomes ``done`` for :data:`DEDUPE_TTL_SECONDS`. If a runtime dies while
-processing, the claim expires and Telegram's re-delivery is processed.
+(``SET NX``) with a lease of :data:`IN_PROGRESS_TTL_SECONDS`, which the
+runtime holding it renews every third of that while the update is in hand
+(one script call for all its claims). After processing, the key becomes
+``done`` for :data:`DEDUPE_TTL_SECONDS`. If a runtime dies while processing
+(kill -9), its claims expire within the lease and Telegram's re-delivery is
+processed by whichever runtime gets it: at least once across a crash.
 
 Both steps are one Redis round trip per update together, through two Lua
 scripts (``EVALSHA``; Redis runs a script atomically):
@@ -50,8 +53,10 @@ log = structlog.get_logger("tenantry.dedupe")
 
 # Telegram re-sends an update until it gets a 2xx; a day covers its retry window.
 DEDUPE_TTL_SECONDS = 24 * 3600
-# A claim of a runtime that died mid-update expires after this long.
-IN_PROGRESS_TTL_SECONDS = 120
+# A claim's lease, seconds: renewed every third of it while its update is in
+# hand, so a claim of a runtime that died mid-update expires this long after
+# the death, however long a live handler runs.
+IN_PROGRESS_TTL_SECONDS = 10
 # At most this many done marks ride along with one claim.
 MAX_MARKS_PER_CALL = 256
 
@@ -81,9 +86,21 @@ return #KEYS
 """
 
 
-# Script arguments, encoded once (redis-py passes bytes through as they are).
-_CLAIM_ARGS = (b"%d" % IN_PROGRESS_TTL_SECONDS, b"%d" % DEDUPE_TTL_SECONDS, b"0")
-_CLAIM_AND_READ_ARGS = (*_CLAIM_ARGS[:2], b"1")
+# KEYS: claims this runtime holds; ARGV[1] lease (seconds). Renews each one still
+# ``processing`` (never a ``done`` mark, whose TTL is a day). Returns how many.
+_RENEW_SCRIPT = """
+local renewed = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == 'processing' then
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+
+# Done-mark arguments, encoded once (redis-py passes bytes through as they are).
 _MARK_ARGS = (b"%d" % DEDUPE_TTL_SECONDS,)
 
 
@@ -102,11 +119,23 @@ class UpdateLedger:
         redis: the shared Redis client (``decode_responses=True``).
         flush_interval: seconds a ``done`` mark may wait for a claim to carry
             it before the background task writes it.
+        lease_seconds: a claim's lease (whole seconds, at least 1), renewed
+            every third of it while its update is in hand.
     """
 
-    def __init__(self, redis: Redis, flush_interval: float = 0.01):
+    def __init__(
+        self,
+        redis: Redis,
+        flush_interval: float = 0.01,
+        lease_seconds: int = IN_PROGRESS_TTL_SECONDS,
+    ):
         self.redis = redis
         self.flush_interval = flush_interval
+        self.lease_seconds = max(1, int(lease_seconds))
+        # Script arguments, encoded once (redis-py passes bytes through as they are).
+        self._claim_args = (b"%d" % self.lease_seconds, b"%d" % DEDUPE_TTL_SECONDS, b"0")
+        self._claim_and_read_args = (*self._claim_args[:2], b"1")
+        self._renew_args = (b"%d" % self.lease_seconds,)
         # Pending marks by slot (on a plain Redis, all under slot 0).
         self._pending: dict[int, set[str]] = {}
         self._slot = slot_of if is_cluster(redis) else _one_slot
@@ -115,6 +144,10 @@ class UpdateLedger:
         self._task: asyncio.Task[None] | None = None
         self._claim = redis.register_script(_CLAIM_SCRIPT)
         self._mark = redis.register_script(_MARK_SCRIPT)
+        self._renew = redis.register_script(_RENEW_SCRIPT)
+        # Claims of this runtime whose update is in hand (their leases are renewed).
+        self._held: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
@@ -150,19 +183,24 @@ class UpdateLedger:
         try:
             claimed, value = await self._claim(
                 keys=[key, prefetch if prefetch is not None else key, *marks],
-                args=_CLAIM_ARGS if prefetch is None else _CLAIM_AND_READ_ARGS,
+                args=self._claim_args if prefetch is None else self._claim_and_read_args,
             )
         except BaseException:
             self._pending.setdefault(slot, set()).update(marks)
             raise
         if claimed:
+            self._held.add(key)
             return Claim.CLAIMED, value
         if value == "done" or key in self._pending.get(slot, ()):
             return Claim.DONE, None
         return Claim.IN_PROGRESS, None
 
     def done(self, key: str) -> None:
-        """Record that ``key`` was processed; written by the next claim (of its slot) or flush."""
+        """Record that ``key`` was processed; written by the next claim (of its slot) or flush.
+
+        Its lease is renewed until the mark is written.
+        """
+        self._held.discard(key)
         self._pending.setdefault(self._slot(key), set()).add(key)
         self._wakeup.set()
 
@@ -173,28 +211,44 @@ class UpdateLedger:
         for the next claim or flush, and the failure is logged.
         """
         self._pending.get(self._slot(key), set()).discard(key)
+        self._held.discard(key)
         try:
             await self._mark(keys=[key], args=_MARK_ARGS)
         except STORAGE_UNAVAILABLE as exc:
             log.warning("dedupe_mark_failed", keys=1, error=str(exc))
             self.done(key)
 
-    async def release(self, key: str) -> None:
-        """Give up a claim (processing could not happen), so a re-delivery is processed."""
+    def take_over(self, key: str) -> None:
+        """Hold ``key``, whose claim a dead poller left, as this runtime's (its lease is renewed)."""
+        self._held.add(key)
+
+    async def release(self, key: str, *, quiet: bool = True) -> None:
+        """Give up a claim (processing could not happen), so a re-delivery is processed.
+
+        Raises:
+            redis.exceptions.ConnectionError, TimeoutError: only when not
+                ``quiet``; the claim then expires with its lease.
+        """
+        self._held.discard(key)
+        if not quiet:
+            await self.redis.delete(key)
+            return
         with contextlib.suppress(*STORAGE_UNAVAILABLE):
             await self.redis.delete(key)
 
     def start(self) -> None:
-        """Start the background writer."""
+        """Start the background writer and the lease renewer."""
         self._task = asyncio.create_task(self._run(), name="tenantry-update-ledger")
+        self._renewer = asyncio.create_task(self._renew_leases(), name="tenantry-claim-leases")
 
     async def stop(self) -> None:
-        """Stop the writer after a last flush."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the writer after a last flush, and the lease renewer."""
+        for task in (self._task, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._renewer = None
         while self._pending:
             if not await self._flush():
                 break
@@ -222,6 +276,22 @@ class UpdateLedger:
             self._wakeup.clear()
             while self._pending and await self._flush():
                 pass
+
+    async def _renew_leases(self) -> None:
+        """Every third of the lease, renew the claims in hand (one script call per slot)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            by_slot: dict[int, list[str]] = {}
+            for key in self._held:
+                by_slot.setdefault(self._slot(key), []).append(key)
+            for slot, marks in self._pending.items():  # done, but the mark is not written yet
+                by_slot.setdefault(slot, []).extend(marks)
+            for keys in by_slot.values():
+                try:
+                    await self._renew(keys=keys, args=self._renew_args)
+                except STORAGE_UNAVAILABLE as exc:
+                    # Expired meanwhile: a re-delivery may be handled twice (at least once).
+                    log.warning("claim_renewal_failed", keys=len(keys), error=str(exc))
 
     async def _flush(self) -> bool:
         """Write pending marks of one slot; False when Redis failed (they are dropped, see below)."""

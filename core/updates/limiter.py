@@ -28,7 +28,8 @@ bots (other tenants) have other keys and keep their rate.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -77,6 +78,17 @@ return 1
 """
 
 
+_SCRIPTS: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+"""Per Redis client: its registered reserve and pause scripts (a sender builds a limiter per send)."""
+
+
+def _scripts(redis: Redis) -> tuple[Any, Any]:
+    scripts = _SCRIPTS.get(redis)
+    if scripts is None:
+        scripts = _SCRIPTS[redis] = (redis.register_script(_RESERVE), redis.register_script(_PAUSE))
+    return scripts
+
+
 def bot_rate_key(tenant: Tenant) -> str:
     """The Redis key of the tenant's current bot's send budget (one per bot id)."""
     return tenant.key("bot-rate", tenant.config.bot.bot_id)
@@ -97,8 +109,7 @@ class BotLimiter:
         self.pause_key = f"{key}:paused"
         self.rate = rate
         self.interval_us = int(1_000_000 / rate)
-        self._reserve = redis.register_script(_RESERVE)
-        self._pause = redis.register_script(_PAUSE)
+        self._reserve, self._pause = _scripts(redis)
 
     async def acquire(self, *, notice: bool = False) -> None:
         """Wait for this caller's slot: return when the message may be sent.

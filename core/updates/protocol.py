@@ -109,8 +109,8 @@ _UNSURE_CLAIMS: weakref.WeakKeyDictionary[UpdateLedger, dict[str, float]] = (
 
 Redis may have run the claim (``SET NX`` ``processing``) and gone away before
 its reply reached us (a restart under load). The update got 503 and was never
-processed here, but its key says ``processing`` for IN_PROGRESS_TTL_SECONDS:
-every re-send would get 503 for 2 minutes. When Telegram re-sends it to this
+processed here, but its key says ``processing`` until its lease
+(IN_PROGRESS_TTL_SECONDS) lapses: every re-send would get 503 meanwhile. When Telegram re-sends it to this
 runtime, the claim is given back first (deleted if it still says
 ``processing``) and the update is claimed again. Entries older than the claim's
 TTL are dropped: by then the claim expired anyway.
@@ -287,6 +287,7 @@ async def deliver(
                 update_counter(tenant.id, Outcome.IN_PROGRESS.value).inc()
                 return Outcome.IN_PROGRESS
             tenant.log.info("update_claim_taken_over", update_id=update.update_id)
+            ledger.take_over(seen_key)
             state_key = None  # the prefetch is read only with a claim taken
         outcome = Outcome.PROCESSED
         # Log lines of this update and of its handlers name the tenant and update.
@@ -308,7 +309,7 @@ async def deliver(
         except STORAGE_UNAVAILABLE as exc:
             # Not the handler's fault: give the update back to be delivered again.
             try:
-                await ledger.redis.delete(seen_key)  # UpdateLedger.release, minus its silence
+                await ledger.release(seen_key, quiet=False)
             except STORAGE_UNAVAILABLE:
                 # Redis is away too: the claim is given back at the re-delivery instead.
                 _claim_unsure(ledger, seen_key)
