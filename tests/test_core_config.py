@@ -7,7 +7,9 @@ import subprocess
 import sys
 import textwrap
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from core.config.loader import check_tenant_set, load_tenant_text
 from core.config.model import ConfigError
@@ -256,3 +258,19 @@ def test_schema_command_prints_json_schema_with_plugin_settings():
     assert set(schema["required"]) == {"id", "bot"}
     assert "booking" in schema["properties"]["features"]["properties"]
     assert schema["properties"]["bot"] == {"$ref": "#/$defs/BotConfig"}
+
+
+@hypothesis.settings(max_examples=300, deadline=None, derandomize=True)
+@hypothesis.given(
+    st.lists(st.text(alphabet="ab:", min_size=1, max_size=5), min_size=1, max_size=25)
+)
+def test_overlapping_redis_prefixes_are_all_found_as_comparing_every_pair_would(prefixes):
+    from core.config.loader import _Prefixes
+
+    seen = _Prefixes()
+    earlier: list[tuple[str, str]] = []
+    for number, prefix in enumerate(prefixes):
+        expected = [(q, s) for q, s in earlier if prefix.startswith(q) or q.startswith(prefix)]
+        assert seen.overlapping(prefix) == expected
+        seen.add(prefix, f"t{number}.yaml")
+        earlier.append((prefix, f"t{number}.yaml"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -285,7 +286,7 @@ def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
     seen_ids: dict[str, str] = {}
     seen_schemas: dict[tuple[str, str], str] = {}
     seen_bots: dict[int, str] = {}
-    prefixes: list[tuple[str, str]] = []
+    prefixes = _Prefixes()
     for spec in specs:
         config = spec.config
         if config.id in seen_ids:
@@ -322,17 +323,52 @@ def check_tenant_set(specs: Iterable[TenantSpec]) -> list[ConfigIssue]:
                 )
             )
         seen_bots[bot_id] = spec.source
-        for other_prefix, other_source in prefixes:
-            if config.redis_prefix.startswith(other_prefix) or other_prefix.startswith(
-                config.redis_prefix
-            ):
-                issues.append(
-                    ConfigIssue(
-                        spec.source,
-                        None,
-                        "storage.redis_prefix",
-                        f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}",
-                    )
+        for other_prefix, other_source in prefixes.overlapping(config.redis_prefix):
+            issues.append(
+                ConfigIssue(
+                    spec.source,
+                    None,
+                    "storage.redis_prefix",
+                    f"Redis prefix {config.redis_prefix!r} overlaps {other_prefix!r} of {other_source}",
                 )
-        prefixes.append((config.redis_prefix, spec.source))
+            )
+        prefixes.add(config.redis_prefix, spec.source)
     return issues
+
+
+class _Prefixes:
+    """Redis prefixes seen so far, to find those overlapping a new one without comparing every pair.
+
+    A prefix ``q`` overlaps ``p`` when one starts with the other. The ``q``
+    that ``p`` starts with are among ``p``'s own prefixes (looked up in a
+    dict, ``len(p)`` lookups); the ``q`` that start with ``p`` sort right
+    after ``p`` (found with a binary search). With 10,000 tenants this is
+    milliseconds, where comparing every pair took seconds.
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[str, list[tuple[int, str]]] = {}
+        self._sorted: list[str] = []
+        self._count = 0
+
+    def overlapping(self, prefix: str) -> list[tuple[str, str]]:
+        """``(prefix, source)`` of every prefix seen that overlaps ``prefix``, in the order seen."""
+        found: list[tuple[int, str, str]] = []
+        for end in range(1, len(prefix) + 1):
+            for order, source in self._sources.get(prefix[:end], ()):
+                found.append((order, prefix[:end], source))
+        index = bisect.bisect_left(self._sorted, prefix)
+        while index < len(self._sorted) and self._sorted[index].startswith(prefix):
+            other = self._sorted[index]
+            if other != prefix:  # equal ones were found above
+                found.extend((order, other, source) for order, source in self._sources[other])
+            index += 1
+        return [(other, source) for _, other, source in sorted(found)]
+
+    def add(self, prefix: str, source: str) -> None:
+        """Remember ``prefix`` of the file ``source``."""
+        if prefix not in self._sources:
+            self._sources[prefix] = []
+            bisect.insort(self._sorted, prefix)
+        self._sources[prefix].append((self._count, source))
+        self._count += 1
