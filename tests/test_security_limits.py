@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 from litestar import Request, Response, post
+from litestar.params import JSONBody
 
 from core import hookimpl
 from core.http.auth import TenantDep, require_api_key_or_webapp
@@ -364,7 +365,7 @@ class Sleeper:
         plugin = self
 
         @post("/sleep", guards=[require_api_key_or_webapp], status_code=200)
-        async def sleep(tenant: TenantDep, data: dict[str, Any]) -> dict[str, Any]:
+        async def sleep(tenant: TenantDep, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
             # The tenant id in a comment tells the tenants' sleeps apart in pg_stat_activity.
             await tenant.db.fetchval(
                 f"SELECT pg_sleep($1) /* sleeper:{tenant.id} */", data["seconds"]
