@@ -249,6 +249,11 @@ async def test_two_tenants_on_a_redis_cluster_keep_their_keys_in_their_slots(
             assert not [k for k in keys if k.startswith(config["storage"]["redis_prefix"])]
         assert {"updates", "ratelimit", "idempotency", "bot-rate"} <= kinds["filin"], kinds
         assert {"updates", "bot-registration"} <= kinds["glow"], kinds
+        # A restart reads every lazy bot's registration in one pipeline, across slots.
+        both = [runtime.registry.get("filin"), runtime.registry.get("glow")]
+        one_by_one = [await runtime.bots.registered(t) for t in both]
+        assert await runtime.bots.registered_all(both) == one_by_one
+        assert one_by_one[1], "glow's registration is remembered"
         done = [k for k in keys if ":updates:" in k]
         assert all([await runtime.redis.get(k) == "done" for k in done])
         # The shard streams are tags of their own, and their markers share them.

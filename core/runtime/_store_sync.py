@@ -147,21 +147,21 @@ class StoreSync:
         specs = await self._claimed(specs, issues)
         for tenant_id in stopping:
             await self._stop(tenant_id)
-            await self._mirror(tenant_id, None, records)
-        semaphore = asyncio.Semaphore(8)
-
-        async def start_one(spec: TenantSpec) -> None:
-            async with semaphore:
-                source = file_of.get(spec.config.id, self.tenants_dir / f"{spec.config.id}.yaml")
-                error = await self._start(spec, source)
-                if error:
-                    self._refused_checksums[spec.config.id] = spec.source_hash
-                else:
-                    self._refused_checksums.pop(spec.config.id, None)
-                    await self._mirror(spec.config.id, spec, records)
-
-        await self.schemas.check(specs)
-        await asyncio.gather(*(start_one(s) for s in specs))
+        await self._mirror([(tenant_id, None) for tenant_id in stopping], records)
+        errors = await self._start_all(
+            [
+                (spec, file_of.get(spec.config.id, self.tenants_dir / f"{spec.config.id}.yaml"))
+                for spec in specs
+            ]
+        )
+        started: list[tuple[str, TenantSpec | None]] = []
+        for spec in specs:
+            if errors.get(spec.config.id):
+                self._refused_checksums[spec.config.id] = spec.source_hash
+            else:
+                self._refused_checksums.pop(spec.config.id, None)
+                started.append((spec.config.id, spec))
+        await self._mirror(started, records)
         return issues
 
     def _stored_needs_start(self, head: StoredTenant, retry: bool) -> bool:
@@ -179,33 +179,64 @@ class StoreSync:
         await self.store.record_file(self.folder, FolderFile(path.name, tenant_id, checksum))
 
     async def _mirror(
-        self, tenant_id: str, spec: TenantSpec | None, records: dict[str, FolderFile]
+        self, changes: list[tuple[str, TenantSpec | None]], records: dict[str, FolderFile]
     ) -> None:
-        """Write the stored version of ``tenant_id`` to the folder (None: delete its file).
+        """Write the stored version of each ``(tenant_id, spec)`` to the folder (None: delete its file).
 
         Only a file this folder last exchanged with the store and that nobody
         edited since, or a missing one, is written: a hand edit in progress is
-        never overwritten. Nothing happens without a folder.
+        never overwritten. A file whose record already holds the spec's
+        checksum is left as it is: the folder has that version (a restart),
+        or it was edited or deleted since, which the next scan pushes. The
+        files are written in one worker thread and remembered in one query.
+        Nothing happens without a folder.
         """
         assert self.store is not None
-        if not self.tenants_dir.is_dir():
+        if not changes or not self.tenants_dir.is_dir():
             return
-        record = next((r for r in records.values() if r.tenant_id == tenant_id), None)
-        path = self.tenants_dir / (record.file_name if record else f"{tenant_id}.yaml")
-        text = None if spec is None else spec.text
+        record_of = {r.tenant_id: r for r in records.values()}
+        writes: list[tuple[str, TenantSpec | None, Path, str | None]] = []
+        for tenant_id, spec in changes:
+            record = record_of.get(tenant_id)
+            if spec is not None and record is not None and record.checksum == spec.source_hash:
+                continue
+            path = self.tenants_dir / (record.file_name if record else f"{tenant_id}.yaml")
+            writes.append((tenant_id, spec, path, record.checksum if record else None))
+        if not writes:
+            return
+        outcomes = await asyncio.to_thread(
+            _mirror_files,
+            [
+                (path, None if spec is None else spec.text, recorded)
+                for _, spec, path, recorded in writes
+            ],
+        )
+        remembered: list[FolderFile] = []
+        forgotten: list[str] = []
+        for (tenant_id, spec, path, _), outcome in zip(writes, outcomes, strict=True):
+            if isinstance(outcome, OSError):
+                log.warning("tenant_file_mirror_failed", file=str(path), error=str(outcome))
+            elif not outcome:
+                continue
+            elif spec is None:
+                forgotten.append(path.name)
+            else:
+                remembered.append(FolderFile(path.name, tenant_id, spec.source_hash))
+        await self.store.record_files(self.folder, remembered)
+        await self.store.forget_files(self.folder, forgotten)
+
+
+def _mirror_files(
+    writes: list[tuple[Path, str | None, str | None]],
+) -> list[bool | OSError]:
+    """:func:`_mirror_file` for each ``(path, text, recorded)``: its result, or the OSError it raised."""
+    outcomes: list[bool | OSError] = []
+    for path, text, recorded in writes:
         try:
-            written = await asyncio.to_thread(
-                _mirror_file, path, text, record.checksum if record else None
-            )
+            outcomes.append(_mirror_file(path, text, recorded))
         except OSError as exc:
-            log.warning("tenant_file_mirror_failed", file=str(path), error=str(exc))
-            return
-        if not written:
-            return
-        if spec is None:
-            await self.store.forget_file(self.folder, path.name)
-        else:
-            await self._remember_file(path, tenant_id, spec.source_hash)
+            outcomes.append(exc)
+    return outcomes
 
 
 def _mirror_file(path: Path, text: str | None, recorded: str | None) -> bool:

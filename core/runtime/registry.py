@@ -17,7 +17,7 @@ import functools
 import socket
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,11 @@ if TYPE_CHECKING:
     from core.runtime.store import TenantStore
     from core.storage.jobs import JobRunner
 
-__all__ = ["TenantRegistry", "TenantStartError"]
+__all__ = ["START_CONCURRENCY", "TenantRegistry", "TenantStartError"]
+
+START_CONCURRENCY = 8
+"""Tenants of one sync started at once (their migrations, hooks): one slow schema does not
+hold back the rest, and a first start does not open every schema's migration at once."""
 
 
 class TenantStartError(Exception):
@@ -295,15 +299,8 @@ class TenantRegistry(StoreSync):
             if source is not None and str(source) in rejected_paths and source.exists():
                 continue
             await self._stop(tenant_id)
-        semaphore = asyncio.Semaphore(8)
-
-        async def start_one(spec: TenantSpec) -> None:
-            async with semaphore:
-                await self._start(spec, Path(spec.source))
-
         starting = [s for s in wanted.values() if self._needs_start(s)]
-        await self.schemas.check(starting)
-        await asyncio.gather(*(start_one(s) for s in starting))
+        await self._start_all([(s, Path(s.source)) for s in starting])
         return issues
 
     async def apply_text(
@@ -503,10 +500,56 @@ class TenantRegistry(StoreSync):
             or current.state == TenantState.FAILED
         )
 
+    async def _start_all(self, starts: Sequence[tuple[TenantSpec, Path]]) -> dict[str, str | None]:
+        """Start (or swap in) each spec's tenant, :data:`START_CONCURRENCY` at a time.
+
+        Which schemas are up to date is learnt in one query per server
+        (:meth:`SchemaKeeper.check`) and which lazy bots are registered in one
+        Redis pipeline (:meth:`BotHub.registered_all`), not a round trip per
+        tenant; then the tenants start concurrently, so one slow migration
+        does not hold back the rest.
+
+        Args:
+            starts: ``(spec, source)`` pairs, the source being the file the
+                tenant is reported under.
+
+        Returns:
+            Tenant id -> the error text of a failed start, or None (started,
+            or already running that very file).
+        """
+        await self.schemas.check([spec for spec, _ in starts])
+        assembled = [(spec, source, self._assemble(spec)) for spec, source in starts]
+        lazy = [built[0] for _, _, built in assembled if built is not None and self._lazy(built[0])]
+        answers = await self.bots.registered_all(lazy)
+        current = {id(tenant) for tenant, ok in zip(lazy, answers, strict=True) if ok}
+        semaphore = asyncio.Semaphore(START_CONCURRENCY)
+        errors: dict[str, str | None] = {}
+
+        async def start_one(
+            spec: TenantSpec, source: Path, built: tuple[Tenant, Lifecycle] | None
+        ) -> None:
+            if built is None:
+                errors[spec.config.id] = None
+                return
+            async with semaphore:
+                tenant, lifecycle = built
+                errors[spec.config.id] = await self._launch(
+                    spec, source, tenant, lifecycle, registered=id(tenant) in current
+                )
+
+        await asyncio.gather(*(start_one(*entry) for entry in assembled))
+        return errors
+
     async def _start(self, spec: TenantSpec, source: Path) -> str | None:
         """Start (or swap in) the tenant of ``spec``; return the error text if it failed."""
-        config = spec.config
-        previous = self.tenants.get(config.id)
+        built = self._assemble(spec)
+        if built is None:
+            return None
+        return await self._launch(spec, source, *built)
+
+    def _assemble(self, spec: TenantSpec) -> tuple[Tenant, Lifecycle] | None:
+        """The tenant of ``spec`` and its lifecycle, or None when that very file already runs."""
+        previous = self.tenants.get(spec.config.id)
         if (
             previous is not None
             and previous.source_hash == spec.source_hash
@@ -516,6 +559,28 @@ class TenantRegistry(StoreSync):
         lifecycle = Lifecycle()
         tenant = assemble_tenant(spec, self.contributions, self.services, lifecycle)
         self._lifecycles[tenant] = lifecycle
+        return tenant, lifecycle
+
+    def _lazy(self, tenant: Tenant) -> bool:
+        """A webhook bot is built at its first update (:meth:`assemble`); polling bots at start (they poll)."""
+        return self.lazy_bots and tenant.config.bot.mode == "webhook"
+
+    async def _launch(
+        self,
+        spec: TenantSpec,
+        source: Path,
+        tenant: Tenant,
+        lifecycle: Lifecycle,
+        registered: bool | None = None,
+    ) -> str | None:
+        """Migrate, register and run ``tenant`` (just assembled); return the error text if it failed.
+
+        Args:
+            registered: whether its lazy bot's registration is current, when
+                already known (:meth:`_start_all`); None asks Redis.
+        """
+        config = spec.config
+        previous = self.tenants.get(config.id)
         if previous is None:
             # Visible while it migrates; a replacement stays invisible until ready.
             self.tenants[config.id] = tenant
@@ -523,11 +588,12 @@ class TenantRegistry(StoreSync):
         try:
             lifecycle.move(TenantState.MIGRATING)
             await self.schemas.migrate(tenant)
-            # A webhook bot is built at its first update (assemble); one whose
-            # registration is not current is also built, registered and dropped
-            # in the background. Polling bots are built now (they poll).
-            lazy = self.lazy_bots and config.bot.mode == "webhook"
-            registered = lazy and await self.bots.registered(tenant)
+            # A lazy bot whose registration is not current is built, registered
+            # and dropped in the background.
+            lazy = self._lazy(tenant)
+            if lazy and registered is None:
+                registered = await self.bots.registered(tenant)
+            registered = lazy and bool(registered)
             if not lazy:
                 await self.loader.build(tenant)
             for result in tenant.hook.on_tenant_started(tenant=tenant):

@@ -289,25 +289,44 @@ class TenantStore:
 
     async def record_file(self, folder: str, file: FolderFile) -> None:
         """Remember that ``folder``'s ``file.file_name`` now holds ``file.checksum``."""
+        await self.record_files(folder, [file])
+
+    async def record_files(self, folder: str, files: Iterable[FolderFile]) -> None:
+        """:meth:`record_file` for each of ``files``, in one statement (none: no query).
+
+        Of several files of one name, the last is remembered.
+        """
+        files = list({f.file_name: f for f in files}.values())
+        if not files:
+            return
         async with self.pool.acquire() as conn:
             await conn.execute(
                 f"INSERT INTO {self.schema}.tenant_folder_files "
-                f"(folder, file_name, tenant_id, checksum) VALUES ($1, $2, $3, $4) "
+                f"(folder, file_name, tenant_id, checksum) "
+                f"SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[]) "
                 f"ON CONFLICT (folder, file_name) DO UPDATE "
                 f"SET tenant_id = EXCLUDED.tenant_id, checksum = EXCLUDED.checksum",
                 folder,
-                file.file_name,
-                file.tenant_id,
-                file.checksum,
+                [f.file_name for f in files],
+                [f.tenant_id for f in files],
+                [f.checksum for f in files],
             )
 
     async def forget_file(self, folder: str, file_name: str) -> None:
         """Forget ``folder``'s ``file_name`` (it was deleted)."""
+        await self.forget_files(folder, [file_name])
+
+    async def forget_files(self, folder: str, file_names: Iterable[str]) -> None:
+        """:meth:`forget_file` for each of ``file_names``, in one statement (none: no query)."""
+        file_names = list(file_names)
+        if not file_names:
+            return
         async with self.pool.acquire() as conn:
             await conn.execute(
-                f"DELETE FROM {self.schema}.tenant_folder_files WHERE folder = $1 AND file_name = $2",
+                f"DELETE FROM {self.schema}.tenant_folder_files "
+                f"WHERE folder = $1 AND file_name = ANY($2::text[])",
                 folder,
-                file_name,
+                file_names,
             )
 
 

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, Router
@@ -258,6 +258,10 @@ class BotHub:
     async def registered(self, tenant: Tenant) -> bool:
         """True when the bot's registration is current (:meth:`Registrar.registered`)."""
         return await self.registrar.registered(tenant)
+
+    async def registered_all(self, tenants: Sequence[Tenant]) -> list[bool]:
+        """:meth:`registered` for each of ``tenants``, in Redis pipelines (:meth:`Registrar.registered_all`)."""
+        return await self.registrar.registered_all(tenants)
 
     def start(self, tenant: Tenant, commands: list[CommandSpec], lifecycle: Lifecycle) -> None:
         """Start background registration (webhook) or registration and polling for ``tenant``.
