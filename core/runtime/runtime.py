@@ -221,6 +221,8 @@ class Runtime:
             await self.audit.prime()
         # Listening before the first read, so no change falls in between.
         self.follower.start()
+        # The imports' heap frozen first: the tenants' start does not walk it again and again.
+        self.heap.apply()
         await self.registry.sync()
         # After the tenants are known: a consumer drops events of tenants it does not hold.
         await self.events.start(consume=settings.run_events)
@@ -234,7 +236,7 @@ class Runtime:
             )
             self._background.append(asyncio.create_task(unloader, name="tenantry-unloader"))
         export_tenant_states(self.registry)
-        self.heap.apply()
+        self.heap.settle()
         log.info(
             "runtime_started", tenants=len(self.registry.tenants), bot_api=settings.bot_api_url
         )
