@@ -287,6 +287,28 @@ def test_known_secrets_and_bot_api_tokens_are_redacted():
     assert redact("key sk-live-0a1b2c3d!") == "key sk-live-0a1b2c3d!"
 
 
+def test_secrets_sharing_their_first_characters_are_each_redacted_whole():
+    # Consecutive bot ids: thousands of tokens may share the indexed prefix.
+    owners = [object() for _ in range(300)]
+    tokens = [f"7239388{n:03d}:tok{'x' * (n % 7)}" for n in range(300)]
+    shared = "7239388001:tokx-and-more"  # extends another owner's token
+    try:
+        for owner, token in zip(owners, tokens, strict=True):
+            register_secrets(owner, [token, shared])
+        assert redact(f"a {tokens[5]} b") == "a [redacted] b"
+        assert redact(f"a {shared} b") == "a [redacted] b"
+        assert redact(f"{tokens[299]}{tokens[0]}") == "[redacted][redacted]"
+        for owner in owners[:299]:
+            forget_secrets(owner)
+        # The shared secret stays while one of its owners holds it.
+        assert redact(f"a {shared} {tokens[5]}") == f"a [redacted] {tokens[5]}"
+        assert redact(tokens[299]) == "[redacted]"
+    finally:
+        for owner in owners:
+            forget_secrets(owner)
+    assert redact(f"{shared} {tokens[299]}") == f"{shared} {tokens[299]}"
+
+
 class LeakyPlugin:
     """``/leak`` logs every secret it is given, through structlog and stdlib logging, then
     raises with a Bot API URL and the DSN in the message."""

@@ -15,6 +15,7 @@ would garble ordinary words, and nothing that short is a credential.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections.abc import Iterable
@@ -73,9 +74,12 @@ class _SecretIndex:
                 self._owners_of[value] = self._owners_of.get(value, 0) + 1
                 if self._owners_of[value] == 1:
                     prefix = value[:MIN_SECRET_LENGTH]
-                    group = (*self.by_prefix.get(prefix, ()), value)
-                    # Longest first, so a secret that extends another is removed whole.
-                    self.by_prefix[prefix] = tuple(sorted(group, key=len, reverse=True))
+                    group = self.by_prefix.get(prefix, ())
+                    # Longest first, so a secret that extends another is removed whole;
+                    # after those of its length. A bisection, not a sort: thousands of
+                    # tokens may share a prefix (consecutive bot ids).
+                    at = bisect.bisect_right(group, -len(value), key=_longest_first)
+                    self.by_prefix[prefix] = (*group[:at], value, *group[at:])
 
     def forget(self, owner: object) -> None:
         with self._lock:
@@ -85,11 +89,18 @@ class _SecretIndex:
                     continue
                 del self._owners_of[value]
                 prefix = value[:MIN_SECRET_LENGTH]
-                group = tuple(v for v in self.by_prefix.get(prefix, ()) if v != value)
+                group = self.by_prefix.get(prefix, ())
+                if value in group:
+                    at = group.index(value)
+                    group = (*group[:at], *group[at + 1 :])
                 if group:
                     self.by_prefix[prefix] = group
                 else:
                     self.by_prefix.pop(prefix, None)
+
+
+def _longest_first(value: str) -> int:
+    return -len(value)
 
 
 _SECRETS = _SecretIndex()
