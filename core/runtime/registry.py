@@ -212,9 +212,12 @@ class TenantRegistry(StoreSync):
         if not self.tenants_dir.is_dir():
             return []
         return sorted(
-            p
-            for p in self.tenants_dir.iterdir()
-            if p.suffix in TENANT_FILE_SUFFIXES and not p.name.startswith((".", "#", "~"))
+            (
+                p
+                for p in self.tenants_dir.iterdir()
+                if p.suffix in TENANT_FILE_SUFFIXES and not p.name.startswith((".", "#", "~"))
+            ),
+            key=lambda p: p.name,  # one folder: the names' order, without comparing Paths
         )
 
     async def sync(self) -> list[ConfigIssue]:
@@ -522,22 +525,22 @@ class TenantRegistry(StoreSync):
         lazy = [built[0] for _, _, built in assembled if built is not None and self._lazy(built[0])]
         answers = await self.bots.registered_all(lazy)
         current = {id(tenant) for tenant, ok in zip(lazy, answers, strict=True) if ok}
-        semaphore = asyncio.Semaphore(START_CONCURRENCY)
         errors: dict[str, str | None] = {}
+        pending = iter(assembled)
 
-        async def start_one(
-            spec: TenantSpec, source: Path, built: tuple[Tenant, Lifecycle] | None
-        ) -> None:
-            if built is None:
-                errors[spec.config.id] = None
-                return
-            async with semaphore:
+        async def start_each() -> None:
+            # Workers sharing one iterator: a task per worker, not one per tenant.
+            for spec, source, built in pending:
+                if built is None:
+                    errors[spec.config.id] = None
+                    continue
                 tenant, lifecycle = built
                 errors[spec.config.id] = await self._launch(
                     spec, source, tenant, lifecycle, registered=id(tenant) in current
                 )
 
-        await asyncio.gather(*(start_one(*entry) for entry in assembled))
+        workers = min(START_CONCURRENCY, len(assembled))
+        await asyncio.gather(*(start_each() for _ in range(workers)))
         return errors
 
     async def _start(self, spec: TenantSpec, source: Path) -> str | None:
