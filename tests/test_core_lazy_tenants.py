@@ -153,3 +153,51 @@ async def test_an_up_to_date_schema_is_not_migrated_again_and_a_recreated_one_is
         schema,
     )
     assert tables == [{"table_name": "users"}]
+
+
+async def test_a_restart_reads_every_registration_in_one_pipeline(tenantry, monkeypatch):
+    from core.updates.registration import Registrar
+
+    for n in range(12):
+        tenantry.add_tenant(f"shop{n}")
+    await tenantry.start(public_url=PUBLIC_URL)
+    for n in range(12):
+        await _registered(tenantry, f"shop{n}")
+    await tenantry.stop()
+
+    one_by_one: list[str] = []
+    batches: list[int] = []
+    registered, registered_all = Registrar.registered, Registrar.registered_all
+
+    async def counting_one(self, tenant):
+        one_by_one.append(tenant.id)
+        return await registered(self, tenant)
+
+    async def counting_all(self, tenants):
+        batches.append(len(tenants))
+        return await registered_all(self, tenants)
+
+    monkeypatch.setattr(Registrar, "registered", counting_one)
+    monkeypatch.setattr(Registrar, "registered_all", counting_all)
+    await tenantry.start(public_url=PUBLIC_URL)
+    registry = tenantry.runtime.registry
+    assert {t.state for t in registry.tenants.values()} == {"running"}
+    assert all(t.dispatcher is None for t in registry.tenants.values()), "all registered"
+    assert batches == [12] and one_by_one == []
+
+
+async def test_drain_waits_for_what_is_in_flight(tenantry):
+    tenantry.add_tenant("filin")
+    await tenantry.start()
+    tenant = tenantry.runtime.registry.get("filin")
+    await asyncio.wait_for(tenant.drain(), 1)  # nothing in flight: at once
+    with tenant.track():
+        waiting = asyncio.ensure_future(tenant.drain())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 1)
+    with tenant.track(), tenant.track():
+        again = asyncio.ensure_future(tenant.drain())
+        await asyncio.sleep(0.05)
+        assert not again.done()
+    await asyncio.wait_for(again, 1)

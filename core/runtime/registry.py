@@ -520,6 +520,8 @@ class TenantRegistry(StoreSync):
             Tenant id -> the error text of a failed start, or None (started,
             or already running that very file).
         """
+        if not starts:
+            return {}
         await self.schemas.check([spec for spec, _ in starts])
         assembled = [(spec, source, self._assemble(spec)) for spec, source in starts]
         lazy = [built[0] for _, _, built in assembled if built is not None and self._lazy(built[0])]

@@ -95,6 +95,8 @@ class Registrar:
         each by node). All False while Redis is unreachable.
         """
         answers: list[bool] = []
+        if not tenants:
+            return answers
         try:
             for first in range(0, len(tenants), REGISTERED_BATCH):
                 batch = tenants[first : first + REGISTERED_BATCH]
