@@ -29,6 +29,7 @@ from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from redis.exceptions import LockError
 
+from core.errors import STORAGE_UNAVAILABLE
 from core.updates.protocol import Outcome
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ async def poll(tenant: Tenant, redis: Redis, deliver: Deliver) -> None:
     while True:
         try:
             acquired = await lock.acquire(blocking=False)
-        except OSError as exc:  # Redis unreachable: nobody polls until it is back
+        except (OSError, *STORAGE_UNAVAILABLE) as exc:  # Redis away: nobody polls until it is back
             tenant.log.warning("polling_lock_unavailable", error=str(exc) or type(exc).__name__)
             acquired = False
         if not acquired:
@@ -95,13 +96,14 @@ async def poll(tenant: Tenant, redis: Redis, deliver: Deliver) -> None:
                 await asyncio.wait({receiving}, timeout=POLLING_LOCK_SECONDS / 3)
                 if not receiving.done():
                     await lock.extend(POLLING_LOCK_SECONDS, replace_ttl=True)
-        except (LockError, OSError):
+        except (LockError, OSError, *STORAGE_UNAVAILABLE):
+            # Lost, or not renewable while Redis is away: another runtime may poll soon.
             tenant.log.warning("polling_lock_lost")
             await receiver.stop(receiving, grace=STOP_GRACE_SECONDS)
         finally:
             # Cancelled (the tenant stops): an update in hand is given back to the next poller.
             await receiver.stop(receiving, grace=0.0)
-            with contextlib.suppress(LockError, OSError):
+            with contextlib.suppress(LockError, OSError, *STORAGE_UNAVAILABLE):
                 await lock.release()
 
 
