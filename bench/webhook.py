@@ -31,9 +31,14 @@ with its per-call log lines silenced).
    generated webhook tenants (own id, schema, Redis prefix, token); its start
    time (spawn until ``GET /health`` shows every tenant ``running``) and CPU,
    the time until the stand-in saw every ``setWebhook``, its RSS (``VmRSS``)
-   once started and after 200 ``/start`` updates spread over the tenants, its
-   shutdown on SIGINT, and a second start on the same files. The generated
-   schemas are dropped and their Redis keys deleted afterwards.
+   once started and after 200 ``/start`` updates spread over the tenants, the
+   spread ratio (updates/s spread over up to 1000 warm tenants against updates/s
+   to one of them, with the runtime's and, when it runs on this machine,
+   PostgreSQL's CPU per update), its shutdown on SIGINT, and ``--restarts``
+   more starts on the same files (schemas up to date, bots registered).
+   ``--profile-restart`` samples the first restart with py-spy and prints where
+   it spends, by core frame, per tenant. The generated schemas are dropped and
+   their Redis keys deleted afterwards.
 
 Usage::
 
@@ -94,6 +99,7 @@ SCALE_UPDATES = 200
 # Spread against one tenant: updates per run, and over how many tenants at most.
 SPREAD_UPDATES = 1000
 SPREAD_TENANTS = 1000
+RESTART_PROFILE_RATE = 250  # py-spy samples per second of a restart
 PROFILE_RATE = 1000  # py-spy samples per second
 # Lines of a runtime's JSON log (and of tracebacks) worth reporting.
 LOG_PROBLEMS = ('"level": "error"', '"level": "warning"', "traceback")
@@ -550,11 +556,16 @@ class ScaleRow:
         rss_started / rss_after: VmRSS in MiB once started and after the updates.
         update_rate: updates per second of the updates spread over the tenants.
         stop_seconds: SIGINT until exit (None: it did not exit and was killed).
-        restart_seconds: second start on the same files (schemas up to date,
-            bots registered: built lazily).
-        rss_restarted: RSS (MB) of the second start once every tenant runs.
+        restart_seconds: the median of the later starts on the same files
+            (schemas up to date, bots registered: built lazily).
+        restart_runs: each later start's seconds.
+        compared_runs: each later start's seconds with ``--compare-code``'s tree,
+            alternating with this tree's (``restart_runs``).
+        rss_restarted: RSS (MB) of the first later start once every tenant runs.
         spread_ratio: updates/s spread over up to 1000 warm tenants divided by
-            updates/s to one of them (median of two alternating runs each).
+            updates/s to one of them (medians of alternating runs).
+        spread: those runs and the CPU each cost (:class:`Spread`).
+        restart_profile: where the first later start spent (``--profile-restart``).
         note: what went wrong, if anything.
         log_problems: warning and error lines of the runtime's log.
     """
@@ -568,16 +579,33 @@ class ScaleRow:
     update_rate: float | None = None
     stop_seconds: float | None = None
     restart_seconds: float | None = None
+    restart_runs: list[float] = field(default_factory=list)
+    compared_runs: list[float] = field(default_factory=list)
     rss_restarted: float | None = None
     spread_ratio: float | None = None
+    spread: Spread | None = None
+    restart_profile: list[str] = field(default_factory=list)
     note: str = ""
     log_problems: list[str] = field(default_factory=list)
 
 
 async def scale_one(
-    ctx: BenchContext, session: aiohttp.ClientSession, count: int, concurrency: int, timeout: float
+    ctx: BenchContext,
+    session: aiohttp.ClientSession,
+    count: int,
+    concurrency: int,
+    timeout: float,
+    *,
+    restarts: int = 1,
+    spread_rounds: int = 3,
+    profile_restart: bool = False,
+    compare_code: Path | None = None,
 ) -> ScaleRow:
-    """Start a runtime with ``count`` generated tenants, measure it, restart it (part 2)."""
+    """Start a runtime with ``count`` generated tenants, measure it, restart it ``restarts`` times (part 2).
+
+    With ``compare_code``, each restart is followed by one from that tree's
+    ``core`` package (:func:`start_runtime`'s ``code_dir``) on the same files.
+    """
     row = ScaleRow(count)
     label = f"s{count}x"
     folder = ctx.work_dir / f"scale-{count}"
@@ -605,9 +633,11 @@ async def scale_one(
                 row.note = f"update errors: {result.errors}"
             row.rss_after = rss_mb(runtime.pid)
             if count > 1:
-                row.spread_ratio = await spread_vs_one(
-                    ctx, session, base_url, tenants[:SPREAD_TENANTS], concurrency
-                )
+                row.spread = await spread_vs_one(
+                    ctx, session, runtime, base_url, tenants[:SPREAD_TENANTS], concurrency,
+                    spread_rounds,
+                )  # fmt: skip
+                row.spread_ratio = row.spread.ratio
         except RuntimeError as exc:
             row.note = str(exc)
             return row
@@ -616,17 +646,31 @@ async def scale_one(
             if row.stop_seconds is None:
                 row.note = "ignored SIGINT (kept serving); killed"
             row.log_problems = runtime.log_lines(*LOG_PROBLEMS)
-        restart, base_url = start_runtime(ctx, folder, f"scale-{count}-restart", control)
-        try:
-            row.restart_seconds, _ = await wait_all_running(
-                session, base_url, restart, count, timeout
-            )
-            row.rss_restarted = rss_mb(restart.pid)
-        except RuntimeError as exc:
-            row.note = str(exc)
-        finally:
-            await restart.stop(120, session, probe_url=f"{base_url}/health")
-            row.log_problems += restart.log_lines(*LOG_PROBLEMS)
+        trees = [None] if compare_code is None else [None, compare_code]
+        plan = [(attempt, tree) for attempt in range(restarts) for tree in trees]
+        for attempt, tree in plan:
+            name = f"scale-{count}-restart{attempt or ''}{'-compared' if tree else ''}"
+            restart, base_url = start_runtime(ctx, folder, name, control, code_dir=tree)
+            first = not attempt and tree is None
+            spy = start_restart_spy(ctx, restart, name) if profile_restart and first else None
+            try:
+                seconds, _ = await wait_all_running(session, base_url, restart, count, timeout)
+                (row.compared_runs if tree else row.restart_runs).append(seconds)
+                if first:
+                    row.rss_restarted = rss_mb(restart.pid)
+                if spy is not None:
+                    await spy[0].stop(30)
+                    row.restart_profile = restart_profile_report(spy[1], spy[0].log_path, count)
+            except RuntimeError as exc:
+                row.note = str(exc)
+                break
+            finally:
+                if spy is not None and spy[0].alive():
+                    await spy[0].stop(30)
+                await restart.stop(120, session, probe_url=f"{base_url}/health")
+                row.log_problems += restart.log_lines(*LOG_PROBLEMS)
+        if row.restart_runs:
+            row.restart_seconds = median(row.restart_runs)
     finally:
         await drop_schemas(ctx.database_url, [t.schema for t in tenants])
         await delete_redis_keys(ctx.redis_url, [f"{ctx.tag}:{label}*"])
@@ -634,29 +678,165 @@ async def scale_one(
     return row
 
 
+@dataclass
+class Spread:
+    """Updates to one tenant against updates spread over many, in alternating runs.
+
+    Attributes:
+        one / spread: updates/s of each run.
+        server_ms: the runtime's CPU per update (ms) in each run, ``one`` then ``spread``.
+        postgres_ms: the CPU of this machine's PostgreSQL processes per update (ms),
+            or empty when PostgreSQL does not run here.
+    """
+
+    one: list[float] = field(default_factory=list)
+    spread: list[float] = field(default_factory=list)
+    server_ms: dict[str, list[float]] = field(default_factory=lambda: {"one": [], "spread": []})
+    postgres_ms: dict[str, list[float]] = field(default_factory=lambda: {"one": [], "spread": []})
+
+    @property
+    def ratio(self) -> float:
+        """The median spread rate over the median one-tenant rate."""
+        return statistics.median(self.spread) / statistics.median(self.one)
+
+    def describe(self) -> str:
+        """One line: the runs, and the CPU per update of the runtime and of PostgreSQL."""
+
+        def rates(values: list[float]) -> str:
+            return ", ".join(f"{v:.0f}" for v in values)
+
+        def cpu(values: dict[str, list[float]]) -> str:
+            return f"{median(values['one']):.2f} vs {median(values['spread']):.2f}"
+
+        line = (
+            f"spread {rates(self.spread)} updates/s vs one tenant {rates(self.one)}; "
+            f"CPU ms/update one vs spread: runtime {cpu(self.server_ms)}"
+        )
+        if self.postgres_ms["one"]:
+            line += f", PostgreSQL {cpu(self.postgres_ms)}"
+        return line
+
+
 async def spread_vs_one(
     ctx: BenchContext,
     session: aiohttp.ClientSession,
+    runtime: Child,
     base_url: str,
     tenants: Sequence[BenchTenant],
     concurrency: int,
-) -> float:
-    """Updates/s spread over ``tenants`` divided by updates/s to the first of them.
+    rounds: int = 3,
+) -> Spread:
+    """Updates/s spread over ``tenants`` against updates/s to the first of them.
 
     Every tenant gets one update first (its bot built, its pool share warm),
-    then one-tenant and spread runs of :data:`SPREAD_UPDATES` alternate twice;
-    the medians are compared.
+    then one-tenant and spread runs of :data:`SPREAD_UPDATES` alternate
+    ``rounds`` times; the medians are compared. Each run also counts the
+    CPU the runtime and (when it runs on this machine) PostgreSQL used.
     """
     await post_all(
         session, requests_for(base_url, ctx.start_bodies(tenants, len(tenants))), concurrency
     )
-    one, spread = [], []
-    for _ in range(2):
-        for target, rates in ((tenants[:1], one), (tenants, spread)):
+    result = Spread()
+    for _ in range(rounds):
+        for name, target, rates in (
+            ("one", tenants[:1], result.one),
+            ("spread", tenants, result.spread),
+        ):
             bodies = ctx.start_bodies(target, SPREAD_UPDATES)
-            result = await post_all(session, requests_for(base_url, bodies), concurrency)
-            rates.append(result.per_second)
-    return statistics.median(spread) / statistics.median(one)
+            server, postgres = cpu_seconds(runtime.pid), local_cpu_seconds("postgres")
+            run = await post_all(session, requests_for(base_url, bodies), concurrency)
+            rates.append(run.per_second)
+            result.server_ms[name].append((cpu_seconds(runtime.pid) - server) * 1000 / len(bodies))
+            if postgres is not None:
+                used = (local_cpu_seconds("postgres") or 0.0) - postgres
+                result.postgres_ms[name].append(used * 1000 / len(bodies))
+    return result
+
+
+def local_cpu_seconds(command: str) -> float | None:
+    """CPU seconds used so far by this machine's processes named ``command*``; None when there are none."""
+    total, found = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if not stat[stat.index("(") + 1 : stat.rindex(")")].startswith(command):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = True
+    return total if found else None
+
+
+def start_restart_spy(ctx: BenchContext, runtime: Child, name: str) -> tuple[Child, Path]:
+    """py-spy recording ``runtime`` (a restart) from now until stopped; it and its output file.
+
+    Raises:
+        RuntimeError: py-spy is not installed.
+    """
+    output = ctx.work_dir / f"profile-{name}.txt"
+    spy = Child(
+        f"py-spy {name}",
+        [find_py_spy(), "record", "--pid", str(runtime.pid), "--format", "raw", "--nolineno",
+         "--rate", str(RESTART_PROFILE_RATE), "--nonblocking", "--output", str(output)],
+        child_env(),
+        ctx.work_dir / f"py-spy-{name}.log",
+    )  # fmt: skip
+    return spy, output
+
+
+def restart_profile_report(output: Path, log_path: Path, tenants: int, top: int = 15) -> list[str]:
+    """Where a sampled restart spent: imports, ``Runtime.start``, worker threads, by core frame.
+
+    Samples are py-spy's (idle threads left out), so a frame's share is about
+    its CPU. Frames are counted inclusively, once per sample however deep they
+    recur, below ``Runtime.start`` on the event loop's thread and below the
+    work item in worker threads (where the tenant files are validated).
+
+    Raises:
+        RuntimeError: py-spy wrote no profile (its log at ``log_path`` says why).
+    """
+    if not output.exists():
+        raise RuntimeError(f"py-spy wrote no profile; see {log_path}")
+    inclusive: Counter[str] = Counter()
+    spent: Counter[str] = Counter()
+    for line in output.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count, frames = int(count_text), stack.split(";")
+        if any(frame.startswith("_find_and_load ") for frame in frames):
+            spent["imports"] += count
+            continue
+        names = [frame.partition(" (")[0] for frame in frames]
+        if "Runtime.start" in names:
+            spent["Runtime.start"] += count
+            below = frames[names.index("Runtime.start") + 1 :]
+        elif "_WorkItem.run" in names:
+            spent["worker threads"] += count
+            below = frames[names.index("_WorkItem.run") + 1 :]
+        else:
+            spent["the rest"] += count
+            continue
+        for frame in {f for f in below if "(core/" in f}:
+            inclusive[frame] += count
+    ms = 1000 / RESTART_PROFILE_RATE
+    parts = ", ".join(
+        f"{what} {spent[what] * ms / 1000:.2f}"
+        for what in ("imports", "Runtime.start", "worker threads", "the rest")
+    )
+    rows = [
+        (frame[:90], count * ms, count * ms * 1000 / tenants)
+        for frame, count in inclusive.most_common(top)
+    ]
+    return [
+        f"Restart profile, {tenants} tenants (py-spy, {RESTART_PROFILE_RATE}/s), seconds sampled: "
+        f"{parts}",
+        format_table(["core frame, inclusive", "ms", "us/tenant"], rows),
+    ]
 
 
 async def wait_registered(
@@ -818,13 +998,26 @@ def scale_report(rows: list[ScaleRow]) -> list[str]:
         ),
         "start s: spawn until GET /health shows every tenant running (schemas created); "
         "ms/tenant, KB/tenant: added per tenant over the 1-tenant runtime; start CPU s: CPU the "
-        "runtime used by then; restart s, restart RSS MB: the same on a second start (schemas up to "
-        "date, bots registered, so each is built at its first update); "
+        "runtime used by then; restart s, restart RSS MB: the same on the later starts (median; "
+        "schemas up to date, bots registered, so each is built at its first update); "
         "webhooks set s: spawn until the stand-in saw every setWebhook; RSS: VmRSS once started, "
         f"and after {SCALE_UPDATES} updates; spread/one: updates/s spread over up to "
         f"{SPREAD_TENANTS} warm tenants vs to one of them (goal >= 0.9); stop s: SIGINT until exit",
     ]
     for row in rows:
+        if len(row.restart_runs) > 1:
+            runs = ", ".join(f"{r:.2f}" for r in row.restart_runs)
+            lines.append(f"{row.tenants} tenants: restarts {runs} s (restart s is their median)")
+        if row.compared_runs:
+            runs = ", ".join(f"{r:.2f}" for r in row.compared_runs)
+            lines.append(
+                f"{row.tenants} tenants: restarts from --compare-code, alternating with these: "
+                f"{runs} s (median {median(row.compared_runs):.2f})"
+            )
+        if row.spread is not None:
+            lines.append(f"{row.tenants} tenants: {row.spread.describe()}")
+        if row.restart_profile:
+            lines += ["", *row.restart_profile, ""]
         if row.note:
             lines.append(f"{row.tenants} tenants: {row.note}")
         if row.log_problems:
@@ -853,6 +1046,8 @@ async def bench(args: argparse.Namespace) -> int:
         max_connections=args.tenant_max_connections,
     )
     scales = [int(s) for s in args.tenants_scale.split(",") if s.strip()]
+    if args.profile_restart:
+        find_py_spy()  # before anything starts: RuntimeError when py-spy is missing
     started = time.monotonic()
     targets: list[Target] = []
     rows: list[ScaleRow] = []
@@ -871,7 +1066,17 @@ async def bench(args: argparse.Namespace) -> int:
             for count in scales:
                 print(f"part 2: {count} tenants", flush=True)
                 rows.append(
-                    await scale_one(ctx, session, count, args.concurrency, args.start_timeout)
+                    await scale_one(
+                        ctx,
+                        session,
+                        count,
+                        args.concurrency,
+                        args.start_timeout,
+                        restarts=args.restarts,
+                        spread_rounds=args.spread_rounds,
+                        profile_restart=args.profile_restart,
+                        compare_code=args.compare_code,
+                    )
                 )
                 print(
                     f"  started in {rows[-1].start_seconds} s, RSS {rows[-1].rss_started} MB",
@@ -943,6 +1148,8 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
 
     from core import builtin
     from core.config.loader import load_tenant_file
+    from core.runtime.contributions import contributions_of
+    from core.runtime.lifecycle import Lifecycle
     from core.runtime.plugins import CORE_PLUGIN, build_plugin_manager
     from core.runtime.settings import RuntimeSettings
     from core.runtime.tenant import Tenant as CoreTenant
@@ -973,7 +1180,9 @@ async def aiogram_app(tenant_file: Path, dedupe: bool) -> Any:
         settings=spec.settings,
         statuses=spec.machines,
         texts=spec.texts,
-        pm=pm,
+        hook=contributions_of(pm).hooks_for(spec.features),
+        contributions=contributions_of(pm),
+        lifecycle=Lifecycle(),
         # The tenant file's cap, as the runtime applies it (TENANT_MAX_CONNECTIONS).
         db=TenantDB(pool, config.schema, max_connections=config.storage.max_connections),
         redis=redis,
@@ -1061,6 +1270,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="after part 1, sample one more run of each server with py-spy and print hot spots",
+    )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="starts on the same files after the first, per tenant count (default 1)",
+    )
+    parser.add_argument(
+        "--spread-rounds",
+        type=int,
+        default=3,
+        help="alternating one-tenant and spread runs per tenant count (default 3)",
+    )
+    parser.add_argument(
+        "--compare-code",
+        type=Path,
+        default=None,
+        help="also restart each tenant count from the core package of this tree (say a "
+        "'git archive' of an older commit), alternating with this tree's restarts",
+    )
+    parser.add_argument(
+        "--profile-restart",
+        action="store_true",
+        help="sample the first restart of each tenant count with py-spy and print where it spends",
     )
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the child processes' logs and tenant files"
