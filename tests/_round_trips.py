@@ -6,15 +6,18 @@ or pipeline is recorded with the asyncio task that sent it. uvicorn serves
 each request in a task of its own and the runtime's background work (relay,
 consumers, job worker) runs in other tasks, so the calls of one request are
 the calls of the task that sent its marker statement. asyncpg resets a
-connection on its release in a task of its own (``asyncio.shield``), so the
-release is recorded as one round trip of the releasing task. A statement whose
-prepared form is not cached yet costs one more round trip than recorded:
-warm the path up with one request before counting.
+connection on its release in a task of its own (``asyncio.shield``), which
+inherits the releasing task's context: what the reset sends (nothing when the
+``COMMIT`` carried it, :class:`core.storage.db.TenantConnection`) is recorded
+as the releasing task's. A statement whose prepared form is not cached yet
+costs one more round trip than recorded: warm the path up with one request
+before counting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import asyncpg.connection
@@ -23,6 +26,9 @@ import pytest
 from redis.asyncio.client import Pipeline, Redis
 
 __all__ = ["RoundTrips"]
+
+_releasing: contextvars.ContextVar[Any] = contextvars.ContextVar("releasing", default=None)
+"""The task releasing a connection, seen by the task asyncpg resets it in (a copy of its context)."""
 
 
 class RoundTrips:
@@ -49,8 +55,11 @@ class RoundTrips:
             return await many(conn, query, *args, **kwargs)
 
         async def released(pool: Any, conn: Any, *args: Any, **kwargs: Any) -> Any:
-            self._record("postgres", "(reset on release)")
-            return await release(pool, conn, *args, **kwargs)
+            token = _releasing.set(asyncio.current_task())
+            try:
+                return await release(pool, conn, *args, **kwargs)
+            finally:
+                _releasing.reset(token)
 
         async def redis_command(client: Any, *args: Any, **kwargs: Any) -> Any:
             self._record("redis", " ".join(str(a) for a in args[:2]))
@@ -68,7 +77,8 @@ class RoundTrips:
         monkeypatch.setattr(Pipeline, "execute", redis_pipeline)
 
     def _record(self, backend: str, text: str) -> None:
-        self.calls.append((asyncio.current_task(), backend, " ".join(text.split())))
+        task = _releasing.get() or asyncio.current_task()
+        self.calls.append((task, backend, " ".join(text.split())))
 
     def clear(self) -> None:
         """Forget what was recorded so far."""

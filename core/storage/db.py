@@ -1,9 +1,16 @@
 """PostgreSQL access: one asyncpg pool for all tenants, a schema per tenant.
 
 A :class:`TenantDB` hands out connections whose ``search_path`` is the tenant's
-schema. ``acquire()`` sets it for the session (asyncpg's pool runs ``RESET ALL``
-when the connection is released, so it never leaks to the next user);
-``transaction()`` uses ``SET LOCAL`` inside the transaction.
+schema. ``acquire()`` sets it for the session (asyncpg's pool resets the
+session, ``RESET ALL`` included, when the connection is released, so it never
+leaks to the next user); ``transaction()`` uses ``SET LOCAL`` inside the
+transaction.
+
+The pool's connections are :class:`TenantConnection`, which lets
+``transaction()`` send ``SET LOCAL search_path`` in the same round trip as
+``BEGIN`` and, on a pool that resets sessions, asyncpg's reset query in the
+same round trip as ``COMMIT``: a transaction costs two round trips of its own
+instead of four (BEGIN, SET LOCAL, COMMIT, the reset on release).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "TENANT_WAIT_SECONDS",
     "TenantBusy",
+    "TenantConnection",
     "TenantDB",
     "create_pool",
 ]
@@ -28,6 +36,81 @@ DEFAULT_MAX_CONNECTIONS = 5
 
 TENANT_WAIT_SECONDS = 5.0
 """How long a request waits for one of its tenant's connections before it gets 503."""
+
+
+class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg's connection, able to send a statement with its transaction's ``BEGIN`` or ``COMMIT``.
+
+    asyncpg's :class:`~asyncpg.transaction.Transaction` sends ``BEGIN ...;``
+    and ``COMMIT;`` as simple queries through :meth:`execute`, and a simple
+    query may hold several statements (PostgreSQL runs them in order and stops
+    at the first error). :meth:`with_begin` makes the next ``BEGIN`` carry a
+    statement; :meth:`reset_with_commit` makes the next ``COMMIT`` carry
+    :meth:`asyncpg.Connection.get_reset_query` (advisory unlock, ``CLOSE
+    ALL``, ``UNLISTEN *``, ``RESET ALL``), after which :meth:`get_reset_query`
+    answers ``""`` once, so the pool's reset on release (asyncpg's documented
+    override point) sends nothing. Savepoints of nested ``transaction()``
+    blocks are untouched. Set as the pool's ``connection_class`` by
+    :func:`create_pool`.
+    """
+
+    __slots__ = ("_begin_tail", "_commit_tail", "_session_reset")
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._begin_tail: str | None = None
+        self._commit_tail: str | None = None
+        self._session_reset = False
+
+    def with_begin(self, statement: str) -> None:
+        """Send ``statement`` with the next transaction's ``BEGIN`` (see :meth:`began_with`)."""
+        self._begin_tail = statement
+
+    def began_with(self) -> bool:
+        """True when the ``BEGIN`` just sent carried the :meth:`with_begin` statement.
+
+        False when it did not (nothing was armed, or asyncpg began otherwise):
+        the caller sends the statement itself. Disarms in both cases.
+        """
+        sent = self._begin_tail is None
+        self._begin_tail = None
+        return sent
+
+    def reset_with_commit(self) -> None:
+        """Send the session reset with the next ``COMMIT``; the release then sends none.
+
+        Call it last in a transaction, right before its block commits. When
+        the ``COMMIT`` fails, nothing is skipped: the release resets as usual.
+        """
+        self._commit_tail = super().get_reset_query()
+
+    def get_reset_query(self) -> str:
+        """asyncpg's reset query, or ``""`` once the last ``COMMIT`` has carried it."""
+        if self._session_reset:
+            self._session_reset = False
+            return ""
+        return super().get_reset_query()
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        """:meth:`asyncpg.Connection.execute`, adding the armed statements to ``BEGIN``/``COMMIT``."""
+        if not args:
+            if self._begin_tail is not None and query.startswith("BEGIN"):
+                query, self._begin_tail = query + self._begin_tail, None
+            elif self._commit_tail is not None and query == "COMMIT;":
+                query, self._commit_tail = query + self._commit_tail, None
+                status = await super().execute(query, timeout=timeout)
+                self._session_reset = True
+                return status
+        return await super().execute(query, *args, timeout=timeout)
+
+
+def _carrier(conn: Any) -> TenantConnection | None:
+    """The pooled connection as a :class:`TenantConnection`, or None for another connection class.
+
+    By its methods: a pool's connection is a proxy, and asyncpg's
+    ``isinstance`` answers True for any proxy whatever the class asked about.
+    """
+    return conn if callable(getattr(conn, "reset_with_commit", None)) else None
 
 
 class TenantBusy(TimeoutError):
@@ -59,6 +142,9 @@ async def create_pool(
             prepared statements (``statement_cache_size=0``) and no session
             reset on release (a pooler does its own).
 
+    Returns:
+        A pool of :class:`TenantConnection`.
+
     Raises:
         OSError, asyncpg.PostgresError: the server cannot be reached or refuses us.
     """
@@ -71,6 +157,7 @@ async def create_pool(
             statement_cache_size=0,
             server_settings={"application_name": application_name},
             reset=_no_reset,
+            connection_class=TenantConnection,
         )
     return await asyncpg.create_pool(
         dsn,
@@ -78,6 +165,7 @@ async def create_pool(
         max_size=max_size,
         command_timeout=60,
         server_settings={"application_name": application_name},
+        connection_class=TenantConnection,
     )
 
 
@@ -160,6 +248,12 @@ class TenantDB:
     ) -> AsyncIterator[asyncpg.Connection]:
         """Yield a connection inside a transaction whose search_path is the tenant's.
 
+        On a pool of :class:`TenantConnection` (:func:`create_pool`), ``SET
+        LOCAL search_path`` goes with ``BEGIN`` and, unless the pool is a
+        transaction pooler's, the session reset with ``COMMIT`` (two round
+        trips of its own); on any other pool, as separate statements (four).
+        Nested ``conn.transaction()`` blocks are savepoints, as asyncpg has them.
+
         Args:
             isolation: ``read_committed``, ``repeatable_read`` or ``serializable``.
 
@@ -168,9 +262,16 @@ class TenantDB:
         """
         await self._take_slot()
         try:
-            async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
-                await conn.execute(self._set_local_path)
-                yield conn
+            async with self.pool.acquire() as conn:
+                carrier = _carrier(conn)
+                if carrier is not None:
+                    carrier.with_begin(self._set_local_path)
+                async with conn.transaction(isolation=isolation):
+                    if carrier is None or not carrier.began_with():
+                        await conn.execute(self._set_local_path)
+                    yield conn
+                    if carrier is not None and not self.transaction_pooling:
+                        carrier.reset_with_commit()
         finally:
             self._slots.release()
 

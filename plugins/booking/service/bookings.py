@@ -194,14 +194,15 @@ async def _book(
 ) -> BookingView | None:
     """Hold the first free allocation of ``plan`` and write the booking; None when none is free.
 
-    Round trips of the usual create (one attempt, no per-user cap): BEGIN,
-    SET LOCAL search_path (both from ``tenant.db.transaction()``), one read of
+    Round trips of the usual create (one attempt, no per-user cap): BEGIN
+    with SET LOCAL search_path (``tenant.db.transaction()``), one read of
     the resources and the holds around ``start``, one statement writing the
     booking, its holds and its history rows and answering the booking
     (``create_booking.sql``), the outbox row with its NOTIFY
-    (``tenant.publish``), COMMIT, and the pool's reset on release: 7. A user
-    with a cap adds two (the lock, then the count, which must be a later
-    statement than the lock to see the bookings committed while it waited).
+    (``tenant.publish``), and COMMIT with the session reset (so the pool's
+    release sends nothing): 5. A user with a cap adds two (the lock, then the
+    count, which must be a later statement than the lock to see the bookings
+    committed while it waited).
     The free allocations are read once, in the first attempt's transaction;
     an allocation taken since (an exclusion violation, or a deadlock
     PostgreSQL broke) aborts that transaction, and the next allocation is

@@ -295,13 +295,14 @@ async def create_order(
     draft = _with_normal_phone(tenant, draft)
     settings = settings_of(tenant)
     initial = tenant.statuses["orders"].initial
-    # Round trips (with the per-customer cap, the default): BEGIN and SET LOCAL
-    # search_path (tenant.db.transaction()), the customer's advisory lock, one
-    # read of the active orders, the store and the share-locked items (it must
-    # follow the lock to count what committed while it waited), one statement
-    # writing the order, its lines and its history row (create_order.sql), the
-    # outbox row with its NOTIFY (tenant.publish), COMMIT and the pool's reset
-    # on release: 8; 7 without a cap.
+    # Round trips (with the per-customer cap, the default): BEGIN with SET
+    # LOCAL search_path (tenant.db.transaction()), the customer's advisory
+    # lock, one read of the active orders, the store and the share-locked
+    # items (it must follow the lock to count what committed while it waited),
+    # one statement writing the order, its lines and its history row
+    # (create_order.sql), the outbox row with its NOTIFY (tenant.publish), and
+    # COMMIT with the session reset (the pool's release sends nothing): 6; 5
+    # without a cap.
     async with tenant.db.transaction() as conn:
         cap = None
         if settings.max_active_orders_per_customer:
