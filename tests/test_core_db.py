@@ -3,6 +3,7 @@ session reset with COMMIT, and a connection back in the pool keeps nothing of it
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import asyncpg
@@ -202,3 +203,70 @@ async def test_transaction_pooling_sends_the_search_path_with_begin_and_no_reset
         ] * POOL_SIZE
     finally:
         await pool.close()
+
+
+async def test_a_lock_goes_with_begin_and_serialises_transactions_of_its_key(
+    pool, schemas, monkeypatch
+):
+    # Two TenantDBs, so neither waits for the other's connection cap (1 of 2).
+    db, other_db = TenantDB(pool, schemas[0]), TenantDB(pool, schemas[0])
+    key = f"tenantry:test-cap:{schemas[0]}:7001"
+    trips = RoundTrips(monkeypatch)
+    first_holds, first_may_commit = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction(lock=key) as conn:
+            await conn.execute("INSERT INTO t VALUES ('first')")
+            first_holds.set()
+            await first_may_commit.wait()
+
+    async def second() -> int:
+        await first_holds.wait()
+        async with other_db.transaction(lock=key) as conn:
+            # A later statement than the lock: it sees what committed while it waited.
+            return await conn.fetchval("SELECT count(*) FROM t WHERE v = 'first'")
+
+    first_task = asyncio.create_task(first())
+    second_task = asyncio.create_task(second())
+    try:
+        await first_holds.wait()
+        await asyncio.sleep(0.2)
+        assert not second_task.done()  # waiting for the key
+    finally:
+        first_may_commit.set()
+    await first_task
+    assert await second_task == 1
+
+    begins = [text for _task, _backend, text in trips.calls if text.startswith("BEGIN")]
+    assert (
+        begins
+        == [
+            f'BEGIN ISOLATION LEVEL READ COMMITTED;SET LOCAL search_path TO "{schemas[0]}"'
+            f";SELECT pg_advisory_xact_lock(hashtextextended('{key}', 0))"
+        ]
+        * 2
+    )
+    assert await pooled_sessions(pool) == [CLEAN, CLEAN]
+
+
+async def test_a_lock_on_a_pool_of_plain_connections_is_a_statement_of_its_own(
+    tenantry_database_url, schemas
+):
+    pool = await asyncpg.create_pool(tenantry_database_url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+    try:
+        db = TenantDB(pool, schemas[1])
+        async with db.transaction(lock="tenantry:test-cap:plain") as conn:
+            locks = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+            assert locks == 1
+            assert await conn.fetchval("SELECT v FROM t") == schemas[1]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("key", ["", "it's", "a b", "x" * 201, "tenant;DROP"])
+async def test_a_lock_key_is_refused_unless_plain(pool, schemas, key):
+    with pytest.raises(ValueError, match="advisory lock key"):
+        async with TenantDB(pool, schemas[0]).transaction(lock=key):
+            pass

@@ -16,6 +16,7 @@ instead of four (BEGIN, SET LOCAL, COMMIT, the reset on release).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +37,11 @@ DEFAULT_MAX_CONNECTIONS = 5
 
 TENANT_WAIT_SECONDS = 5.0
 """How long a request waits for one of its tenant's connections before it gets 503."""
+
+LOCK_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+"""What a ``transaction(lock=...)`` key may hold: it is sent as a literal, with ``BEGIN``."""
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 
 class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -244,31 +250,50 @@ class TenantDB:
 
     @asynccontextmanager
     async def transaction(
-        self, *, isolation: str = "read_committed"
+        self, *, isolation: str = "read_committed", lock: str | None = None
     ) -> AsyncIterator[asyncpg.Connection]:
         """Yield a connection inside a transaction whose search_path is the tenant's.
 
         On a pool of :class:`TenantConnection` (:func:`create_pool`), ``SET
-        LOCAL search_path`` goes with ``BEGIN`` and, unless the pool is a
-        transaction pooler's, the session reset with ``COMMIT`` (two round
-        trips of its own); on any other pool, as separate statements (four).
-        Nested ``conn.transaction()`` blocks are savepoints, as asyncpg has them.
+        LOCAL search_path`` (and the ``lock``) goes with ``BEGIN`` and, unless
+        the pool is a transaction pooler's, the session reset with ``COMMIT``
+        (two round trips of its own); on any other pool, as separate
+        statements (four, five with a lock). Nested ``conn.transaction()``
+        blocks are savepoints, as asyncpg has them.
 
         Args:
             isolation: ``read_committed``, ``repeatable_read`` or ``serializable``.
+            lock: first take the transaction-level advisory lock of this key
+                (``pg_advisory_xact_lock(hashtextextended(lock, 0))``), held
+                until the transaction ends: transactions naming the same key
+                run one after another (one customer's creates under a cap;
+                count what they hold in a later statement, whose snapshot shows
+                what committed while this one waited). Advisory locks are
+                database-wide, so name the schema in the key. Letters, digits
+                and ``_.:-`` (:data:`LOCK_KEY_PATTERN`).
 
         Raises:
             TenantBusy: the tenant's cap stayed full for ``acquire_timeout`` seconds.
+            ValueError: ``lock`` holds other characters, or more than 200.
         """
+        first = self._set_local_path
+        if lock is not None:
+            if not LOCK_KEY_PATTERN.fullmatch(lock):
+                raise ValueError(
+                    f"advisory lock key {lock!r} does not match {LOCK_KEY_PATTERN.pattern}"
+                )
+            first += f";SELECT pg_advisory_xact_lock(hashtextextended('{lock}', 0))"
         await self._take_slot()
         try:
             async with self.pool.acquire() as conn:
                 carrier = _carrier(conn)
                 if carrier is not None:
-                    carrier.with_begin(self._set_local_path)
+                    carrier.with_begin(first)
                 async with conn.transaction(isolation=isolation):
                     if carrier is None or not carrier.began_with():
                         await conn.execute(self._set_local_path)
+                        if lock is not None:
+                            await conn.execute(_LOCK, lock)
                     yield conn
                     if carrier is not None and not self.transaction_pooling:
                         carrier.reset_with_commit()

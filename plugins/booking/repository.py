@@ -31,7 +31,6 @@ __all__ = [
     "insert_history",
     "insert_holds",
     "list_blocked_slots",
-    "lock_user_bookings",
     "mark_feedback_requested",
     "mark_reminded",
     "release_holds",
@@ -41,6 +40,7 @@ __all__ = [
     "sync_resources",
     "sync_services",
     "upcoming_for_user",
+    "user_bookings_lock",
 ]
 
 BOOKING_COLUMNS = """
@@ -290,16 +290,13 @@ async def bookings_between(
     )
 
 
-async def lock_user_bookings(conn: asyncpg.Connection, schema: str, user_id: int) -> None:
-    """Serialise one user's booking creates until the transaction ends.
+def user_bookings_lock(schema: str, user_id: int) -> str:
+    """The advisory lock key that serialises one user's booking creates (``transaction(lock=...)``).
 
-    A transaction-level advisory lock; advisory locks are database-wide, so
-    the key names the schema as well as the user.
+    Advisory locks are database-wide, so the key names the schema as well as
+    the user.
     """
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"tenantry:booking-cap:{schema}:{user_id}",
-    )
+    return f"tenantry:booking-cap:{schema}:{user_id}"
 
 
 async def active_bookings_of_user(

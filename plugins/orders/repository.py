@@ -361,16 +361,13 @@ async def customer_orders(conn: Conn, customer_id: int, limit: int) -> list[asyn
     )
 
 
-async def lock_customer_orders(conn: Conn, schema: str, customer_id: int) -> None:
-    """Serialise one customer's order creates until the transaction ends.
+def customer_orders_lock(schema: str, customer_id: int) -> str:
+    """The advisory lock key that serialises one customer's order creates (``transaction(lock=...)``).
 
-    A transaction-level advisory lock; advisory locks are database-wide, so
-    the key names the schema as well as the customer.
+    Advisory locks are database-wide, so the key names the schema as well as
+    the customer.
     """
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        f"tenantry:orders-cap:{schema}:{customer_id}",
-    )
+    return f"tenantry:orders-cap:{schema}:{customer_id}"
 
 
 async def search_orders(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from _booking_support import add_restaurant, at, booking_body, future_day, schema
 from _round_trips import RoundTrips
 
+from core.testing.updates import webapp_init_data
+
 
 async def test_an_api_create_makes_five_postgres_and_three_redis_round_trips(tenantry, monkeypatch):
     config = add_restaurant(tenantry)
@@ -53,3 +55,31 @@ async def test_an_api_create_makes_five_postgres_and_three_redis_round_trips(ten
         booking["id"],
     )
     assert row == {"status": "confirmed", "same": True}
+
+
+async def test_a_customer_create_under_the_cap_adds_only_the_count(tenantry, monkeypatch):
+    config = add_restaurant(tenantry)  # max_active_bookings_per_user: 2, the default
+    await tenantry.start()
+    day = future_day()
+    user = {"id": 7001, "first_name": "Anna"}
+    headers = {"X-Telegram-Init-Data": webapp_init_data(config["bot"]["token"], user)}
+    url = "/api/tenants/filin/booking/bookings"
+    warm = await tenantry.client.post(
+        url, json=booking_body(at(day, "12:00")), headers={**headers, "Idempotency-Key": "w"}
+    )
+    assert warm.status_code == 201, warm.text
+    trips = RoundTrips(monkeypatch)
+
+    response = await tenantry.client.post(
+        url, json=booking_body(at(day, "19:00")), headers={**headers, "Idempotency-Key": "k"}
+    )
+
+    assert response.status_code == 201, response.text
+    calls = trips.of_request("INSERT INTO bookings")
+    # BEGIN with SET LOCAL search_path and the user's lock, resources + holds,
+    # the user's active bookings that day (a later statement than the lock),
+    # the booking, the outbox row + NOTIFY, COMMIT with the session reset.
+    assert len(calls["postgres"]) == 6, "\n".join(calls["postgres"])
+    assert "hashtextextended('tenantry:booking-cap:" in calls["postgres"][0]
+    assert calls["postgres"][2].startswith("SELECT count(*) FROM bookings WHERE user_id = $1")
+    assert calls["postgres"][-1].startswith("COMMIT;SELECT pg_advisory_unlock_all();")

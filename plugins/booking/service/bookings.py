@@ -200,9 +200,9 @@ async def _book(
     booking, its holds and its history rows and answering the booking
     (``create_booking.sql``), the outbox row with its NOTIFY
     (``tenant.publish``), and COMMIT with the session reset (so the pool's
-    release sends nothing): 5. A user with a cap adds two (the lock, then the
-    count, which must be a later statement than the lock to see the bookings
-    committed while it waited).
+    release sends nothing): 5. A user with a cap adds one: the count, after
+    the user's lock (sent with BEGIN, ``transaction(lock=...)``), since only a
+    later statement than the lock sees the bookings committed while it waited.
     The free allocations are read once, in the first attempt's transaction;
     an allocation taken since (an exclusion violation, or a deadlock
     PostgreSQL broke) aborts that transaction, and the next allocation is
@@ -211,15 +211,18 @@ async def _book(
     held_start, held_end = _held_window(settings, start, plan.duration_minutes)
     free: list[Allocation] | None = None
     ids: dict[str, int] = {}
+    lock = None
+    if user_id is not None and settings.max_active_bookings_per_user:
+        lock = repo.user_bookings_lock(tenant.config.schema, user_id)
     for attempt in range(_MAX_ATTEMPTS):
         try:
-            async with tenant.db.transaction() as conn:
+            async with tenant.db.transaction(lock=lock) as conn:
                 if free is None:
                     ids, spans = await _resources_and_holds(conn, held_start, held_end)
                     free = free_allocations(plan.allocations, ids, spans, held_start, held_end)
                 if attempt >= len(free):
                     return None
-                if user_id is not None and settings.max_active_bookings_per_user:
+                if user_id is not None and lock is not None:
                     await _check_user_cap(tenant, settings, conn, user_id, start)
                 if confirm:
                     tenant.statuses[PLUGIN].check(
@@ -249,8 +252,9 @@ async def _check_user_cap(
 ) -> None:
     """Refuse a booking that would give ``user_id`` more than the cap of active bookings that day.
 
-    Runs in the creating transaction, after a lock per user, so of concurrent
-    creates by one user at most the cap commit.
+    Runs in the creating transaction, which holds the user's lock
+    (:func:`repository.user_bookings_lock`), so of concurrent creates by one
+    user at most the cap commit.
 
     Raises:
         Conflict: 409 ``booking.too_many_bookings`` (``limit``, ``date``).
@@ -261,7 +265,6 @@ async def _check_user_cap(
     excluded = [s for s in machine.states if s in inactive or machine.is_final(s)]
     day = start.astimezone(tenant.tz).date()
     day_start, day_end = _day_bounds(tenant, day)
-    await repo.lock_user_bookings(conn, tenant.config.schema, user_id)
     held = await repo.active_bookings_of_user(
         conn, user_id, max(day_start, _now()), day_end, excluded
     )

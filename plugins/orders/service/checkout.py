@@ -248,21 +248,22 @@ async def quote_order(tenant: Tenant, draft: OrderDraft) -> dict[str, Any]:
     }
 
 
-async def _lock_customer_cap(
-    tenant: Tenant, settings: OrdersSettings, conn: repo.Conn, customer_id: int
+def _customer_cap(
+    tenant: Tenant, settings: OrdersSettings, customer_id: int
 ) -> tuple[int, int, list[str]]:
-    """Serialise ``customer_id``'s creates until the transaction ends; return the cap to check.
+    """The cap of ``customer_id``'s active orders, for :func:`_price` to check.
 
-    Of concurrent creates by one customer at most the cap commit: each takes
-    this lock first, and counts the active orders in a later statement
-    (:func:`_price`), whose snapshot shows every order committed meanwhile.
+    Of concurrent creates by one customer at most the cap commit: each
+    transaction takes the customer's lock first (``lock=`` of
+    ``tenant.db.transaction()``, :func:`repository.customer_orders_lock`) and
+    counts the active orders in a later statement (:func:`_price`), whose
+    snapshot shows every order committed meanwhile.
 
     Returns:
         ``(customer_id, max_active_orders_per_customer, statuses that do not count)``.
     """
     machine = tenant.statuses["orders"]
     excluded = [s for s in machine.states if s in settings.cancelled_states or machine.is_final(s)]
-    await repo.lock_customer_orders(conn, tenant.config.schema, customer_id)
     return customer_id, settings.max_active_orders_per_customer, excluded
 
 
@@ -295,18 +296,19 @@ async def create_order(
     draft = _with_normal_phone(tenant, draft)
     settings = settings_of(tenant)
     initial = tenant.statuses["orders"].initial
-    # Round trips (with the per-customer cap, the default): BEGIN with SET
-    # LOCAL search_path (tenant.db.transaction()), the customer's advisory
-    # lock, one read of the active orders, the store and the share-locked
-    # items (it must follow the lock to count what committed while it waited),
-    # one statement writing the order, its lines and its history row
-    # (create_order.sql), the outbox row with its NOTIFY (tenant.publish), and
-    # COMMIT with the session reset (the pool's release sends nothing): 6; 5
-    # without a cap.
-    async with tenant.db.transaction() as conn:
-        cap = None
-        if settings.max_active_orders_per_customer:
-            cap = await _lock_customer_cap(tenant, settings, conn, customer_id)
+    # Round trips: BEGIN with SET LOCAL search_path and, under the
+    # per-customer cap (the default), the customer's advisory lock
+    # (tenant.db.transaction()); one read of the active orders, the store and
+    # the share-locked items (a later statement than the lock, so it counts
+    # what committed while this one waited); one statement writing the order,
+    # its lines and its history row (create_order.sql); the outbox row with
+    # its NOTIFY (tenant.publish); COMMIT with the session reset (the pool's
+    # release sends nothing): 5.
+    cap, lock = None, None
+    if settings.max_active_orders_per_customer:
+        cap = _customer_cap(tenant, settings, customer_id)
+        lock = repo.customer_orders_lock(tenant.config.schema, customer_id)
+    async with tenant.db.transaction(lock=lock) as conn:
         store, lines, subtotal, fee = await _price(conn, settings, draft, cap=cap)
         role = "admin" if source == "api" else "customer"
         order, order_lines = await repo.create_order(
