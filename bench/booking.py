@@ -18,7 +18,9 @@ Measured, in this order:
    admin's Telegram notice is sent by the event consumer in the server, to a
    Bot API stand-in process). Server CPU per booking is the server process's
    user + system time (``os.times()``) from the first request to the last
-   answer, and until every event was delivered ("with events").
+   answer, and until every event was delivered ("with events"), at most
+   ``--events-timeout`` seconds (0: not waited for; the admin's notices go
+   one a second, so N bookings take about N seconds).
 2. ``GET /availability`` of the busiest day sent open-loop at ``--rate``
    requests per second for ``--seconds`` (each request starts at its
    scheduled moment whether or not earlier ones finished, and its latency
@@ -131,7 +133,13 @@ def booking_request(index: int, base: str, headers: dict[str, str]) -> tuple:
 
 
 async def bench(
-    database_url: str, redis_url: str, bookings: int, concurrency: int, rate: float, seconds: float
+    database_url: str,
+    redis_url: str,
+    bookings: int,
+    concurrency: int,
+    rate: float,
+    seconds: float,
+    events_timeout: float,
 ) -> None:
     """Run the three measurements and print the report."""
     async with served_tenant(
@@ -153,7 +161,7 @@ async def bench(
 
         # -- creates through the API
         requests = [booking_request(index, base, headers) for index in range(bookings)]
-        api = await served.creates(requests, concurrency)
+        api = await served.creates(requests, concurrency, events_timeout)
 
         # -- availability at a fixed rate, on the busiest day
         busy_day = slot(0, first_day=1)[1].date().isoformat()
@@ -201,15 +209,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--rate", type=float, default=50.0, help="availability requests per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="availability run length")
+    parser.add_argument(
+        "--events-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the events after the creates (default 120; 0: no wait)",
+    )
     args = parser.parse_args()
     if args.bookings > TABLES * 24 * 24:
         raise SystemExit(f"--bookings at most {TABLES * 24 * 24}")
     import uvloop
 
     with bench_servers() as (database_url, redis_url):
-        uvloop.run(
-            bench(database_url, redis_url, args.bookings, args.concurrency, args.rate, args.seconds)
-        )
+        run = bench(
+            database_url, redis_url, args.bookings, args.concurrency, args.rate, args.seconds,
+            args.events_timeout,
+        )  # fmt: skip
+        uvloop.run(run)
 
 
 if __name__ == "__main__":
