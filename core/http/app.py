@@ -32,6 +32,7 @@ from core.errors import (
     problem_from_http_exception,
 )
 from core.http.admin import AdminController
+from core.http.admin_store import AdminStoreController
 from core.http.assets import openapi_assets_router, openapi_render_plugins
 from core.http.health import health
 from core.http.mounts import build_plugin_routers
@@ -196,6 +197,7 @@ def create_app(
             webhook,
             health,
             AdminController,
+            AdminStoreController,
             PrometheusController,
             openapi_assets_router(),
             *build_plugin_routers(runtime.pm),
