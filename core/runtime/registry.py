@@ -30,7 +30,7 @@ from core.config.loader import (
     check_tenant_set,
     load_tenant_text,
 )
-from core.config.model import DEFAULT_DATABASE, ConfigError, ConfigIssue, TenantConfig
+from core.config.model import DEFAULT_DATABASE, ConfigError, ConfigIssue
 from core.runtime._loading import load_files, load_guarded
 from core.runtime._starting import START_CONCURRENCY, TenantStarting
 from core.runtime._store_sync import StoreSync
@@ -179,15 +179,6 @@ class TenantRegistry(StoreSync, TenantStarting):
         # Labels in :attr:`rejected` of stored versions this runtime refused
         # (not files of its folder, so a folder scan does not clear them).
         self._store_rejected: set[str] = set()
-
-    def pool_of(self, config: TenantConfig) -> asyncpg.Pool:
-        """The pool of the PostgreSQL server ``config`` names (``storage.database``).
-
-        Raises:
-            KeyError: a server this runtime has no URL for (validation refuses
-                such a file first).
-        """
-        return self.pools[config.storage.database]
 
     def lifecycle(self, tenant: Tenant) -> Lifecycle:
         """The lifecycle of ``tenant`` (an object this registry built), which only the registry moves."""
