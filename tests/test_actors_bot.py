@@ -1,10 +1,12 @@
-"""Actors in the bot: role-only commands behind HasRole, the core's polite refusal, /help per role."""
+"""Actors in the bot: the HasRole filter on its own, the core's polite refusal of role commands, /help per role."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core import Grant, Role, hookimpl
+import pytest
+
+from core import Grant, HasRole, Role, hookimpl
 
 STAFF = 4101
 MANAGER = 4102
@@ -81,10 +83,70 @@ async def _say(tenantry: Any, updates: Any, bot_api: Any, bot: int, user: int, t
     return sent[0].params["text"]
 
 
-async def _start(tenantry: Any, locale: str = "en") -> int:
+RESOLVED: list[int] = []
+"""User ids ``Backroom.grant_roles`` was asked about, one entry per call."""
+
+
+class Backroom:
+    """A plugin whose staff-only handlers only the role filter guards.
+
+    ``/stock`` and the ``restock`` button are declared nowhere with a role
+    (no ``register_commands`` entry), so the core's refusal of role commands
+    never sees them: whether a non-member reaches the staff handlers is up to
+    ``HasRole`` alone. Everyone else falls through to a public router filtered
+    with ``~HasRole("staff")``.
+    """
+
+    @hookimpl
+    def register_roles(self) -> list[Role]:
+        return [Role("staff", "an employee")]
+
+    @hookimpl
+    def grant_roles(self, tenant: Any, user_id: int) -> list[Grant] | None:
+        RESOLVED.append(user_id)
+        return [Grant("staff")] if user_id == STAFF else None
+
+    @hookimpl
+    def register_routers(self, tenant: Any) -> Any:
+        from aiogram import F, Router
+        from aiogram.filters import Command
+
+        async def stock(message: Any, actor: Any) -> None:
+            SEEN.append(("stock", message.from_user.id, actor.roles, "staff"))
+            await message.answer("stock: 12 crates")
+
+        async def restock(callback: Any, actor: Any) -> None:
+            SEEN.append(("restock", callback.from_user.id, actor.roles, "staff"))
+            await callback.answer("restocked")
+
+        async def not_staff(message: Any, actor: Any) -> None:
+            SEEN.append(("stock", message.from_user.id, actor.roles, "everyone"))
+            await message.answer("ask a member of staff")
+
+        async def not_staff_press(callback: Any) -> None:
+            await callback.answer("staff only", show_alert=True)
+
+        router = Router(name=f"backroom:{tenant.id}")
+        staff = Router(name=f"backroom.staff:{tenant.id}")
+        staff.message.filter(HasRole("staff"))
+        staff.callback_query.filter(HasRole("staff"))
+        staff.message.register(stock, Command("stock"))
+        staff.callback_query.register(restock, F.data == "restock")
+        everyone = Router(name=f"backroom.everyone:{tenant.id}")
+        everyone.message.filter(~HasRole("staff"))
+        everyone.callback_query.filter(~HasRole("staff"))
+        everyone.message.register(not_staff, Command("stock"))
+        everyone.callback_query.register(not_staff_press, F.data == "restock")
+        router.include_routers(staff, everyone)
+        return router
+
+
+async def _start(tenantry: Any, locale: str = "en", plugin: tuple[str, Any] | None = None) -> int:
     SEEN.clear()
-    config = tenantry.add_tenant("crew", locale=locale, features={"rota": {}})
-    await tenantry.start(plugins=[("rota", ShiftsLike())])
+    RESOLVED.clear()
+    name, implementation = plugin or ("rota", ShiftsLike())
+    config = tenantry.add_tenant("crew", locale=locale, features={name: {}})
+    await tenantry.start(plugins=[(name, implementation)])
     await tenantry.wait_state("crew", "running")
     return int(config["bot"]["token"].split(":")[0])
 
@@ -135,3 +197,58 @@ async def test_the_refusal_is_in_the_tenants_language(tenantry, updates, bot_api
     bot = await _start(tenantry, locale="ru")
     text = await _say(tenantry, updates, bot_api, bot, STRANGER, "/payroll")
     assert text == "Эта команда только для менеджеров."
+
+
+async def test_the_role_filter_alone_keeps_others_out_of_staff_handlers(tenantry, updates, bot_api):
+    bot = await _start(tenantry, plugin=("backroom", Backroom()))
+
+    async def say(user: int, text: str) -> str:
+        return await _say(tenantry, updates, bot_api, bot, user, text)
+
+    async def press(user: int) -> dict[str, Any]:
+        before = len(bot_api.calls("answerCallbackQuery", bot_id=bot))
+        response = await tenantry.post_update(
+            "crew", updates.callback_query("restock", user_id=user)
+        )
+        assert response.status_code == 200, response.text
+        answers = bot_api.calls("answerCallbackQuery", bot_id=bot)[before:]
+        assert len(answers) == 1, [c.params for c in answers]
+        return answers[0].params
+
+    # Not staff: an admin is not staff either. The public router answers them.
+    assert await say(STRANGER, "/stock") == "ask a member of staff"
+    assert await say(ADMIN, "/stock") == "ask a member of staff"
+    assert (await press(STRANGER))["text"] == "staff only"
+    assert [(c, u, how) for c, u, _roles, how in SEEN] == [
+        ("stock", STRANGER, "everyone"),
+        ("stock", ADMIN, "everyone"),
+    ]
+
+    SEEN.clear()
+    assert await say(STAFF, "/stock") == "stock: 12 crates"
+    assert (await press(STAFF))["text"] == "restocked"
+    assert SEEN == [
+        ("stock", STAFF, frozenset({"staff", "customer"}), "staff"),
+        ("restock", STAFF, frozenset({"staff", "customer"}), "staff"),
+    ]
+
+
+async def test_the_actor_is_resolved_once_per_update(tenantry, updates, bot_api):
+    """Router filters, the sub-routers' HasRole and the handler share one resolution."""
+    bot = await _start(tenantry, plugin=("backroom", Backroom()))
+    # The staff router's filter refuses STRANGER, the public one lets them in: two filters.
+    assert (
+        await _say(tenantry, updates, bot_api, bot, STRANGER, "/stock") == "ask a member of staff"
+    )
+    assert RESOLVED == [STRANGER]
+    assert await _say(tenantry, updates, bot_api, bot, STAFF, "/stock") == "stock: 12 crates"
+    assert RESOLVED == [STRANGER, STAFF]
+
+
+async def test_has_role_needs_a_role_and_an_actor():
+    with pytest.raises(ValueError, match="at least one role"):
+        HasRole()
+    staff = HasRole("staff", "manager")
+    assert str(staff) == "HasRole('staff', 'manager')"
+    # No actor in handler data (an update without a user, such as a channel post).
+    assert await staff(object()) is False

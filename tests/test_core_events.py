@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from core.events.streams import encode_event
 from core.testing.plugin import TenantryHarness
 
 
@@ -84,6 +85,55 @@ async def test_a_committed_event_left_in_the_outbox_by_a_crash_is_moved_at_start
     assert await tenant.events_delivered()
     assert _titles(sample) == ["orphan"]
     assert sample.EVENT_IDS == ["e0000000000000000000000000000001"]
+
+
+async def test_an_event_the_relay_sends_twice_is_handled_once_per_group(tenantry, sample):
+    """A relay that dies between its XADD and its commit sends the rows again at the next start."""
+    _, tenant = await _start(tenantry, sample, events_done_ttl_seconds=600)
+    async with tenant.db.transaction() as conn:
+        first = await tenant.publish("sample.created", {"title": "once"}, conn=conn)
+    assert await tenant.events_delivered()
+    redis = tenantry.runtime.redis
+    layout = tenantry.runtime.events.layout
+    stream = layout.key_for("filin")
+    # The same entry once more, as the relay's second attempt writes it.
+    await redis.xadd(stream, encode_event(first))
+    async with tenant.db.transaction() as conn:
+        second = await tenant.publish("sample.created", {"title": "twice?"}, conn=conn)
+    assert await tenant.events_delivered()
+    assert [fields["id"] for _, fields in await redis.xrange(stream)] == [
+        first.id,
+        first.id,
+        second.id,
+    ]
+    assert sample.EVENT_IDS == [first.id, second.id]
+    assert await redis.xpending(stream, "sample") == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+    # The handled marker, which skipped the copy, lives TENANTRY_EVENTS_DONE_TTL_SECONDS.
+    assert 0 < await redis.ttl(layout.done_key("sample", first.id, stream)) <= 600
+
+
+async def test_the_streams_keep_about_events_maxlen_entries(tenantry, sample):
+    """Retention: each shard stream is trimmed to about TENANTRY_EVENTS_MAXLEN entries."""
+    # Nobody consumes, so trimming is all that shortens the stream.
+    _, tenant = await _start(tenantry, sample, events_shards=1, events_maxlen=50, run_events=False)
+    async with tenant.db.transaction() as conn:
+        for n in range(600):
+            await tenant.publish("sample.created", {"title": f"t{n}"}, conn=conn)
+    outbox = f'SELECT count(*) AS n FROM "{tenant.config.schema}".tenantry_outbox'
+    deadline = time.monotonic() + 10
+    while (await tenantry.sql(outbox))[0]["n"]:
+        assert time.monotonic() < deadline, "the relay did not move the events"
+        await asyncio.sleep(0.05)
+    stream = tenantry.runtime.events.layout.key_for("filin")
+    assert tenantry.runtime.events.layout.keys == (stream,)
+    # MAXLEN ~ trims whole stream nodes (stream-node-max-entries, 100 by default):
+    # at least 50 are kept, and far fewer than the 600 moved.
+    assert 50 <= await tenantry.runtime.redis.xlen(stream) <= 250
 
 
 async def test_a_missed_notification_is_healed_by_the_sweep(tenantry, sample):
