@@ -37,14 +37,14 @@ class RealtimeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             10-100000 (default 1000).
         history_seconds: and kept for at most this long, seconds, 60-2592000
             (default 86400, a day). A cursor older than what is kept gets ``reset``.
-        ping_seconds: interval of the server's ``ping`` frames, 5-300
+        ping_seconds: interval of the server's ``ping`` frames, 0.2-300
             (default 30); a client silent for two intervals is disconnected.
         max_message_bytes: largest message accepted from a client, and largest
             event frame sent (a bigger one is replaced by ``reset``), 1024-1048576
             (default 65536).
         queue_size: frames buffered per connection; a client further behind is
             caught up from the stream, 16-10000 (default 256).
-        ticket_seconds: lifetime of a connection ticket, 5-300 (default 30).
+        ticket_seconds: lifetime of a connection ticket, 1-300 (default 30).
         webhooks: outgoing webhooks (default none).
     """
 

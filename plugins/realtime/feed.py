@@ -104,7 +104,7 @@ class Feed:
         return f"{self._prefix}realtime:topic:{topic}"
 
     def channel(self, topic: str) -> str:
-        """The Channels channel of ``topic`` (carries the tenant prefix)."""
+        """The Redis pub/sub channel of ``topic`` (carries the tenant prefix)."""
         return f"{self._prefix}realtime:live:{topic}"
 
     async def append(self, topic: str, event: DomainEvent) -> tuple[Entry, bool] | None:

@@ -1,11 +1,27 @@
-"""Live fan-out across runtimes: one Litestar Channels plugin per runtime, on the shared Redis.
+"""Live fan-out across runtimes: one Redis pub/sub listener per runtime, one reader per topic.
 
 The realtime plugin's ``on_event`` runs on one runtime per event (the core's
 consumer group); it appends the event to the topic's stream and publishes the
-entry on the topic's channel, which Channels' Redis pub/sub backend delivers
-to every runtime, and each runtime to its own WebSocket subscribers. A lost
-pub/sub message costs nothing: subscribers see the gap in the chain of ids
-and read the stream (:mod:`plugins.realtime.feed`).
+entry on the topic's channel, which Redis pub/sub delivers to every runtime.
+On each runtime the hub holds one pub/sub connection for every channel its
+connections follow (the way Litestar Channels' Redis pub/sub backend does,
+which this replaces: its worker ends for good on the first Redis error, and
+it gives every connection a queue and a task of its own). A message is
+decoded once per runtime, and its ASGI ``websocket.send`` message is built
+once and handed to every connection following the topic
+(:meth:`plugins.realtime.session.Session.on_live`).
+
+Nothing is lost when pub/sub loses something: each entry names its
+predecessor (:mod:`plugins.realtime.feed`), so a connection that sees a gap
+reads the stream; after the listener reconnected, every connection of the
+runtime reads what it may have missed; and every :data:`HEAL_SECONDS` the hub
+compares each topic's newest entry with the connections' cursors (one read
+per topic and runtime, not per connection).
+
+Connections read the topic streams (a cursor's catch-up, a gap) through
+:attr:`Hub.reads`, a bound of :data:`STREAM_READS` reads at once per runtime,
+so a thousand connections subscribing together cannot take every
+connection of the runtime's shared Redis pool.
 
 The hub is started by the first tenant with realtime that starts on this
 runtime and closed when the last one stops.
@@ -15,19 +31,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
-from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+import structlog
+from redis.asyncio.client import PubSub
+
+from plugins.realtime.feed import id_after
 
 if TYPE_CHECKING:
-    from litestar.channels import Subscriber
     from redis.asyncio import Redis
 
-    from plugins.realtime.feed import Entry
+    from plugins.realtime.feed import Entry, Feed
 
-__all__ = ["Hub", "LiveMessage", "decode_live"]
+__all__ = [
+    "HEAL_SECONDS",
+    "STREAM_READS",
+    "Follower",
+    "Hub",
+    "LiveMessage",
+    "behind",
+    "decode_live",
+]
+
+log = structlog.get_logger("tenantry.realtime")
+
+STREAM_READS = 16
+"""Stream reads of this runtime's connections in flight at once (the rest wait their turn)."""
+
+HEAL_SECONDS = 5.0
+"""Seconds between two comparisons of each topic's newest entry with its followers' cursors."""
+
+SUBSCRIBE_WAIT_SECONDS = 5.0
+"""How long a first follower of a channel waits for Redis to confirm the subscription."""
+
+_MAX_BACKOFF_SECONDS = 5.0
 
 _HUBS: dict[int, Hub] = {}
 
@@ -40,35 +78,71 @@ class LiveMessage(msgspec.Struct, frozen=True, array_like=True):
     frame: str
 
 
+class Follower(Protocol):
+    """A connection following topics (:class:`plugins.realtime.session.Session`)."""
+
+    def on_live(self, topic: str, live: LiveMessage, message: dict[str, Any]) -> None:
+        """A live entry of ``topic``; ``message`` is its ready ASGI ``websocket.send`` message."""
+
+    def heal(self, topic: str, newest: str | None) -> None:
+        """Read ``topic``'s stream after the cursor: entries up to ``newest`` may have been missed
+        (None: anything may have been, the listener lost its connection)."""
+
+
+class _Topic:
+    """One channel of this runtime: its followers, and the subscription's confirmation."""
+
+    __slots__ = ("feed", "followers", "name", "ready")
+
+    def __init__(self, name: str, feed: Feed):
+        self.name = name
+        self.feed = feed
+        self.followers: dict[Follower, None] = {}  # insertion-ordered set
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class _Listener(PubSub):
+    """A PubSub that tells the hub when its connection was re-established.
+
+    redis-py reconnects a pub/sub connection by itself (and subscribes its
+    channels again) when a read fails once; messages published meanwhile are
+    gone, so every follower must read its streams.
+    """
+
+    def __init__(self, hub: Hub, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._hub = hub
+        self._connected_before = False
+
+    async def on_connect(self, connection: Any) -> None:
+        """Subscribe the channels again; after the first connection, heal every follower."""
+        await super().on_connect(connection)
+        if self._connected_before:
+            self._hub.heal_all("pub/sub reconnected")
+        self._connected_before = True
+
+
 class Hub:
-    """This runtime's Channels plugin for realtime, shared by its tenants.
+    """This runtime's live fan-out for realtime, shared by its tenants.
 
     Args:
         redis: the runtime's plain Redis client (:attr:`core.runtime.tenant.Tenant.plain_redis`:
-            the shared one, or on a Redis Cluster the queue Redis, as Channels needs one server).
-        backlog: messages buffered per subscriber before the oldest is dropped
-            (a dropped message shows as a gap and is read from the stream).
+            the shared one, or on a Redis Cluster the queue Redis, as pub/sub needs one server).
+
+    Attributes:
+        reads: the bound on this runtime's connections' stream reads (:data:`STREAM_READS`).
     """
 
-    def __init__(self, redis: Redis, backlog: int = 1000):
+    def __init__(self, redis: Redis):
         self._redis = redis
         self._users = 0
         self._lock = asyncio.Lock()
-        # Channels' Redis backend reads bytes: a client of the same server
-        # without the runtime client's decode_responses.
-        shared = redis.connection_pool
-        self._raw = redis.__class__(
-            connection_pool=shared.__class__(
-                connection_class=shared.connection_class,
-                **{**shared.connection_kwargs, "decode_responses": False},
-            )
-        )
-        self.channels = ChannelsPlugin(
-            backend=RedisChannelsPubSubBackend(redis=self._raw, key_prefix="tenantry_realtime"),
-            arbitrary_channels_allowed=True,
-            subscriber_max_backlog=backlog,
-            subscriber_backlog_strategy="dropleft",
-        )
+        self._topics: dict[str, _Topic] = {}
+        self._pubsub: _Listener | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wanted = asyncio.Event()
+        self._subscribing = asyncio.Lock()
+        self.reads = asyncio.Semaphore(STREAM_READS)
 
     @classmethod
     def of(cls, redis: Redis) -> Hub:
@@ -79,39 +153,158 @@ class Hub:
         return hub
 
     async def acquire(self) -> None:
-        """Count a tenant using the hub; the first one starts Channels."""
+        """Count a tenant using the hub; the first one starts the listener."""
         async with self._lock:
             if self._users == 0:
-                await self.channels.__aenter__()
+                self._tasks = [
+                    asyncio.create_task(self._listen(), name="realtime-listener"),
+                    asyncio.create_task(self._heal_periodically(), name="realtime-heal"),
+                ]
             self._users += 1
 
     async def release(self) -> None:
-        """Uncount a tenant; the last one stops Channels."""
+        """Uncount a tenant; the last one stops the listener."""
         async with self._lock:
             self._users -= 1
             if self._users == 0:
-                await self.channels.__aexit__(None, None, None)
-                await self._raw.aclose()
+                for task in self._tasks:
+                    task.cancel()
+                for task in self._tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                self._tasks = []
                 _HUBS.pop(id(self._redis), None)
 
     async def publish(self, channel: str, entry: Entry) -> None:
-        """Send ``entry`` to every runtime's subscribers of ``channel``."""
-        await self.channels.wait_published(
-            msgspec.json.encode(LiveMessage(entry.id, entry.prev, entry.frame)), [channel]
-        )
+        """Send ``entry`` to every runtime's followers of ``channel``."""
+        payload = msgspec.json.encode(LiveMessage(entry.id, entry.prev, entry.frame))
+        await self._redis.publish(channel, payload)
 
-    async def subscribe(self, channel: str) -> Subscriber:
-        """A new subscriber of ``channel`` (release it with :meth:`unsubscribe`)."""
-        return await self.channels.subscribe([channel])
+    # ------------------------------------------------------------ followers
 
-    async def unsubscribe(self, subscriber: Subscriber) -> None:
-        """Release ``subscriber``."""
-        with contextlib.suppress(Exception):
-            await self.channels.unsubscribe(subscriber)
+    async def follow(self, topic_name: str, feed: Feed, follower: Follower) -> None:
+        """Add ``follower`` to ``topic_name``; return once its channel's messages reach this runtime.
+
+        The first follower of a channel subscribes it and waits (at most
+        :data:`SUBSCRIBE_WAIT_SECONDS`) for Redis to confirm, and so does any
+        follower joining before that; a later cursor read then cannot miss
+        an entry published in between.
+        """
+        channel = feed.channel(topic_name)
+        topic = self._topics.get(channel)
+        if topic is None:
+            topic = self._topics[channel] = _Topic(topic_name, feed)
+            topic.followers[follower] = None
+            self._wanted.set()
+            async with self._subscribing:
+                if self._pubsub is not None:
+                    # A failure here is the listener's too: it reconnects and subscribes every channel.
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.subscribe(channel)
+        topic.followers[follower] = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(topic.ready), SUBSCRIBE_WAIT_SECONDS)
+
+    async def unfollow(self, topic_name: str, feed: Feed, follower: Follower) -> None:
+        """Remove ``follower`` from ``topic_name``; the last one unsubscribes its channel."""
+        channel = feed.channel(topic_name)
+        topic = self._topics.get(channel)
+        if topic is None:
+            return
+        topic.followers.pop(follower, None)
+        if not topic.followers:
+            del self._topics[channel]
+            async with self._subscribing:
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+
+    def heal_all(self, why: str) -> None:
+        """Have every follower of every channel read what it may have missed."""
+        log.info("realtime_heal_all", reason=why, channels=len(self._topics))
+        for topic in list(self._topics.values()):
+            for follower in list(topic.followers):
+                follower.heal(topic.name, None)
+
+    # ------------------------------------------------------------ the listener
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        broken = False
+        while True:
+            await self._wanted.wait()
+            pubsub = _Listener(self, self._redis.connection_pool)
+            try:
+                async with self._subscribing:
+                    if not self._topics:
+                        self._wanted.clear()
+                        continue
+                    self._pubsub = pubsub
+                    await pubsub.subscribe(*self._topics)
+                if broken:
+                    self.heal_all("pub/sub listener restarted")
+                # The connection stays open when every channel is unsubscribed: it is one.
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    backoff, broken = 0.1, False
+                    if message is not None:
+                        self._on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                broken = True
+                log.warning("realtime_listener_failed", error=f"{type(exc).__name__}: {exc}",
+                            retry_in=backoff)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        topic = self._topics.get(channel)
+        if topic is None:
+            return
+        if kind == "subscribe":
+            if not topic.ready.done():
+                topic.ready.set_result(None)
+            return
+        if kind != "message":
+            return
+        live = decode_live(message["data"])
+        if live is None:
+            return
+        send = {"type": "websocket.send", "text": live.frame}
+        for follower in list(topic.followers):
+            follower.on_live(topic.name, live, send)
+
+    async def _heal_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(HEAL_SECONDS)
+            for topic in list(self._topics.values()):
+                try:
+                    async with self.reads:
+                        newest = await topic.feed.last_id(topic.name)
+                except Exception as exc:
+                    log.warning("realtime_heal_failed", topic=topic.name,
+                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                    continue
+                for follower in list(topic.followers):
+                    follower.heal(topic.name, newest)
+
+
+def behind(cursor: str, newest: str) -> bool:
+    """True when a follower at ``cursor`` has not seen ``newest`` yet."""
+    return cursor != newest and id_after(newest, cursor)
 
 
 def decode_live(raw: Any) -> LiveMessage | None:
-    """The message a subscriber received, or None when it is not one of ours."""
+    """The message a channel carried, or None when it is not one of ours."""
     try:
         return msgspec.json.decode(raw, type=LiveMessage)
     except (msgspec.DecodeError, TypeError):

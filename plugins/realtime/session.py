@@ -1,15 +1,27 @@
-"""One WebSocket connection: subscriptions with cursors, a bounded send queue, keep-alive.
+"""One WebSocket connection: subscriptions with cursors, a bounded outbox, keep-alive.
 
 Every frame the client gets on a topic follows the previous one in the
 topic's chain (:mod:`plugins.realtime.feed`), whichever way it came: live
-from the runtime's Channels subscriber, or read from the stream after a
-reconnect, a dropped pub/sub message or a full queue. So the client sees
-each event once and in order, or a ``reset`` when what it missed is no
-longer kept.
+from this runtime's hub (:mod:`plugins.realtime.hub`), or read from the
+stream after a reconnect, a gap in what pub/sub delivered, a restart of the
+hub's listener or a full outbox. So the client sees each event once and in
+order, or a ``reset`` when what it missed is no longer kept.
 
-Memory per connection is bounded: at most ``queue_size`` frames wait to be
-sent. A topic whose next frame does not fit is marked lagging and read from
-the stream once the queue has drained, however far behind it is.
+A topic is either *live* (the hub's messages that follow its cursor go
+straight to the outbox) or *behind* (the writer reads the stream after the
+cursor; live messages meanwhile are only noted, and read with the rest).
+Everything runs on the event loop's one thread, so the switch between the
+two is exact.
+
+Memory per connection is bounded: at most ``queue_size`` messages wait to be
+sent, and an event's message is the one the hub built for every connection.
+
+Failures: a stream read that fails (Redis unreachable) is retried with
+backoff for about three seconds (0.1, 0.2, 0.4, 0.8, 1.6 s), the topic staying behind, so nothing is
+skipped; when it still fails the socket is closed with 1011 and the client
+reconnects with its cursors (docs/plugins/realtime.md, "Reconnecting"). Any
+task of the session that ends closes the connection: none can die while the
+socket stays open.
 """
 
 from __future__ import annotations
@@ -18,31 +30,46 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 from litestar.exceptions import WebSocketDisconnect
+from redis.exceptions import RedisError
 
-from plugins.realtime.feed import Feed, Gap, id_after, parse_id
-from plugins.realtime.hub import Hub, decode_live
+from plugins.realtime.feed import Feed, Gap, parse_id
+from plugins.realtime.hub import Hub, LiveMessage, behind
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from litestar import WebSocket
-    from litestar.channels import Subscriber
 
     from core import Tenant
     from plugins.realtime.config import RealtimeSettings
     from plugins.realtime.tickets import Ticket
 
-__all__ = ["IDLE_CLOSE_CODE", "Session"]
+__all__ = ["IDLE_CLOSE_CODE", "SERVER_ERROR_CLOSE_CODE", "Session"]
 
 log = structlog.get_logger("tenantry.realtime")
 
 IDLE_CLOSE_CODE = 4408
 """Close code for a client silent for two ping intervals."""
 
+SERVER_ERROR_CLOSE_CODE = 1011
+"""Close code when the server cannot go on (Redis unreachable): reconnect with the cursors."""
+
 _CATCH_UP_BATCH = 500
+_READ_ATTEMPTS = 6
+"""Attempts of one stream read: after 0.1, 0.2, 0.4, 0.8 and 1.6 s of backoff (3.1 s) it fails."""
+
+_GONE = (WebSocketDisconnect, OSError, RuntimeError)
+"""What sending to a socket the client closed raises (Litestar, uvicorn's ClientDisconnected)."""
+
+
+def _text(frame: str) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": frame}
 
 
 class Session:
@@ -65,47 +92,47 @@ class Session:
         all_topics: list[str],
     ):
         self._socket = socket
+        # Litestar's send (it refuses a closed socket), given the ASGI messages the hub built.
+        self._send = socket.send
         self._tenant = tenant
         self._settings = settings
         self._ticket = ticket
         self._all_topics = set(all_topics)
         self._feed = Feed(tenant, settings.history_count, settings.history_seconds)
         self._hub = Hub.of(tenant.plain_redis)
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.queue_size)
-        self._cursors: dict[str, str] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._subscribers: dict[str, Subscriber] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lagging: set[str] = set()
-        self._closing: asyncio.Future[None] | None = None
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._room = settings.queue_size
+        self._cursors: dict[str, str | None] = {}  # None: the subscription is being set up
+        self._behind: set[str] = set()
+        self._noted: set[str] = set()  # behind topics that had live messages during a read
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         """Read the client's messages, send frames, ping; return when the connection is over."""
-        self._start(self._write(), "realtime-write")
-        self._start(self._keep_alive(), "realtime-ping")
+        tasks = [
+            asyncio.create_task(self._read(), name="realtime-read"),
+            asyncio.create_task(self._write(), name="realtime-write"),
+            asyncio.create_task(self._keep_alive(), name="realtime-ping"),
+        ]
         try:
-            await self._read()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    log.warning("realtime_connection_failed", tenant=self._tenant.id,
+                                who=self._ticket.who, task=task.get_name(),
+                                error=f"{type(error).__name__}: {error}")  # fmt: skip
+                    await self._close(SERVER_ERROR_CLOSE_CODE, "server error, reconnect")
+                    break
         finally:
-            for task in self._tasks:
+            for task in tasks:
                 task.cancel()
-            for task in self._tasks:
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            for subscriber in self._subscribers.values():
-                await self._hub.unsubscribe(subscriber)
-
-    def _start(self, work: Any, name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        task.add_done_callback(self._task_ended)
-        self._tasks.append(task)
-
-    def _task_ended(self, task: asyncio.Task[None]) -> None:
-        """A sending task that fails (Redis unreachable) ends the connection: the client reconnects."""
-        if task.cancelled() or task.exception() is None:
-            return
-        log.warning("realtime_connection_failed", tenant=self._tenant.id, who=self._ticket.who,
-                    task=task.get_name(), error=f"{type(task.exception()).__name__}: {task.exception()}")  # fmt: skip
-        self._closing = asyncio.ensure_future(self._close(1011, "server error, reconnect"))
+            for topic in self._cursors:
+                with contextlib.suppress(Exception):
+                    await self._hub.unfollow(topic, self._feed, self)
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -169,102 +196,131 @@ class Session:
                 self._control({"type": "error", "code": "realtime.bad_message", "topic": topic,
                                "detail": "a cursor is an event id such as 1767225600000-0"})  # fmt: skip
                 return
-        lock = self._locks.setdefault(topic, asyncio.Lock())
-        if topic not in self._subscribers:
+        # Behind while being set up: what arrives live meanwhile is noted and read after the cursor.
+        self._behind.add(topic)
+        self._noted.discard(topic)
+        first = topic not in self._cursors
+        self._cursors[topic] = None
+        if first:
             # Live first, then the cursor: nothing published in between is lost.
-            subscriber = await self._hub.subscribe(self._feed.channel(topic))
-            self._subscribers[topic] = subscriber
-            self._start(self._pump(topic, subscriber), f"realtime-live:{topic}")
-        async with lock:
-            start = str(cursor) if cursor is not None else await self._feed.last_id(topic)
-            self._cursors[topic] = start
-            self._control({"type": "subscribed", "topic": topic, "cursor": start})
-            if cursor is not None:
-                await self._catch_up(topic)
+            await self._hub.follow(topic, self._feed, self)
+        start = str(cursor) if cursor is not None else await self._stream(self._feed.last_id, topic)
+        self._cursors[topic] = start
+        self._control({"type": "subscribed", "topic": topic, "cursor": start})
+        if cursor is None and topic not in self._noted:
+            self._behind.discard(topic)
+        self._wake.set()
 
-    # ------------------------------------------------------------ frames
+    # ------------------------------------------------------------ from the hub
+
+    def on_live(self, topic: str, live: LiveMessage, message: dict[str, Any]) -> None:
+        """A live entry of ``topic`` (called by the hub, once per connection and entry)."""
+        if topic in self._behind:
+            self._noted.add(topic)
+            return
+        cursor = self._cursors.get(topic)
+        if cursor is None:
+            return
+        if live.prev == cursor:
+            self._offer(topic, live.id, message, len(live.frame))
+        elif behind(cursor, live.id):  # an entry before this one never came: read them
+            self._fall_behind(topic)
+
+    def heal(self, topic: str, newest: str | None) -> None:
+        """Read ``topic``'s stream if ``newest`` (None: anything) may have been missed."""
+        cursor = self._cursors.get(topic)
+        if topic in self._behind:
+            self._noted.add(topic)
+        elif cursor is not None and (newest is None or behind(cursor, newest)):
+            self._fall_behind(topic)
+
+    # ------------------------------------------------------------ the outbox
+
+    def _fall_behind(self, topic: str) -> None:
+        self._behind.add(topic)
+        self._wake.set()
 
     def _control(self, frame: dict[str, Any]) -> None:
-        """Queue a control frame; dropped when the queue is full (the client is far behind)."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(msgspec.json.encode(frame).decode())
+        """Queue a control frame; dropped when the outbox is full (the client is far behind)."""
+        if len(self._outbox) < self._room:
+            self._outbox.append(_text(msgspec.json.encode(frame).decode()))
+            self._wake.set()
 
-    def _offer(self, topic: str, entry_id: str, frame: str) -> bool:
-        """Queue the frame that follows ``topic``'s cursor; False (lagging) when it does not fit."""
-        if len(frame) > self._settings.max_message_bytes:
-            frame = msgspec.json.encode(
-                {
-                    "type": "reset",
-                    "topic": topic,
-                    "reason": "an event was larger than max_message_bytes",
-                }
-            ).decode()
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self._lagging.add(topic)
+    def _offer(self, topic: str, entry_id: str, message: dict[str, Any], size: int) -> bool:
+        """Queue the message of the entry after ``topic``'s cursor; False (behind) when it does not fit."""
+        if len(self._outbox) >= self._room:
+            self._fall_behind(topic)
             return False
+        if size > self._settings.max_message_bytes:
+            reason = "an event was larger than max_message_bytes"
+            message = _text(msgspec.json.encode({"type": "reset", "topic": topic, "reason": reason}).decode())  # fmt: skip
+        self._outbox.append(message)
         self._cursors[topic] = entry_id
+        self._wake.set()
         return True
-
-    async def _pump(self, topic: str, subscriber: Subscriber) -> None:
-        """Live messages of ``topic`` from this runtime's Channels subscriber."""
-        lock = self._locks[topic]
-        async for raw in subscriber.iter_events():
-            live = decode_live(raw)
-            if live is None:
-                continue
-            async with lock:
-                cursor = self._cursors.get(topic)
-                if cursor is None or topic in self._lagging or not id_after(live.id, cursor):
-                    continue  # not subscribed yet, caught up later, or already sent
-                if live.prev == cursor:
-                    self._offer(topic, live.id, live.frame)
-                else:
-                    await self._catch_up(topic)  # a message we never saw came before this one
-
-    async def _catch_up(self, topic: str) -> None:
-        """Queue what follows ``topic``'s cursor from the stream, as far as the queue allows.
-
-        Call with the topic's lock held.
-        """
-        while True:
-            room = self._queue.maxsize - self._queue.qsize()
-            if room <= 0:
-                self._lagging.add(topic)
-                return
-            try:
-                entries = await self._feed.after(
-                    topic, self._cursors[topic], min(room, _CATCH_UP_BATCH)
-                )
-            except Gap as gap:
-                self._cursors[topic] = await self._feed.last_id(topic)
-                self._control({"type": "reset", "topic": topic, "reason": str(gap)})
-                return
-            for entry in entries:
-                if not self._offer(topic, entry.id, entry.frame):
-                    return
-            if len(entries) < min(room, _CATCH_UP_BATCH):
-                self._lagging.discard(topic)
-                return
 
     async def _write(self) -> None:
         while True:
-            frame = await self._queue.get()
-            await self._socket.send_text(frame)
-            if self._lagging and self._queue.empty():
-                for topic in list(self._lagging):
-                    async with self._locks[topic]:
-                        self._lagging.discard(topic)
-                        await self._catch_up(topic)
+            while self._outbox:
+                try:
+                    await self._send(self._outbox.popleft())
+                except _GONE:
+                    return
+            ready = [t for t in self._behind if self._cursors.get(t) is not None]
+            for topic in ready:
+                await self._catch_up(topic)
+            if not ready and not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+
+    async def _catch_up(self, topic: str) -> None:
+        """Queue what follows ``topic``'s cursor from the stream, as far as the outbox allows."""
+        while True:
+            room = self._room - len(self._outbox)
+            cursor = self._cursors.get(topic)
+            if room <= 0 or cursor is None:
+                return  # the writer comes back once the outbox drained / the subscription is set
+            self._noted.discard(topic)
+            limit = min(room, _CATCH_UP_BATCH)
+            try:
+                entries = await self._stream(self._feed.after, topic, cursor, limit)
+            except Gap as gap:
+                if self._cursors.get(topic) == cursor:
+                    self._cursors[topic] = await self._stream(self._feed.last_id, topic)
+                    self._control({"type": "reset", "topic": topic, "reason": str(gap)})
+                continue
+            if self._cursors.get(topic) != cursor:
+                continue  # the client subscribed again meanwhile: read after its new cursor
+            for entry in entries:
+                if not self._offer(topic, entry.id, _text(entry.frame), len(entry.frame)):
+                    return
+            if len(entries) < limit and topic not in self._noted:
+                self._behind.discard(topic)
+                return
+
+    async def _stream(self, read: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``await read(*args)`` within the runtime's bound of stream reads, retried with backoff.
+
+        Raises:
+            Gap: as ``read`` does (not retried).
+            RedisError | OSError: the last attempt's error.
+        """
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                async with self._hub.reads:
+                    return await read(*args)
+            except (RedisError, OSError) as exc:
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
+                log.info("realtime_read_retry", tenant=self._tenant.id, attempt=attempt + 1,
+                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _keep_alive(self) -> None:
-        """Ping every interval; also read each topic's stream, healing a lost live message."""
-        # Connections opened together (a runtime restart) must not all read Redis at one instant.
+        """Ping every interval (the first one at a random point of the first interval)."""
+        # Connections opened together (a runtime restart) are not all pinged at one instant.
         await asyncio.sleep(self._settings.ping_seconds * random.uniform(0.5, 1.0))
         while True:
             self._control({"type": "ping", "at": int(time.time())})
-            for topic in list(self._cursors):
-                async with self._locks[topic]:
-                    await self._catch_up(topic)
             await asyncio.sleep(self._settings.ping_seconds)
