@@ -19,7 +19,11 @@ it goes to the dead-letter stream ``<namespace>:events:dead`` and is logged
 as an error.
 
 Within one batch, a tenant's events run one after another in stream order,
-and different tenants run concurrently.
+and different tenants run concurrently. Redis round trips are per batch, not
+per event: one ``XACK`` per stream for the entries a group skips (a tenant
+that does not enable the plugin), and per tenant one pipeline taking the
+running locks before its first handler and one ``MULTI`` finishing every
+handled event after its last.
 """
 
 from __future__ import annotations
@@ -247,73 +251,138 @@ class EventConsumers:
     # ------------------------------------------------------------ handling
 
     async def _handle(self, group: str, entries: list[_Entry]) -> None:
-        by_tenant: dict[str, list[tuple[str, str, DomainEvent | None]]] = defaultdict(list)
+        tenants = self._tenants()
+        by_tenant: dict[str, list[tuple[str, str, DomainEvent]]] = defaultdict(list)
+        skipped: dict[str, list[str]] = defaultdict(list)  # stream -> entry ids to acknowledge
         for stream, entry_id, fields in entries:
             event = decode_entry(fields)
-            by_tenant[event.tenant_id if event else ""].append((stream, entry_id, event))
+            if event is None:
+                log.error("event_malformed", group=group, stream=stream, entry=entry_id)
+                skipped[stream].append(entry_id)
+                continue
+            tenant = tenants.get(event.tenant_id)
+            if tenant is None or group not in tenant.features:
+                # Not ours to handle: another runtime's tenant, or a plugin the
+                # tenant does not enable (now). Nothing will ever handle it here.
+                skipped[stream].append(entry_id)
+                continue
+            by_tenant[event.tenant_id].append((stream, entry_id, event))
+        if skipped:
+            # One XACK per stream for the whole batch: most groups skip most
+            # events (a tenant enables a few of the plugins that consume).
+            pipe = self._redis.pipeline(transaction=False)
+            for stream, ids in skipped.items():
+                pipe.xack(stream, group, *ids)
+            await pipe.execute()
         await asyncio.gather(
             *(
-                self._handle_tenant(group, tenant_id, items)
+                self._handle_tenant(group, tenants[tenant_id], items)
                 for tenant_id, items in by_tenant.items()
             )
         )
 
     async def _handle_tenant(
-        self, group: str, tenant_id: str, items: list[tuple[str, str, DomainEvent | None]]
+        self, group: str, tenant: Tenant, items: list[tuple[str, str, DomainEvent]]
     ) -> None:
-        tenant = self._tenants().get(tenant_id)
-        for stream, entry_id, event in items:
-            if event is None:
-                log.error("event_malformed", group=group, stream=stream, entry=entry_id)
-                await self._redis.xack(stream, group, entry_id)
-                continue
-            if tenant is None or group not in tenant.features:
-                # Not ours to handle: another runtime's tenant, or a plugin the
-                # tenant does not enable (now). Nothing will ever handle it here.
-                await self._redis.xack(stream, group, entry_id)
-                continue
-            if not tenant.serving:
-                return  # stays pending; claimed again once the tenant serves
-            await self._deliver(group, tenant, stream, entry_id, event)
+        """Run ``tenant``'s events of one batch in stream order, with two Redis round trips in all.
 
-    async def _deliver(
-        self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
-    ) -> None:
-        done_key = self._layout.done_key(group, event.id, stream)
-        lock_key = done_key + ":lock"
+        The running locks and handled markers of every item are checked in one
+        pipeline before the first handler, and the handled ones are finished
+        (marker, ``XACK``, lock dropped) in one ``MULTI`` after the last: a
+        runtime that dies in between has every item of the batch delivered
+        again, which the at-least-once contract allows.
+        """
+        if not tenant.serving:
+            return  # stays pending; claimed again once the tenant serves
+        keys = [self._layout.done_key(group, event.id, stream) for stream, _entry, event in items]
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(lock_key, self.consumer, nx=True, px=self._lock_ms)
-        pipe.exists(done_key)
-        locked, done = await pipe.execute()
-        if done:
-            await self._redis.xack(stream, group, entry_id)
-            return
-        if not locked:
-            return  # another consumer is running it right now; it acks, or it is claimed later
-        keep_lock = asyncio.create_task(self._keep_lock(lock_key))
+        for done_key in keys:
+            pipe.set(done_key + ":lock", self.consumer, nx=True, px=self._lock_ms)
+            pipe.exists(done_key)
+        replies = await pipe.execute()
+        already: list[tuple[str, str]] = []
+        mine: list[tuple[str, str, DomainEvent, str]] = []
+        for (stream, entry_id, event), done_key, locked, done in zip(
+            items, keys, replies[::2], replies[1::2], strict=True
+        ):
+            if done:
+                already.append((stream, entry_id))
+            elif locked:
+                mine.append((stream, entry_id, event, done_key))
+            # else: another consumer is running it right now; it acks, or it is claimed later
+        locks = [done_key + ":lock" for *_rest, done_key in mine]
+        keep_locks = asyncio.create_task(self._keep_locks(locks)) if locks else None
+        handled: list[tuple[str, str, str, str]] = []
+        released: set[str] = set()  # locks of failed handlers, dropped at once
+        try:
+            for stream, entry_id, event, done_key in mine:
+                if await self._run(group, tenant, stream, entry_id, event, done_key):
+                    handled.append((stream, entry_id, done_key, event.id))
+                else:
+                    released.add(done_key + ":lock")
+        finally:
+            if keep_locks is not None:
+                keep_locks.cancel()
+            # Cancelled midway (a stop): the finished ones are finished, the
+            # rest drop their locks and stay pending for a later delivery.
+            held = [lock for lock in locks if lock not in released]
+            await asyncio.shield(self._finish_batch(group, handled, already, held))
+
+    async def _run(
+        self,
+        group: str,
+        tenant: Tenant,
+        stream: str,
+        entry_id: str,
+        event: DomainEvent,
+        done_key: str,
+    ) -> bool:
+        """Call the group's plugin for ``event``; True when it returned, False when it raised."""
         try:
             for result in self.groups[group](tenant=tenant, event=event):
                 await resolve(result)
         except Exception:
-            keep_lock.cancel()
-            await self._redis.delete(lock_key)
+            # Dropped now: the entry may be claimed again before the batch ends.
+            await self._redis.delete(done_key + ":lock")
             await self._failed(group, tenant, stream, entry_id, event)
-            return
-        except BaseException:
-            keep_lock.cancel()
-            await self._redis.delete(lock_key)
-            raise
-        keep_lock.cancel()
-        # The handled marker is set in the same MULTI that drops the lock: a consumer
-        # that claimed the entry meanwhile sees either the lock or the marker, never neither.
-        await self._finish(group, stream, entry_id, done_key, event.id, lock_key=lock_key)
+            return False
         self.handled += 1
+        return True
 
-    async def _keep_lock(self, lock_key: str) -> None:
-        """Extend the running lock while the handler runs, however long it takes."""
+    async def _finish_batch(
+        self,
+        group: str,
+        handled: list[tuple[str, str, str, str]],
+        already: list[tuple[str, str]],
+        locks: list[str],
+    ) -> None:
+        """Mark ``handled`` done and acknowledge them and ``already``; drop every lock in ``locks``.
+
+        The handled markers are set in the same MULTI that drops the locks: a
+        consumer that claimed an entry meanwhile sees either the lock or the
+        marker, never neither.
+        """
+        if not (handled or already or locks):
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for stream, entry_id, done_key, event_id in handled:
+            pipe.set(done_key, "1", ex=self._done_ttl)
+            pipe.xack(stream, group, entry_id)
+            pipe.hdel(self._layout.attempts_key(group, stream), event_id)
+        for stream, entry_id in already:
+            pipe.xack(stream, group, entry_id)
+        if locks:
+            pipe.delete(*locks)
+        await pipe.execute()
+
+    async def _keep_locks(self, lock_keys: list[str]) -> None:
+        """Extend the running locks of a batch while its handlers run, however long they take."""
         while True:
             await asyncio.sleep(self._lock_ms / 3000)
-            await self._redis.pexpire(lock_key, self._lock_ms)
+            pipe = self._redis.pipeline(transaction=False)
+            for lock_key in lock_keys:
+                pipe.pexpire(lock_key, self._lock_ms)
+            await pipe.execute()
 
     async def _failed(
         self, group: str, tenant: Tenant, stream: str, entry_id: str, event: DomainEvent
@@ -330,27 +399,8 @@ class EventConsumers:
              "tenant": tenant.id, "name": event.name},
             maxlen=10_000, approximate=True,
         )  # fmt: skip
-        await self._finish(
-            group, stream, entry_id, self._layout.done_key(group, event.id, stream), event.id
-        )
-
-    async def _finish(
-        self,
-        group: str,
-        stream: str,
-        entry_id: str,
-        done_key: str,
-        event_id: str,
-        *,
-        lock_key: str | None = None,
-    ) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(done_key, "1", ex=self._done_ttl)
-        pipe.xack(stream, group, entry_id)
-        pipe.hdel(self._layout.attempts_key(group, stream), event_id)
-        if lock_key is not None:
-            pipe.delete(lock_key)
-        await pipe.execute()
+        done_key = self._layout.done_key(group, event.id, stream)
+        await self._finish_batch(group, [(stream, entry_id, done_key, event.id)], [], [])
 
 
 async def stop_tasks(tasks: list[asyncio.Task[None]], grace: float = 1.0) -> None:

@@ -10,13 +10,17 @@ listening connection was lost, and every ``sweep_seconds`` to heal a missed
 notification (a crash between a commit and the relay's move is healed by
 the sweep at the next start).
 
-Moving one tenant's rows happens in one transaction of that tenant's schema:
-``pg_advisory_xact_lock`` on the schema (so two runtimes never move one
-tenant's rows at once, and the order stays), read up to ``batch`` rows in id
-order, ``XADD`` them to the tenant's shard stream, delete exactly those rows,
-commit. A crash after ``XADD`` and before the commit re-sends those rows
-once more: delivery is at least once, and consumers skip an event id they
-already handled (:mod:`core.events.consumers`).
+Moving one tenant's rows happens in one transaction of that tenant's schema,
+three round trips to PostgreSQL: ``BEGIN`` with ``pg_advisory_xact_lock`` on
+the schema (so two runtimes never move one tenant's rows at once, and the
+order stays); ``DELETE ... RETURNING`` of the ``batch`` lowest ids; ``XADD``
+of those rows, in id order, to the tenant's shard stream; ``COMMIT``. An
+``XADD`` that fails rolls the delete back, and a crash after ``XADD`` and
+before the commit re-sends those rows once more: delivery is at least once,
+and consumers skip an event id they already handled
+(:mod:`core.events.consumers`). A tenant is moved by one worker of a runtime
+at a time; a notification that comes while it is being moved makes that
+worker move it once more, instead of a second worker waiting on the lock.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ __all__ = ["OutboxRelay"]
 
 log = structlog.get_logger("tenantry.events")
 
-_LOCK_CLASS = 7301  # first key of the two-key advisory lock: "tenantry outbox relay"
+_LOCK_PREFIX = "tenantry.outbox_relay:"
+"""The relay's advisory lock key is this plus the tenant's schema (see ``TenantDB.transaction``)."""
 _SWEEP_CHUNK = 200
 _RETRY_SECONDS = 2.0
 """Longest wait between attempts while PostgreSQL or Redis is unavailable (listen, move)."""
@@ -95,6 +100,8 @@ class OutboxRelay:
         self._workers = workers
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._moving: set[str] = set()
+        self._again: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: dict[str, asyncpg.Connection] = {}
         self._lost = asyncio.Event()
@@ -241,6 +248,13 @@ class OutboxRelay:
         while True:
             tenant_id = await self._queue.get()
             self._queued.discard(tenant_id)
+            if tenant_id in self._moving:
+                # Another worker is moving it: it moves once more when done,
+                # rather than this worker holding a connection on the lock.
+                self._again.add(tenant_id)
+                self._queue.task_done()
+                continue
+            self._moving.add(tenant_id)
             try:
                 # In a method of its own, so this long-lived frame keeps no
                 # reference to a Tenant that is later retired (it must be freed).
@@ -259,6 +273,10 @@ class OutboxRelay:
                     # outage would otherwise wait that long after Redis is back.
                     asyncio.get_running_loop().call_later(_RETRY_SECONDS, self.wake, tenant_id)
             finally:
+                self._moving.discard(tenant_id)
+                if tenant_id in self._again:
+                    self._again.discard(tenant_id)
+                    self.wake(tenant_id)
                 self._queue.task_done()
 
     async def _move_all(self, tenant_id: str) -> None:
@@ -270,19 +288,20 @@ class OutboxRelay:
     async def _move(self, tenant: Tenant) -> int:
         """Move up to ``batch`` rows of ``tenant``; return how many moved."""
         stream = self._layout.key_for(tenant.id)
-        async with tenant.db.transaction() as conn:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, tenant.config.schema
-            )
+        async with tenant.db.transaction(lock=_LOCK_PREFIX + tenant.config.schema) as conn:
+            # Deleted first and sent before the commit: a failed XADD rolls the
+            # delete back. Only rows committed before this statement's snapshot
+            # are taken; a lower id committing later waits for the next move.
             rows = await conn.fetch(
-                "SELECT id, event_id, name, payload::text AS payload, occurred_at "
-                "FROM tenantry_outbox ORDER BY id LIMIT $1",
+                "DELETE FROM tenantry_outbox WHERE id IN"
+                " (SELECT id FROM tenantry_outbox ORDER BY id LIMIT $1)"
+                " RETURNING id, event_id, name, payload::text AS payload, occurred_at",
                 self._batch,
             )
             if not rows:
                 return 0
             pipe = self._redis.pipeline(transaction=False)
-            for row in rows:
+            for row in sorted(rows, key=lambda r: r["id"]):
                 pipe.xadd(
                     stream,
                     {
@@ -296,10 +315,5 @@ class OutboxRelay:
                     approximate=True,
                 )
             await pipe.execute()
-            # Exactly the rows sent: a row with a lower id may have committed
-            # after our read, and must wait for the next move, not vanish.
-            await conn.execute(
-                "DELETE FROM tenantry_outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
         self.moved += len(rows)
         return len(rows)
