@@ -1,4 +1,4 @@
-"""Actors over HTTP: scoped partner keys, read-only keys, WebApp partners, keys confined to a tenant."""
+"""Actors over HTTP: scoped partner keys, read-only keys (API and web pages), WebApp partners, keys confined to a tenant."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from core.http.mounts import build_plugin_routers
 from core.runtime.contributions import contributions_of
 from core.runtime.plugins import build_plugin_manager
 from core.testing.updates import webapp_init_data
+from core.web.mount import build_web_routers
+from core.web.sessions import SESSION_COOKIE
 
 BAKER = 7001  # partner of the bakery
 FLORIST = 7003  # partner of the flowers store
@@ -253,16 +255,23 @@ async def test_a_partner_key_sees_and_edits_only_its_own_stores_catalog(market):
     assert added.status_code == 201
 
 
-def _write_routes(pm: Any) -> list[tuple[str, str]]:
-    """``(method, path)`` of every write route plugins mount under ``/api/tenants/...``."""
-    app = Litestar(route_handlers=build_plugin_routers(pm))
+def _write_routes(routers: list[Any], under: str = "") -> list[tuple[str, str]]:
+    """``(method, path)`` of every write route of ``routers`` whose path starts with ``under``."""
+    app = Litestar(route_handlers=routers)
     found = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             for method in handler.http_methods:
-                if method not in ("GET", "HEAD", "OPTIONS"):
+                if method not in ("GET", "HEAD", "OPTIONS") and route.path.startswith(under):
                     found.append((method, route.path))
     return sorted(set(found))
+
+
+def _concrete(template: str, tenant_id: str) -> str:
+    """A route template with its path parameters filled in: the tenant, ``1`` and ``x``."""
+    path = re.sub(r"\{tenant_id:str\}", tenant_id, template)
+    path = re.sub(r"\{\w+:int\}", "1", path)
+    return re.sub(r"\{\w+:str\}", "x", path)
 
 
 async def test_a_read_only_key_reads_and_is_refused_on_every_write_route(tenantry):
@@ -285,14 +294,12 @@ async def test_a_read_only_key_reads_and_is_refused_on_every_write_route(tenantr
     await tenantry.wait_state("market", "running")
     client = tenantry.client
 
-    routes = _write_routes(tenantry.runtime.pm)
+    routes = _write_routes(build_plugin_routers(tenantry.runtime.pm))
     assert ("POST", "/api/tenants/{tenant_id:str}/orders/orders") in routes
     assert ("DELETE", "/api/tenants/{tenant_id:str}/booking/blocked-slots/{block_id:int}") in routes
     for header in ({"X-API-Key": f"ro-{run}-key"}, {"Authorization": f"Bearer ro-{run}-scoped"}):
         for method, template in routes:
-            path = re.sub(r"\{tenant_id:str\}", "market", template)
-            path = re.sub(r"\{\w+:int\}", "1", path)
-            path = re.sub(r"\{\w+:str\}", "x", path)
+            path = _concrete(template, "market")
             response = await client.request(method, path, json={}, headers=header)
             assert response.status_code == 403, (method, path, response.text)
             assert response.json()["code"] == "auth.read_only", (method, path)
@@ -339,3 +346,50 @@ async def test_scoped_keys_of_one_tenant_do_not_open_another(market):
         assert (
             await client.get(f"{other.base}/orders", headers=other.key(name))
         ).status_code == 200
+
+
+async def test_a_read_only_keys_web_session_is_refused_on_every_page_write(tenantry):
+    """The web pages take a session signed in with an API key: read-only stays read-only there."""
+    run = tenantry.run_id
+    read_only = [
+        {"key": f"ro-{run}-key", "read_only": True},
+        {
+            "key": f"ro-{run}-bakery",
+            "role": "partner",
+            "scope": {"store": "bakery"},
+            "read_only": True,
+        },
+    ]
+    paged = contributions_of(build_plugin_manager()).web_pages
+    features = {name: {} for name in paged}
+    features.update({"orders": ORDERS, "booking": RESTAURANT})
+    config = tenantry.add_tenant("market", features=features, api={"keys": read_only})
+    await tenantry.start()
+    await tenantry.wait_state("market", "running")
+    client = tenantry.client
+    plugin_pages = tuple(f"/web/{{tenant_id:str}}/{name}/" for name in paged)
+    routes = [
+        route
+        for route in _write_routes(build_web_routers(tenantry.runtime.pm))
+        if route[1].startswith(plugin_pages)
+    ]
+    assert ("POST", "/web/{tenant_id:str}/booking/blocks") in routes
+    assert ("POST", "/web/{tenant_id:str}/orders/orders/{order_id:int}/status") in routes
+
+    for entry in read_only:
+        signed_in = await client.post(
+            "/web/market/signin", data={"key": entry["key"], "next": "/web/market/"}
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        session = {"Cookie": f"{SESSION_COOKIE}={signed_in.cookies[SESSION_COOKIE]}"}
+        board = await client.get("/web/market/orders/partner/bakery/orders", headers=session)
+        assert board.status_code == 200, board.text  # the session itself works
+        for method, template in routes:
+            path = _concrete(template, "market")
+            response = await client.request(
+                method, path, json={}, headers={**session, "X-Tenantry-Web": "1"}
+            )
+            assert response.status_code == 403, (entry["key"], method, path, response.text)
+            assert response.json()["code"] == "auth.read_only", (method, path)
+    schema = config["storage"]["schema"]
+    assert await tenantry.sql(f'SELECT id FROM "{schema}".blocked_slots') == []
