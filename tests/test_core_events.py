@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from core.events.model import DomainEvent
 from core.events.streams import encode_event
 from core.testing.plugin import TenantryHarness
 
@@ -239,3 +240,23 @@ async def test_removing_a_tenant_first_delivers_its_committed_events(tenantry, s
     removed = await tenantry.client.delete("/admin/tenants/filin", headers=tenantry.admin_headers())
     assert removed.status_code == 200
     assert _titles(sample) == ["slow"]
+
+
+async def test_two_copies_of_an_event_in_one_read_are_handled_once_and_both_acknowledged(
+    tenantry, sample
+):
+    """A relay's re-send can reach a group in the same read as the first copy."""
+    _, tenant = await _start(tenantry, sample, events_claim_idle_seconds=30)
+    redis = tenantry.runtime.redis
+    stream = tenantry.runtime.events.layout.key_for("filin")
+    copied = DomainEvent(
+        name="sample.created", payload={"title": "pair"}, tenant_id="filin", id="f" * 32
+    )
+    # Both copies in one MULTI: the group's blocked read gets them in one batch.
+    pipe = redis.pipeline(transaction=True)
+    pipe.xadd(stream, encode_event(copied))
+    pipe.xadd(stream, encode_event(copied))
+    await pipe.execute()
+    # Well within the 30 s claim delay: the copy is acknowledged without waiting for a claim.
+    assert await tenant.events_delivered(timeout=5)
+    assert sample.EVENT_IDS == [copied.id]
