@@ -159,6 +159,11 @@ class WebAppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     url: str = ""
 
 
+_Rate = Annotated[str, msgspec.Meta(max_length=100)]
+"""A rate in the ``limits`` notation; at most 100 characters, since its parser
+is quadratic in the length of what it cannot read."""
+
+
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Rate limits of writes (``core.http.ratelimit``), in the ``limits`` library's string notation.
 
@@ -176,9 +181,9 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             that write), default ``20/minute``.
     """
 
-    api_writes: str = "60/minute"
-    webapp_writes: str = "10/minute"
-    bot_writes: str = "20/minute"
+    api_writes: _Rate = "60/minute"
+    webapp_writes: _Rate = "10/minute"
+    bot_writes: _Rate = "20/minute"
 
     def __post_init__(self) -> None:
         """Parse every rate, as the limiter will.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import traceback
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
 import pluggy
+import structlog
 
 from core.config._convert import convert_reporting_all
 from core.config.model import (
@@ -32,6 +34,8 @@ __all__ = [
     "load_tenant_file",
     "load_tenant_text",
 ]
+
+log = structlog.get_logger("tenantry")
 
 TENANT_FILE_SUFFIXES = (".yaml", ".yml")
 """Suffixes of tenant files in the tenants folder (``tenantry run`` and ``tenantry check``)."""
@@ -125,6 +129,48 @@ def load_tenant_text(
     config, doc = parse_tenant_text(
         text, filename, env, env_allow=env_allow, listen_host=listen_host, databases=databases
     )
+    try:
+        features, settings, machines, table = _check_features(config, doc, pm)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        # A plugin's check with a bug: its text and traceback may quote a value
+        # read from the environment, which is named by its reference instead.
+        issue = ConfigIssue(filename, None, "", f"could not be loaded: {type(exc).__name__}: {exc}")
+        trace = ConfigIssue(filename, None, "", "".join(traceback.format_exception(exc)))
+        issue, trace = conceal_issues(doc, [issue, trace])
+        log.error("tenant_settings_check_failed", file=filename, traceback=trace.reason)
+        raise ConfigError([issue]) from None
+    texts: dict[str, dict[str, str]] = {}
+    for feature in features:
+        for locale, entries in table.texts.get(feature, {}).items():
+            texts.setdefault(locale, {}).update(entries)
+    return TenantSpec(
+        config=config,
+        features=features,
+        settings=settings,
+        machines=machines,
+        texts=texts,
+        source=filename,
+        source_hash=hashlib.sha256(text.encode()).hexdigest(),
+        secrets=secret_values(config, doc),
+        text=text,
+    )
+
+
+def _check_features(
+    config: TenantConfig, doc: YamlDocument, pm: pluggy.PluginManager
+) -> tuple[
+    tuple[str, ...], dict[str, msgspec.Struct | None], dict[str, StatusMachine], Contributions
+]:
+    """The feature, API-key and status checks of :func:`load_tenant_text`.
+
+    Returns:
+        ``(features, settings, machines, contributions)``.
+
+    Raises:
+        ConfigError: every problem found (environment values concealed).
+    """
     issues: list[ConfigIssue] = []
     table = contributions_of(pm)
     known = set(table.features)
@@ -158,24 +204,12 @@ def load_tenant_text(
         issues.sort(key=lambda issue: issue.line or 0)
         # Plugins' own checks may quote a value; one read from the environment is named instead.
         raise ConfigError(conceal_issues(doc, issues))
-    texts: dict[str, dict[str, str]] = {}
-    for feature in features:
-        for locale, entries in table.texts.get(feature, {}).items():
-            texts.setdefault(locale, {}).update(entries)
-    return TenantSpec(
-        config=config,
-        features=features,
-        settings=settings,
-        machines=machines,
-        texts=texts,
-        source=filename,
-        source_hash=hashlib.sha256(text.encode()).hexdigest(),
-        secrets=secret_values(config, doc),
-        text=text,
-    )
+    return features, settings, machines, table
 
 
-def _api_key_issues(config: TenantConfig, doc: YamlDocument, table: Contributions) -> list[ConfigIssue]:
+def _api_key_issues(
+    config: TenantConfig, doc: YamlDocument, table: Contributions
+) -> list[ConfigIssue]:
     """Problems of the ``api.keys`` mappings: a role no plugin declares, a scope kind its role lacks.
 
     Roles are those of every installed plugin (``register_roles``), enabled

@@ -16,6 +16,7 @@ import structlog
 from core.events.model import DomainEvent
 from core.runtime.lifecycle import Lifecycle, TenantState
 from core.runtime.plugins import CORE_PLUGIN
+from core.runtime.redaction import redact
 from core.runtime.rediscluster import is_cluster, tagged_prefix
 
 if TYPE_CHECKING:
@@ -363,10 +364,15 @@ class Tenant:
         return self._inflight > 0
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready state for ``/health`` and the admin API."""
+        """JSON-ready state for ``/health`` and the admin API.
+
+        The ``name`` is redacted like :attr:`detail`: a file may set it from its
+        own namespace of the environment (``name: ${ACME_BOT_TOKEN}``), and a
+        value read from there is never shown.
+        """
         return {
             "id": self.id,
-            "name": self.config.name or self.id,
+            "name": redact(self.config.name) if self.config.name else self.id,
             "state": self.state,
             "detail": self.detail,
             "mode": self.config.bot.mode,
