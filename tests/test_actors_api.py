@@ -8,6 +8,7 @@ from typing import Any
 import pytest_asyncio
 from litestar import Litestar
 
+from core import hookimpl
 from core.http.mounts import build_plugin_routers
 from core.runtime.contributions import contributions_of
 from core.runtime.plugins import build_plugin_manager
@@ -393,3 +394,30 @@ async def test_a_read_only_keys_web_session_is_refused_on_every_page_write(tenan
             assert response.json()["code"] == "auth.read_only", (method, path)
     schema = config["storage"]["schema"]
     assert await tenantry.sql(f'SELECT id FROM "{schema}".blocked_slots') == []
+
+
+class Tally:
+    """Records every ``grant_roles`` call: the user ids asked about, in order."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    @hookimpl
+    def grant_roles(self, tenant: Any, user_id: int) -> None:
+        self.asked.append(user_id)
+
+
+async def test_the_actor_is_resolved_once_per_request(tenantry):
+    """Auth guard, role guard, rate limit and handler share one resolution of the WebApp user."""
+    tally = Tally()
+    config = tenantry.add_tenant("market", features={"orders": ORDERS, "tally": {}})
+    await tenantry.start(plugins=[("tally", tally)])
+    await tenantry.wait_state("market", "running")
+    market = Market(tenantry, config)
+    order_id = await market.order("bakery", "rye")  # require_api_key_or_webapp, _ordering, limit
+    assert tally.asked == [CUSTOMER]
+    read = await tenantry.client.get(
+        f"{market.base}/orders/{order_id}", headers=market.webapp(BAKER)
+    )
+    assert read.status_code == 200  # the partner's store: its role came from that one call
+    assert tally.asked == [CUSTOMER, BAKER]
