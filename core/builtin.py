@@ -31,6 +31,7 @@ TEXTS = {
         "role.admin": "admins",
         "role.customer": "customers",
         "role.system": "the system",
+        "webapp.menu_button": "Open",
     },
     "ru": {
         "welcome": "Здравствуйте! Я бот {name}.",
@@ -44,6 +45,7 @@ TEXTS = {
         "role.admin": "администраторов",
         "role.customer": "покупателей",
         "role.system": "системы",
+        "webapp.menu_button": "Открыть",
     },
 }
 

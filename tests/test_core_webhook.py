@@ -292,3 +292,37 @@ async def test_webhook_paths_methods_and_sizes_outside_the_protocol(tenantry, up
     assert set(operation["responses"]) >= {"200", "400", "401", "404", "503"}
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert openapi["components"]["schemas"][answer.rsplit("/", 1)[1]]["required"] == ["ok"]
+
+
+async def test_a_webapp_url_becomes_the_bots_menu_button(tenantry, bot_api):
+    shop = tenantry.add_tenant(
+        "shop", locale="ru", webapp={"url": "https://shop.example/web/shop/orders/app"}
+    )
+    # A path needs an HTTPS public URL (Telegram opens WebApps over HTTPS
+    # only); this runtime's is http://127.0.0.1, so glow gets no button.
+    glow = tenantry.add_tenant("glow", webapp={"url": "/web/glow/booking/app"})
+    await tenantry.start()
+    await tenantry.wait_state("shop", "running")
+    [call] = await bot_api.wait_for("setChatMenuButton", bot_id=bot_id(shop))
+    assert call.params["menu_button"] == {
+        "type": "web_app",
+        "text": "Открыть",
+        "web_app": {"url": "https://shop.example/web/shop/orders/app"},
+    }
+    await bot_api.wait_for("setMyCommands", bot_id=bot_id(glow))
+    assert bot_api.calls("setChatMenuButton", bot_id=bot_id(glow)) == []
+
+
+def test_a_webapp_url_must_be_https_or_a_path():
+    import pytest
+
+    from core.config.loader import load_tenant_text
+    from core.config.model import ConfigError
+    from core.runtime.plugins import build_plugin_manager
+
+    pm = build_plugin_manager(entry_points=False)
+    text = 'id: shop\nbot: {token: "1:x"}\nwebapp: {url: "http://shop.example/app"}\n'
+    with pytest.raises(ConfigError) as refused:
+        load_tenant_text(text, "tenants/shop.yaml", pm, env={})
+    [issue] = refused.value.issues
+    assert (issue.line, issue.path) == (3, "webapp.url")

@@ -152,11 +152,14 @@ class WebAppConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         max_age_seconds: how old ``auth_date`` may be before the init data is
             refused, in whole seconds, 60-2592000 (default 3600, an hour: a
             leaked init data string opens the API as that user until then).
-        url: the WebApp page opened by the bot's buttons, if any.
+        url: the WebApp the bot's menu button opens (Bot API setChatMenuButton,
+            text ``webapp.menu_button``): an ``https://`` URL, or a path such as
+            ``/web/<id>/booking/app`` joined to ``TENANTRY_PUBLIC_URL`` when that
+            is HTTPS (Telegram opens WebApps over HTTPS only). Empty: no button.
     """
 
     max_age_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86400)] = 3600
-    url: str = ""
+    url: Annotated[str, msgspec.Meta(pattern=r"^(|https://[^\s]{1,2000}|/[^\s]{0,2000})$")] = ""
 
 
 _Rate = Annotated[str, msgspec.Meta(max_length=100)]

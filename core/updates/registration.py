@@ -1,4 +1,4 @@
-"""Bot API registration of a tenant's bot: setWebhook or deleteWebhook, and setMyCommands, only when changed.
+"""Bot API registration of a tenant's bot: setWebhook or deleteWebhook, setMyCommands and the WebApp menu button, only when changed.
 
 Webhook tenants register with setWebhook in the background, retrying with
 exponential backoff while the Bot API is unreachable (one
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
-from aiogram.types import BotCommand, BotCommandScopeChat
+from aiogram.types import BotCommand, BotCommandScopeChat, MenuButtonWebApp, WebAppInfo
 
 from core.errors import STORAGE_UNAVAILABLE
 from core.runtime.lifecycle import TenantState
@@ -151,7 +151,27 @@ class Registrar:
         if len(public) != len(admins):
             for admin in tenant.config.bot.admins:
                 calls.append(("setMyCommands", {"commands": menu(admins), "chat_id": admin}))
+        webapp = self.webapp_url(tenant)
+        if webapp is not None:
+            button = {"type": "web_app", "text": tenant.text("webapp.menu_button"),
+                      "web_app": {"url": webapp}}  # fmt: skip
+            calls.append(("setChatMenuButton", {"menu_button": button}))
         return calls
+
+    def webapp_url(self, tenant: Tenant) -> str | None:
+        """The URL of ``tenant``'s ``webapp.url`` for its bot's menu button, or None.
+
+        An absolute ``https://`` URL is used as written; a path (``/web/<id>/booking/app``)
+        is joined to ``TENANTRY_PUBLIC_URL`` when that is HTTPS. Telegram opens
+        WebApps over HTTPS only (Bot API: WebAppInfo.url), so with a plain-HTTP
+        public URL there is no menu button.
+        """
+        url = tenant.config.webapp.url
+        if url.startswith("/"):
+            if not (self.public_url or "").startswith("https://"):
+                return None
+            url = f"{self.public_url}{url}"
+        return url if url.startswith("https://") else None
 
     async def _call(self, tenant: Tenant, method: str, params: dict) -> None:
         """Make one registration call (see :meth:`calls`) through aiogram."""
@@ -160,6 +180,13 @@ class Registrar:
             await bot.set_webhook(**params)
         elif method == "deleteWebhook":
             await bot.delete_webhook()
+        elif method == "setChatMenuButton":
+            button = params["menu_button"]
+            await bot.set_chat_menu_button(
+                menu_button=MenuButtonWebApp(
+                    text=button["text"], web_app=WebAppInfo(url=button["web_app"]["url"])
+                )
+            )
         else:
             scope = BotCommandScopeChat(chat_id=params["chat_id"]) if "chat_id" in params else None
             await bot.set_my_commands([BotCommand(**c) for c in params["commands"]], scope=scope)
