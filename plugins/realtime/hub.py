@@ -15,8 +15,8 @@ Nothing is lost when pub/sub loses something: each entry names its
 predecessor (:mod:`plugins.realtime.feed`), so a connection that sees a gap
 reads the stream; after the listener reconnected, every connection of the
 runtime reads what it may have missed; and every :data:`HEAL_SECONDS` the hub
-compares each topic's newest entry with the connections' cursors (one read
-per topic and runtime, not per connection).
+compares each topic's newest entry of the round before with the
+connections' cursors (one read per topic and runtime, not per connection).
 
 Connections read the topic streams (a cursor's catch-up, a gap) through
 :attr:`Hub.reads`, a bound of :data:`STREAM_READS` reads at once per runtime,
@@ -37,7 +37,7 @@ import msgspec
 import structlog
 from redis.asyncio.client import PubSub
 
-from plugins.realtime.feed import id_after
+from plugins.realtime.feed import id_after, parse_id
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -61,6 +61,9 @@ STREAM_READS = 16
 
 HEAL_SECONDS = 5.0
 """Seconds between two comparisons of each topic's newest entry with its followers' cursors."""
+
+REORDER_SECONDS = 0.1
+"""How long a live message waits for the one before it (published by another runtime)."""
 
 SUBSCRIBE_WAIT_SECONDS = 5.0
 """How long a first follower of a channel waits for Redis to confirm the subscription."""
@@ -90,15 +93,60 @@ class Follower(Protocol):
 
 
 class _Topic:
-    """One channel of this runtime: its followers, and the subscription's confirmation."""
+    """One channel of this runtime: its followers, the order of its entries, the subscription.
 
-    __slots__ = ("feed", "followers", "name", "ready")
+    Two runtimes' consumers append a topic's entries one after the other, and
+    each publishes its own: the second entry's message may come first. A
+    message that does not follow the last one delivered (``head``) waits, at
+    most :data:`REORDER_SECONDS`, for the one before it; then whatever waits
+    is delivered in order, and a follower that sees a gap reads the stream.
+    """
+
+    __slots__ = ("feed", "followers", "head", "name", "pending", "ready", "timer")
 
     def __init__(self, name: str, feed: Feed):
         self.name = name
         self.feed = feed
         self.followers: dict[Follower, None] = {}  # insertion-ordered set
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head: str | None = None
+        self.pending: dict[str, tuple[LiveMessage, dict[str, Any]]] = {}  # by predecessor
+        self.timer: asyncio.TimerHandle | None = None
+
+    def receive(self, live: LiveMessage) -> None:
+        """Deliver ``live`` in its place in the topic's chain."""
+        if self.head is not None and live.prev != self.head:
+            if not id_after(live.id, self.head):
+                return  # delivered before (an event redelivered to the consumers)
+            self.pending[live.prev] = (live, _text(live.frame))
+            if self.timer is None:
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(REORDER_SECONDS, self.flush)
+            return
+        self._deliver(live, _text(live.frame))
+        while self.head in self.pending:
+            self._deliver(*self.pending.pop(self.head))
+        if not self.pending and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def flush(self) -> None:
+        """Deliver what waits, in id order: the entries before it did not come in time."""
+        self.timer = None
+        waiting = sorted(self.pending.values(), key=lambda item: parse_id(item[0].id))
+        self.pending.clear()
+        for live, message in waiting:
+            self._deliver(live, message)
+
+    def _deliver(self, live: LiveMessage, message: dict[str, Any]) -> None:
+        self.head = live.id
+        for follower in list(self.followers):
+            follower.on_live(self.name, live, message)
+
+
+def _text(frame: str) -> dict[str, Any]:
+    # One ASGI message per entry and runtime, handed to every follower as it is.
+    return {"type": "websocket.send", "text": frame}
 
 
 class _Listener(PubSub):
@@ -214,6 +262,8 @@ class Hub:
         topic.followers.pop(follower, None)
         if not topic.followers:
             del self._topics[channel]
+            if topic.timer is not None:
+                topic.timer.cancel()
             async with self._subscribing:
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
@@ -223,6 +273,7 @@ class Hub:
         """Have every follower of every channel read what it may have missed."""
         log.info("realtime_heal_all", reason=why, channels=len(self._topics))
         for topic in list(self._topics.values()):
+            topic.head = None  # what follows may not follow what came before the break
             for follower in list(topic.followers):
                 follower.heal(topic.name, None)
 
@@ -277,13 +328,15 @@ class Hub:
         if kind != "message":
             return
         live = decode_live(message["data"])
-        if live is None:
-            return
-        send = {"type": "websocket.send", "text": live.frame}
-        for follower in list(topic.followers):
-            follower.on_live(topic.name, live, send)
+        if live is not None:
+            topic.receive(live)
 
     async def _heal_periodically(self) -> None:
+        # A follower is healed up to the newest entry of the round before: that
+        # one's live message had HEAL_SECONDS to arrive. The newest entry of this
+        # round may be on its way, and reading it for every follower would be a
+        # read per connection each time an event and a round meet.
+        seen: dict[_Topic, str] = {}
         while True:
             await asyncio.sleep(HEAL_SECONDS)
             for topic in list(self._topics.values()):
@@ -294,8 +347,12 @@ class Hub:
                     log.warning("realtime_heal_failed", topic=topic.name,
                                 error=f"{type(exc).__name__}: {exc}")  # fmt: skip
                     continue
-                for follower in list(topic.followers):
-                    follower.heal(topic.name, newest)
+                before, seen[topic] = seen.get(topic), newest
+                if before is not None:
+                    for follower in list(topic.followers):
+                        follower.heal(topic.name, before)
+            for gone in seen.keys() - set(self._topics.values()):
+                del seen[gone]
 
 
 def behind(cursor: str, newest: str) -> bool:

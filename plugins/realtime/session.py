@@ -61,6 +61,8 @@ SERVER_ERROR_CLOSE_CODE = 1011
 """Close code when the server cannot go on (Redis unreachable): reconnect with the cursors."""
 
 _CATCH_UP_BATCH = 500
+_NOTED = 8
+"""Live messages kept for a topic being read; one more and it is read again."""
 _READ_ATTEMPTS = 6
 """Attempts of one stream read: after 0.1, 0.2, 0.4, 0.8 and 1.6 s of backoff (3.1 s) it fails."""
 
@@ -104,7 +106,10 @@ class Session:
         self._room = settings.queue_size
         self._cursors: dict[str, str | None] = {}  # None: the subscription is being set up
         self._behind: set[str] = set()
-        self._noted: set[str] = set()  # behind topics that had live messages during a read
+        # Behind topics: the live messages that came during a read (a few), or
+        # dirty when more came or anything may have been missed.
+        self._noted: dict[str, list[tuple[LiveMessage, dict[str, Any]]]] = {}
+        self._dirty: set[str] = set()
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -198,7 +203,8 @@ class Session:
                 return
         # Behind while being set up: what arrives live meanwhile is noted and read after the cursor.
         self._behind.add(topic)
-        self._noted.discard(topic)
+        self._noted.pop(topic, None)
+        self._dirty.discard(topic)
         first = topic not in self._cursors
         self._cursors[topic] = None
         if first:
@@ -207,7 +213,7 @@ class Session:
         start = str(cursor) if cursor is not None else await self._stream(self._feed.last_id, topic)
         self._cursors[topic] = start
         self._control({"type": "subscribed", "topic": topic, "cursor": start})
-        if cursor is None and topic not in self._noted:
+        if cursor is None and topic not in self._noted and topic not in self._dirty:
             self._behind.discard(topic)
         self._wake.set()
 
@@ -216,7 +222,11 @@ class Session:
     def on_live(self, topic: str, live: LiveMessage, message: dict[str, Any]) -> None:
         """A live entry of ``topic`` (called by the hub, once per connection and entry)."""
         if topic in self._behind:
-            self._noted.add(topic)
+            noted = self._noted.setdefault(topic, [])
+            if len(noted) < _NOTED:
+                noted.append((live, message))
+            else:
+                self._dirty.add(topic)
             return
         cursor = self._cursors.get(topic)
         if cursor is None:
@@ -230,7 +240,8 @@ class Session:
         """Read ``topic``'s stream if ``newest`` (None: anything) may have been missed."""
         cursor = self._cursors.get(topic)
         if topic in self._behind:
-            self._noted.add(topic)
+            if newest is None:
+                self._dirty.add(topic)
         elif cursor is not None and (newest is None or behind(cursor, newest)):
             self._fall_behind(topic)
 
@@ -274,13 +285,18 @@ class Session:
                 await self._wake.wait()
 
     async def _catch_up(self, topic: str) -> None:
-        """Queue what follows ``topic``'s cursor from the stream, as far as the outbox allows."""
+        """Queue what follows ``topic``'s cursor from the stream, as far as the outbox allows.
+
+        The topic goes live again once a read found no more and the live
+        messages that came during it follow on from what was read.
+        """
         while True:
             room = self._room - len(self._outbox)
             cursor = self._cursors.get(topic)
             if room <= 0 or cursor is None:
                 return  # the writer comes back once the outbox drained / the subscription is set
-            self._noted.discard(topic)
+            self._noted.pop(topic, None)
+            self._dirty.discard(topic)
             limit = min(room, _CATCH_UP_BATCH)
             try:
                 entries = await self._stream(self._feed.after, topic, cursor, limit)
@@ -294,9 +310,21 @@ class Session:
             for entry in entries:
                 if not self._offer(topic, entry.id, _text(entry.frame), len(entry.frame)):
                     return
-            if len(entries) < limit and topic not in self._noted:
+            if len(entries) == limit or topic in self._dirty:
+                continue
+            if self._follow_on(topic):
                 self._behind.discard(topic)
                 return
+
+    def _follow_on(self, topic: str) -> bool:
+        """Queue the live messages noted during a read that follow it; False if one does not."""
+        for live, message in self._noted.pop(topic, ()):
+            cursor = self._cursors[topic]
+            if cursor is None or not behind(cursor, live.id):
+                continue  # the read had it
+            if live.prev != cursor or not self._offer(topic, live.id, message, len(live.frame)):
+                return False
+        return True
 
     async def _stream(self, read: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``await read(*args)`` within the runtime's bound of stream reads, retried with backoff.

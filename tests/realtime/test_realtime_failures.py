@@ -115,11 +115,11 @@ async def test_an_entry_whose_live_message_never_came_arrives_within_seconds(ten
         appended = await feed.append("flood", event)
         assert appended is not None and appended[1]
         for socket in watchers:
-            frames = await socket.wait_events("flood", 2, timeout=HEAL_SECONDS + 5)
+            frames = await socket.wait_events("flood", 2, timeout=2 * HEAL_SECONDS + 5)
             assert [f["data"]["n"] for f in frames] == [0, 1]
             assert frames[1]["id"] == appended[0].id
         took = time.monotonic() - appended_at
-        assert took < HEAL_SECONDS + 3, f"{took:.1f} s"
+        assert took < 2 * HEAL_SECONDS + 3, f"{took:.1f} s"
         # Live delivery goes on after it, on the chain.
         await _publish(tenant, 2, 1)
         for socket in watchers:
