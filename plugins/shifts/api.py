@@ -14,7 +14,7 @@ an offset (stored in UTC). Refusals are problem bodies with codes
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 import msgspec
@@ -26,190 +26,23 @@ from core.http.auth import ActorDep, TenantDep, require_api_key_or_webapp
 from core.http.ratelimit import limit_writes
 from plugins.shifts import repository as repo
 from plugins.shifts.access import Acting, acting_of
+from plugins.shifts.dto import (
+    CloseIn,
+    CommissionView,
+    CorrectionIn,
+    EmployeeIn,
+    EmployeePatch,
+    EmployeeView,
+    HistoryView,
+    InviteView,
+    ReportView,
+    ShiftIn,
+    ShiftView,
+    StatusChangeIn,
+)
 from plugins.shifts.service import employees, reports, shifts
 
-__all__ = [
-    "BonusView",
-    "CloseIn",
-    "CorrectionIn",
-    "EmployeeIn",
-    "EmployeePatch",
-    "EmployeeView",
-    "EmployeesController",
-    "HistoryView",
-    "InviteView",
-    "ReportRow",
-    "ReportView",
-    "ReportsController",
-    "ShiftIn",
-    "ShiftView",
-    "ShiftsController",
-    "StatusChangeIn",
-]
-
-_NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-_MONEY = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
-_USER = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-_REASON = Annotated[str, msgspec.Meta(max_length=500)]
-_SALES = dict[Annotated[str, msgspec.Meta(max_length=32)], _MONEY]
-
-
-class EmployeeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A new employee: ``user_id`` (Telegram) now, or later through an invite link.
-
-    ``hourly_rate``: personal base pay in minor units per hour (None: the role's).
-    """
-
-    name: _NAME
-    role: str = "staff"
-    user_id: _USER | None = None
-    hourly_rate: _MONEY | None = None
-
-
-class EmployeePatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Changes to an employee; omitted fields stay (``hourly_rate: null`` is not a change)."""
-
-    name: _NAME | None = None
-    role: str | None = None
-    user_id: _USER | None = None
-    hourly_rate: _MONEY | None = None
-    active: bool | None = None
-
-
-class EmployeeView(msgspec.Struct):
-    """An employee; ``hourly_rate`` minor units per hour or None; ``external_id`` from an import."""
-
-    id: int
-    user_id: int | None
-    name: str
-    role: str
-    hourly_rate: int | None
-    active: bool
-    external_id: str | None
-    created_at: datetime
-
-
-class InviteView(msgspec.Struct):
-    """A one-time invite: ``link`` (``t.me``, None if getMe failed) and its ``start`` parameter."""
-
-    employee_id: int
-    start: str
-    link: str | None
-    expires_at: datetime
-
-
-class ShiftIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Open a shift (``opened_at`` default now), or record a whole one with ``closed_at`` and sales.
-
-    Sales: ``sales_total`` for tenants without categories, else ``sales``
-    (category id -> minor units).
-    """
-
-    employee_id: int
-    opened_at: datetime | None = None
-    closed_at: datetime | None = None
-    sales_total: _MONEY | None = None
-    sales: _SALES | None = None
-
-
-class CloseIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Close a shift: the sales (``sales_total`` or ``sales`` by category) and ``closed_at`` (default now)."""
-
-    sales_total: _MONEY | None = None
-    sales: _SALES | None = None
-    closed_at: datetime | None = None
-
-
-class StatusChangeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A status change; ``expected_status``: refuse (409) unless the shift is still in it."""
-
-    status: str
-    reason: _REASON = ""
-    expected_status: str | None = None
-
-
-class CorrectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A correction: new sales and/or times, and the reason (kept in the history)."""
-
-    reason: _REASON
-    sales_total: _MONEY | None = None
-    sales: _SALES | None = None
-    opened_at: datetime | None = None
-    closed_at: datetime | None = None
-
-
-class BonusView(msgspec.Struct):
-    """A bonus applied to a shift (``rank:<id>`` for a rank's bonus percent); ``amount`` minor units."""
-
-    bonus: str
-    name: str
-    amount: int
-
-
-class ShiftView(msgspec.Struct):
-    """A shift and its pay (minor units of ``currency``).
-
-    ``total = base_pay + commission + bonus_total``; ``rate_percent`` is the
-    rate of the interval the commission base falls in; ``local_date`` the
-    tenant-local date it belongs to.
-    """
-
-    id: int
-    employee_id: int
-    employee_name: str
-    status: str
-    opened_at: datetime
-    closed_at: datetime | None
-    local_date: date
-    worked_seconds: int
-    sales: dict[str, int]
-    sales_total: int
-    commission_base: int
-    rate_percent: float
-    rank: str | None
-    base_pay: int
-    commission: int
-    bonuses: list[BonusView]
-    bonus_total: int
-    total: int
-    currency: str
-    updated_at: datetime
-
-
-class HistoryView(msgspec.Struct):
-    """One history entry: a status change, or a correction (``changes``: field -> from/to)."""
-
-    from_status: str | None
-    to_status: str
-    actor_id: int | None
-    role: str
-    reason: str
-    changes: dict[str, Any]
-    at: datetime
-
-
-class ReportRow(msgspec.Struct):
-    """One employee's month (or the team's totals, without id and name); amounts minor units."""
-
-    shifts: int
-    worked_seconds: int
-    sales: int
-    base_pay: int
-    commission: int
-    bonuses: int
-    total: int
-    employee_id: int | None = None
-    employee_name: str | None = None
-
-
-class ReportView(msgspec.Struct):
-    """A month report over ``counted_statuses``."""
-
-    month: str
-    currency: str
-    counted_statuses: list[str]
-    employees: list[ReportRow]
-    totals: ReportRow
+__all__ = ["EmployeesController", "ReportsController", "ShiftsController"]
 
 
 def _view(kind: type[Any], value: Any) -> Any:
@@ -352,11 +185,12 @@ class ShiftsController(Controller):
     @get("/{shift_id:int}/commission", summary="The pay breakdown of a shift")
     async def commission(
         self, tenant: TenantDep, actor: ActorDep, shift_id: FromPath[int]
-    ) -> ShiftView:
-        """The shift with its sales, base, rate, commission, base pay, bonuses and total."""
-        return _view(
-            ShiftView, await shifts.load_shift(tenant, await _acting(tenant, actor), shift_id)
+    ) -> CommissionView:
+        """The shift's pay and its commission split over the rate table (``parts``)."""
+        breakdown = await shifts.commission_breakdown(
+            tenant, await _acting(tenant, actor), shift_id
         )
+        return _view(CommissionView, breakdown)
 
     @post("/{shift_id:int}/close", guards=[limit_writes], status_code=200, summary="Close a shift")
     async def close(

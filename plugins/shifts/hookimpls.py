@@ -124,6 +124,24 @@ def grant_roles(tenant: Tenant, user_id: int) -> Any:
 
 
 @hookimpl
+def on_tenant_started(tenant: Tenant) -> None:
+    """Refuse to start when the state settings do not fit the tenant's ``statuses.shift``.
+
+    Raises:
+        ConfigError: one issue per state setting that is not a state of the
+            machine or names a move it lacks (the tenant is ``failed`` with
+            that message; on a reload the old config keeps serving).
+    """
+    from core.config.model import ConfigError, ConfigIssue
+    from plugins.shifts.machine import state_problems
+
+    problems = state_problems(tenant.settings_for("shifts"), tenant.statuses["shift"])
+    if problems:
+        source = getattr(tenant.spec, "source", None) or tenant.id
+        raise ConfigError([ConfigIssue(str(source), None, path, why) for path, why in problems])
+
+
+@hookimpl
 def on_event(tenant: Tenant, event: DomainEvent) -> Any:
     """Tell managers about closed shifts and employees about approvals and corrections."""
     if event.name.startswith("shifts."):

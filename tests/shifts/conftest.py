@@ -86,18 +86,56 @@ class Crew:
         return await self.h.sql(f'SELECT * FROM "{self.schema}".{name} ORDER BY {order_by}')
 
 
+# ---------------------------------------------------------------- the bot, as users drive it
+
+
+def buttons(call: Any) -> dict[str, str]:
+    markup = call.params.get("reply_markup") or {}
+    return {b["callback_data"]: b["text"] for row in markup.get("inline_keyboard", []) for b in row}
+
+
+async def say(crew: Crew, updates: Any, user_id: int, text: str) -> None:
+    if text.startswith("/"):
+        name, _, args = text[1:].partition(" ")
+        update = updates.command(name, args, user_id=user_id, bot_id=crew.bot_id)
+    else:
+        update = updates.message(text, user_id=user_id, bot_id=crew.bot_id)
+    response = await crew.h.post_update(crew.id, update)
+    assert response.status_code == 200, response.text
+
+
+async def press(crew, updates, user_id: int, data: str) -> None:
+    update = updates.callback_query(data, user_id=user_id, message_id=1, bot_id=crew.bot_id)
+    response = await crew.h.post_update(crew.id, update)
+    assert response.status_code == 200, response.text
+
+
+def last_text(bot_api, crew, chat_id: int, method: str = "sendMessage") -> str:
+    calls = bot_api.calls(method, bot_id=crew.bot_id, chat_id=chat_id)
+    assert calls, f"no {method} to {chat_id}"
+    return calls[-1].params["text"]
+
+
+LIMITS = {"api_writes": "1000/minute", "webapp_writes": "1000/minute", "bot_writes": "1000/minute"}
+
+
+async def add_crew(
+    tenantry: Any, tenant_id: str, shifts: dict[str, Any], *, start: bool = False, **fields: Any
+) -> Crew:
+    """Write tenant ``tenant_id`` with ``features.shifts = shifts`` and wait until it runs.
+
+    ``start``: start the harness first (tests without the ``crew`` fixture).
+    """
+    config = tenantry.add_tenant(
+        tenant_id, features={"shifts": shifts}, limits=fields.pop("limits", LIMITS), **fields
+    )
+    if start:
+        await tenantry.start()
+    await tenantry.wait_state(tenant_id, "running", timeout=20)
+    return Crew(tenantry, config)
+
+
 @pytest_asyncio.fixture
 async def crew(tenantry: Any) -> Crew:
     """A started tenant ``crew`` with shifts enabled (en locale, UTC)."""
-    config = tenantry.add_tenant(
-        "crew",
-        features={"shifts": SHIFTS_SETTINGS},
-        limits={
-            "api_writes": "1000/minute",
-            "webapp_writes": "1000/minute",
-            "bot_writes": "1000/minute",
-        },
-    )
-    await tenantry.start()
-    await tenantry.wait_state("crew", "running")
-    return Crew(tenantry, config)
+    return await add_crew(tenantry, "crew", SHIFTS_SETTINGS, start=True)

@@ -4,36 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from conftest import ADMIN, ANNA, STRANGER
-
-
-def buttons(call: Any) -> dict[str, str]:
-    markup = call.params.get("reply_markup") or {}
-    return {b["callback_data"]: b["text"] for row in markup.get("inline_keyboard", []) for b in row}
-
-
-async def say(crew, updates, user_id: int, text: str) -> None:
-    if text.startswith("/"):
-        name, _, args = text[1:].partition(" ")
-        update = updates.command(name, args, user_id=user_id, bot_id=crew.bot_id)
-    else:
-        update = updates.message(text, user_id=user_id, bot_id=crew.bot_id)
-    response = await crew.h.post_update(crew.id, update)
-    assert response.status_code == 200, response.text
-
-
-async def press(crew, updates, user_id: int, data: str) -> None:
-    update = updates.callback_query(data, user_id=user_id, message_id=1, bot_id=crew.bot_id)
-    response = await crew.h.post_update(crew.id, update)
-    assert response.status_code == 200, response.text
-
-
-def last_text(bot_api, crew, chat_id: int, method: str = "sendMessage") -> str:
-    calls = bot_api.calls(method, bot_id=crew.bot_id, chat_id=chat_id)
-    assert calls, f"no {method} to {chat_id}"
-    return calls[-1].params["text"]
+from conftest import ADMIN, ANNA, STRANGER, buttons, last_text, press, say
 
 
 async def test_invite_shift_close_approve_and_correct(crew, updates, bot_api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import textwrap
 from pathlib import Path
@@ -110,6 +111,10 @@ async def test_dry_run_bad_rows_run_and_rerun(tmp_path, tenantry_database_url, c
         assert f"{broken[0]}:6: date: '2026-11-31' is not a date" in bad.stderr
         assert "nothing written" in bad.stdout
         assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".employees') == 0
+        # The refused run is in the sync log with its bad rows; the dry run left no record.
+        refused = await conn.fetch(f'SELECT dry_run, errors, files FROM "{schema}".sync_log')
+        assert [(r["dry_run"], r["errors"]) for r in refused] == [(False, 2)]
+        assert broken[0] in refused[0]["files"]
 
         first = await run_cli(capsys, tenants, *paths)
         assert first.returncode == 0, first.stderr
@@ -145,9 +150,62 @@ async def test_dry_run_bad_rows_run_and_rerun(tmp_path, tenantry_database_url, c
         log = await conn.fetch(
             f'SELECT dry_run, errors, counts FROM "{schema}".sync_log ORDER BY id'
         )
-        assert [(r["dry_run"], r["errors"]) for r in log] == [(False, 0), (False, 0)]
-        assert '"shifts": {"new": 3, "existing": 0}' in log[0]["counts"]
-        assert '"shifts": {"new": 0, "existing": 3}' in log[1]["counts"]
+        assert [(r["dry_run"], r["errors"]) for r in log] == [(False, 2), (False, 0), (False, 0)]
+        assert '"shifts": {"new": 3, "existing": 0}' in log[1]["counts"]
+        assert '"shifts": {"new": 0, "existing": 3}' in log[2]["counts"]
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+async def test_the_docs_example_set_on_crew_yaml(
+    tmp_path, tenantry_database_url, capsys, monkeypatch
+):
+    """The example files of ``docs/plugins/shifts.md`` against ``tenants/crew.yaml``: the dry run
+    prints what the docs say, the run writes it, a second run writes nothing."""
+    from test_shifts_walkthrough import DOC, ROOT, fenced_blocks
+
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", tenantry_database_url)
+    schema = f"imp_{secrets.token_hex(4)}"
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    crew = yaml.safe_load((ROOT / "tenants" / "crew.yaml").read_text(encoding="utf-8"))
+    crew["storage"] = {"schema": schema, "redis_prefix": f"{schema}:"}
+    (tenants / "crew.yaml").write_text(yaml.safe_dump(crew, allow_unicode=True), encoding="utf-8")
+    section = DOC[DOC.index("An example set for `tenants/crew.yaml`") :]
+    names = [n for n in re.findall(r"^`([a-z_]+\.csv)`$", section, flags=re.M)]
+    sheets = [text for kind, text in fenced_blocks(section) if kind == "csv"]
+    assert names == [
+        "employees.csv",
+        "rates.csv",
+        "employee_ranks.csv",
+        "shifts.csv",
+        "bonuses.csv",
+    ]
+    paths = []
+    for name, text in zip(names, sheets, strict=False):
+        (tmp_path / name).write_text(text + "\n", encoding="utf-8")
+        paths.append(str(tmp_path / name))
+    printed = next(text for kind, text in fenced_blocks(section) if text.startswith("crew shifts:"))
+    conn = await asyncpg.connect(tenantry_database_url)
+    try:
+        dry = await run_cli(capsys, tenants, *paths, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.strip() == printed
+        first = await run_cli(capsys, tenants, *paths)
+        assert "wrote 7, already present 0" in first.stdout, first.stdout + first.stderr
+        totals = await conn.fetch(
+            f'SELECT external_id, commission, total FROM "{schema}".shifts ORDER BY external_id'
+        )
+        # S101 is the walkthrough's Friday (commission 2 960 ₽ recorded, the weekend bonus 500 ₽);
+        # S102 gets today's commission: 25 000 ₽ x 3 % = 750 ₽.
+        assert [tuple(r) for r in totals] == [
+            ("S101", 296000, 346000),
+            ("S102", 75000, 75000),
+            ("S103", 45000, 45000),
+        ]
+        again = await run_cli(capsys, tenants, *paths)
+        assert "wrote 0, already present 7" in again.stdout
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

@@ -31,11 +31,13 @@ from plugins.shifts.config import WEEKDAYS, RankSpec, RateBand, ShiftsSettings, 
 
 __all__ = [
     "BonusLine",
+    "CommissionPart",
     "ShiftPay",
     "base_pay",
     "bonuses_for",
     "commission",
     "commission_base",
+    "commission_parts",
     "rate_for",
     "round_half_up",
     "shift_pay",
@@ -84,6 +86,79 @@ def commission(base: int, rates: Sequence[RateBand], mode: str) -> int:
         if upper > band.from_:
             exact += (upper - band.from_) * band.basis_points
     return round_half_up(exact, _BASIS)
+
+
+class CommissionPart(msgspec.Struct, frozen=True):
+    """The share of a commission base that one interval of the rate table pays for.
+
+    Attributes:
+        from_: the interval's lower bound, minor units (JSON ``from``).
+        to: its upper bound (excluded), or None for the open-ended one.
+        percent: its rate.
+        base: the part of the base paid at this rate, minor units (flat: the
+            whole base, in the interval holding it).
+        exact: ``base × percent`` before rounding, in minor units with up
+            to four decimals, as a decimal string (``"1499.97"``).
+    """
+
+    from_: int = msgspec.field(name="from")
+    to: int | None = None
+    percent: float = 0.0
+    base: int = 0
+    exact: str = "0"
+
+
+def _exact(amount_bp: int) -> str:
+    """``amount_bp`` ten-thousandths of a minor unit as a decimal string without trailing zeros."""
+    whole, fraction = divmod(amount_bp, _BASIS)
+    return f"{whole}.{fraction:04d}".rstrip("0").rstrip(".") if fraction else str(whole)
+
+
+def commission_parts(base: int, rates: Sequence[RateBand], mode: str) -> list[CommissionPart]:
+    """How :func:`commission` reaches its amount: the base split over the intervals it pays.
+
+    The commission is the sum of the parts' ``exact`` amounts rounded half up
+    once (so it can differ by a fraction from adding rounded parts).
+
+    Args:
+        base: the commission base, minor units, >= 0.
+        rates: a validated rate table.
+        mode: ``flat`` (one part: the whole base at its interval's rate) or
+            ``progressive`` (a part per interval the base reaches).
+
+    Raises:
+        ValueError: a negative base or an unknown mode.
+    """
+    if base < 0:
+        raise ValueError(f"the commission base cannot be negative ({base})")
+    if mode == "flat":
+        band = next(b for b in rates if b.from_ <= base and (b.to is None or base < b.to))
+        return [
+            CommissionPart(
+                from_=band.from_,
+                to=band.to,
+                percent=band.percent,
+                base=base,
+                exact=_exact(base * band.basis_points),
+            )
+        ]
+    if mode != "progressive":
+        raise ValueError(f"unknown commission mode {mode!r}")
+    parts = []
+    for band in sorted(rates, key=lambda b: b.from_):
+        upper = base if band.to is None else min(base, band.to)
+        if upper > band.from_:
+            part = upper - band.from_
+            parts.append(
+                CommissionPart(
+                    from_=band.from_,
+                    to=band.to,
+                    percent=band.percent,
+                    base=part,
+                    exact=_exact(part * band.basis_points),
+                )
+            )
+    return parts
 
 
 def base_pay(hourly_rate: int, worked_seconds: int) -> int:

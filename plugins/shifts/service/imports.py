@@ -20,8 +20,9 @@ dates ``YYYY-MM-DD`` or ``DD.MM.YYYY``, times ``HH:MM`` in the tenant's zone
 first; a bad row is reported with its file and line and then nothing at all
 is written. Rows are found again by their old ids (``employees.external_id``,
 ``shifts.external_id``), so re-running the same files writes nothing new.
-Every run that writes is recorded in ``sync_log`` (a dry run is rolled back
-by the command, its record too). An imported shift keeps its recorded
+Every run is recorded in ``sync_log`` (files, counts per kind, bad rows),
+a refused one too; a dry run is rolled back by the command, its record with
+it (the importer is not told it is a dry run). An imported shift keeps its recorded
 commission, base pay and bonuses; one without a recorded commission gets the
 current rules' commission.
 """
@@ -267,6 +268,16 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
             bad(row, f"shift_id {shift_id!r} is in no shifts file nor the database")
 
     if report.issues:
+        # A refused run writes nothing but its record (the command commits
+        # what a run that is not a dry run did).
+        await repo.insert_sync_log(
+            conn,
+            source="import",
+            dry_run=False,
+            files=[str(p) for p in paths],
+            counts=counts,
+            errors=len(report.issues),
+        )
         report.details = details(counts, "nothing written: fix the rows above and run again")
         report.written, report.skipped = 0, 0
         return report

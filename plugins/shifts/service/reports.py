@@ -77,19 +77,22 @@ async def month_report(
 ) -> dict[str, Any]:
     """Per-employee totals of the month's counted shifts, and the team's.
 
-    Staff get their own row only, whatever ``employee_id`` says.
+    Staff get their own row only, whatever ``employee_id`` says; staff who
+    are no employee (an API key with ``role: staff``) get no rows.
 
     Returns:
         ``{"month": "YYYY-MM", "currency", "counted_statuses", "employees":
         [row...], "totals": {...}}``; a row has :data:`REPORT_COLUMNS`.
     """
     settings = settings_of(tenant)
-    if not acting.manages:
-        employee_id = acting.employee_id
-    async with tenant.db.acquire() as conn:
-        rows = await repo.month_report(
-            conn, month, next_month(month), settings.counted_statuses, employee_id
-        )
+    rows: list[Any] = []
+    if acting.manages or acting.employee_id is not None:
+        if not acting.manages:
+            employee_id = acting.employee_id
+        async with tenant.db.acquire() as conn:
+            rows = await repo.month_report(
+                conn, month, next_month(month), settings.counted_statuses, employee_id
+            )
     employees = [{column: row[column] for column in REPORT_COLUMNS} for row in rows]
     totals = {
         column: sum(e[column] for e in employees)

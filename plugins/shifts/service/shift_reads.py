@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import msgspec
 
 from core.errors import BadRequest, NotFound
 from plugins.shifts import repository as repo
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from core import Tenant
 
 __all__ = [
+    "commission_breakdown",
     "list_shifts",
     "load_shift",
     "month_of",
@@ -102,6 +104,8 @@ async def list_shifts(
 ) -> list[dict[str, Any]]:
     """Shifts newest first; staff see only their own whatever ``employee_id`` says.
 
+    Staff who are no employee (an API key with ``role: staff``) see none.
+
     Raises:
         BadRequest: ``shifts.unknown_status`` with ``known``.
     """
@@ -114,6 +118,8 @@ async def list_shifts(
                 known=known,
             )
     if not acting.manages:
+        if acting.employee_id is None:
+            return []  # staff who are nobody's employee (a staff API key) have no shifts
         employee_id = acting.employee_id
     async with tenant.db.acquire() as conn:
         rows = await repo.search_shifts(
@@ -149,3 +155,38 @@ async def shift_history(tenant: Tenant, acting: Acting, shift_id: int) -> list[d
         }
         for r in rows
     ]
+
+
+async def commission_breakdown(tenant: Tenant, acting: Acting, shift_id: int) -> dict[str, Any]:
+    """The shift's pay with its commission split over the rate table (staff: only their own).
+
+    The parts are computed by today's rules from the stored commission base
+    and the rank the shift was paid with (the rank's own ``rates`` when it
+    has them); ``matches`` says whether they give the stored commission (not
+    when the rates changed since, or an import kept a recorded commission).
+
+    Returns:
+        The shift's view plus ``mode``, ``rates_of`` (``commission`` or
+        ``rank:<id>``), ``parts`` (:class:`CommissionPart` as dicts: ``from``,
+        ``to``, ``percent``, ``base``, ``exact``) and ``matches``.
+
+    Raises:
+        NotFound: ``shifts.not_found``.
+    """
+    from plugins.shifts.service.commission import commission, commission_parts
+
+    shift = await load_shift(tenant, acting, shift_id)
+    settings = tenant.settings_for("shifts")
+    rank = settings.rank(shift["rank"])
+    own_rates = rank is not None and rank.rates is not None
+    rates = rank.rates if own_rates else settings.commission.rates
+    mode = settings.commission.mode
+    base = shift["commission_base"]
+    parts = commission_parts(base, rates, mode)
+    return {
+        **shift,
+        "mode": mode,
+        "rates_of": f"rank:{rank.id}" if own_rates else "commission",
+        "parts": [msgspec.to_builtins(part) for part in parts],
+        "matches": commission(base, rates, mode) == shift["commission"],
+    }

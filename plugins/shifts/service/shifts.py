@@ -29,6 +29,7 @@ from plugins.shifts.service._unit import Change, change
 from plugins.shifts.service.commission import ShiftPay, shift_pay
 from plugins.shifts.service.employees import settings_of
 from plugins.shifts.service.shift_reads import (
+    commission_breakdown,
     list_shifts,
     load_shift,
     month_of,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_REASON",
     "change_status",
     "close_shift",
+    "commission_breakdown",
     "correct_shift",
     "list_shifts",
     "load_shift",
