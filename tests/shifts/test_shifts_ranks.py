@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
-from conftest import ANNA, BORIS
+from conftest import ANNA, BORIS, add_crew
 
 from core.runtime.plugins import build_plugin_manager
 from core.runtime.runtime import Runtime
@@ -93,3 +93,61 @@ async def test_two_runtimes_compute_a_month_once(crew, tenantry):
     assert {b["bonus"]: b["amount"] for b in shift["bonuses"]} == {"rank:silver": 1000}
     gold = await approved_shift(crew, anna["id"], "2026-12-01", 100000)
     assert gold["rank"] == "gold" and gold["bonuses"] == []
+
+
+BY_SHIFTS = {
+    "commission": {"mode": "flat", "rates": [{"from": 0, "percent": 3}]},
+    "rank_basis": "shifts",
+    "ranks": [
+        {
+            "id": "regular",
+            "name": "Regular",
+            "threshold": 2,
+            "rates": [{"from": 0, "to": 50000, "percent": 4}, {"from": 50000, "percent": 6}],
+        }
+    ],
+}
+
+
+async def test_ranks_by_shifts_and_a_ranks_own_rate_table(tenantry):
+    team = await add_crew(tenantry, "byshifts", BY_SHIFTS, start=True)
+    anna = await team.employee("Anna", ANNA)
+    boris = await team.employee("Boris", BORIS)
+    # Anna: two small approved shifts; Boris: one big one. The basis is the count.
+    for person, day, sales in (
+        (anna, "2026-11-03", 100),
+        (anna, "2026-11-04", 100),
+        (boris, "2026-11-03", 900000),
+    ):
+        shift = await team.ok(
+            "POST",
+            "/shifts",
+            201,
+            json={
+                "employee_id": person["id"],
+                "opened_at": f"{day}T10:00:00Z",
+                "closed_at": f"{day}T12:00:00Z",
+                "sales_total": sales,
+            },
+        )
+        await team.ok("POST", f"/shifts/{shift['id']}/status", json={"status": "approved"})
+    done = await compute_ranks(team.tenant, date(2026, 12, 1))
+    assert done["ranks"] == {anna["id"]: "regular", boris["id"]: None}
+    achieved = {r["employee_id"]: r["achieved"] for r in await team.table("employee_ranks")}
+    assert achieved == {anna["id"]: 2, boris["id"]: 1}
+
+    # December: Anna's shifts use the rank's table (flat 6 % from 50000), Boris' the tenant's 3 %.
+    december = {"opened_at": "2026-12-01T10:00:00Z", "closed_at": "2026-12-01T12:00:00Z"}
+    hers = await team.ok(
+        "POST", "/shifts", 201, json={"employee_id": anna["id"], "sales_total": 60000, **december}
+    )
+    his = await team.ok(
+        "POST", "/shifts", 201, json={"employee_id": boris["id"], "sales_total": 60000, **december}
+    )
+    assert (hers["rank"], hers["commission"], hers["rate_percent"]) == ("regular", 3600, 6)
+    assert (his["rank"], his["commission"], his["rate_percent"]) == (None, 1800, 3)
+    breakdown = await team.ok("GET", f"/shifts/{hers['id']}/commission")
+    assert breakdown["rates_of"] == "rank:regular" and breakdown["matches"] is True
+    assert [(p["from"], p["base"], p["exact"]) for p in breakdown["parts"]] == [
+        (50000, 60000, "3600")
+    ]
