@@ -1,11 +1,10 @@
 """One change: a transaction and the domain events it publishes, in one place.
 
-``shifts.*`` events are published in the transaction that makes the change
-when the core's durable outbox takes a connection (issue 10:
-``tenant.publish(name, payload, conn=conn)``), so a rolled-back change
-publishes nothing; with the in-memory delivery of today they are published
-right after the commit instead. Services never call ``tenant.publish``
-themselves.
+``shifts.*`` events are written to the tenant's outbox in the transaction
+that makes the change (``tenant.publish(name, payload, conn=conn)``), so a
+rolled-back change publishes nothing. A ``tenant.publish`` without ``conn``
+(a stand-in in a unit test) gets them right after the commit instead.
+Services never call ``tenant.publish`` themselves.
 """
 
 from __future__ import annotations
