@@ -148,9 +148,16 @@ class SignInController(Controller):
         )
 
     @get("/signin")
-    async def signin_form(self, tenant: TenantDep, next: FromQuery[str] = "") -> Template:
-        """The sign-in page: the API-key form, and WebApp sign-in when opened inside Telegram."""
-        return _signin_form(tenant, _safe_next(tenant, next))
+    async def signin_form(
+        self, tenant: TenantDep, next: FromQuery[str] = "", expired: FromQuery[bool] = False
+    ) -> Template:
+        """The sign-in page: the API-key form, and WebApp sign-in when opened inside Telegram.
+
+        ``expired=1`` is how a page sends back someone whose session ended
+        (``signInAgain`` in ``ui.js``): the form says so.
+        """
+        error = web_text(tenant, "web.signin_required") if expired else ""
+        return _signin_form(tenant, _safe_next(tenant, next), error)
 
     @post("/signin", status_code=303)
     async def signin_key(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,6 +35,37 @@ def add_restaurant(tenantry: Any, tenant_id: str = "filin", **fields: Any) -> di
         "min_notice_minutes": 60,
         "days_ahead": 30,
         "max_party_size": 6,
+    }
+    fields.setdefault("locale", "en")
+    return tenantry.add_tenant(
+        tenant_id,
+        timezone="Europe/Moscow",
+        features={"booking": booking, "realtime": {}},
+        **fields,
+    )
+
+
+def add_salon(tenantry: Any, tenant_id: str = "glow", **fields: Any) -> dict[str, Any]:
+    """A salon (``kind: services``, two staff) with live events and confirmations, English."""
+    booking = {
+        "kind": "services",
+        "staff": [{"id": "anna", "name": "Anna"}, {"id": "olga", "name": "Olga"}],
+        "services": [
+            {
+                "id": "haircut",
+                "name": "Haircut",
+                "duration_minutes": 60,
+                "price": 250000,
+                "staff": ["anna", "olga"],
+            },
+            {"id": "coloring", "name": "Coloring", "duration_minutes": 120, "staff": ["anna"]},
+        ],
+        "opening_hours": ALL_DAY,
+        "slot_step_minutes": 30,
+        "min_notice_minutes": 60,
+        "days_ahead": 30,
+        "confirmation_required": True,
+        "currency": "RUB",
     }
     fields.setdefault("locale", "en")
     return tenantry.add_tenant(
@@ -99,10 +131,52 @@ def future_day(days: int = 2) -> date:
     return datetime.now(MOSCOW).date() + timedelta(days=days)
 
 
-def webapp_url(tenantry: Any, config: dict[str, Any], page: str, user_id: int, name: str) -> str:
-    """The WebApp ``page`` as Telegram opens it: init data signed with the bot token in the fragment."""
+THEME = {
+    "bg_color": "#17212b",
+    "secondary_bg_color": "#232e3c",
+    "text_color": "#f5f5f5",
+    "hint_color": "#708499",
+    "link_color": "#6ab3f3",
+    "button_color": "#5288c1",
+    "button_text_color": "#ffffff",
+}
+"""Telegram's theme parameters (its dark theme's) in the fragment of :func:`webapp_url` with
+``telegram=True``: the ones Telegram always sends (Bot API: ThemeParams)."""
+
+
+def webapp_url(
+    tenantry: Any,
+    config: dict[str, Any],
+    page: str,
+    user_id: int,
+    name: str,
+    *,
+    telegram: bool = False,
+) -> str:
+    """The WebApp ``page`` as Telegram opens it: init data signed with the bot token in the fragment.
+
+    With ``telegram``, the fragment also carries Telegram's launch parameters
+    (``tgWebAppVersion``, ``tgWebAppThemeParams``), so the page loads
+    ``telegram-web-app.js`` (the tests' stand-in: ``new_page(telegram=True)``).
+    """
     init = webapp_init_data(config["bot"]["token"], {"id": user_id, "first_name": name})
-    return f"{tenantry.url}/web/{config['id']}/{page}#tgWebAppData={quote(init)}"
+    fragment = f"tgWebAppData={quote(init, safe='')}"
+    if telegram:
+        theme = quote(json.dumps(THEME), safe="")
+        fragment += f"&tgWebAppVersion=8.0&tgWebAppPlatform=android&tgWebAppThemeParams={theme}"
+    return f"{tenantry.url}/web/{config['id']}/{page}#{fragment}"
+
+
+async def no_overflow(page: Any) -> None:
+    """Assert ``page`` fits its (phone) viewport's width: nothing scrolls sideways.
+
+    Compared with the layout viewport (``clientWidth``): a mobile browser zooms
+    out to show wider content, so ``innerWidth`` grows with the overflow.
+    """
+    widths = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"{page.url}: {widths[0]} px wide in a {widths[1]} px screen"
 
 
 def link_in(text: str) -> str:

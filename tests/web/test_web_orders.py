@@ -87,6 +87,10 @@ async def test_an_order_from_the_webapp_reaches_the_panel_and_its_status_comes_b
     await shop.click(".item:has-text('Rye') button")
     await shop.click("#place")
     await panel.wait_for_selector("#order-2[data-status=pending]")
+    # Newest first; a new order offers exactly the partner's moves of the machine.
+    order_ids = await panel.locator("#orders article").evaluate_all("(a) => a.map((o) => o.id)")
+    assert order_ids == ["order-2", "order-1"]
+    assert await _moves(panel, 2) == ["preparing", "rejected"]
     await panel.click("#order-2 button[data-to=rejected]")
     await panel.click("#reject-ok")
     assert await panel.inner_text("#reject-error") == "Please give a reason."
@@ -94,6 +98,43 @@ async def test_an_order_from_the_webapp_reaches_the_panel_and_its_status_comes_b
     await panel.click("#reject-ok")
     await panel.wait_for_selector("#order-2[data-status=rejected]")
     await shop.wait_for_selector("#my-order-2[data-status=rejected]")
+    # The reason is kept, and the customer reads it on their page.
+    [entry] = await tenantry.sql(
+        f'SELECT reason, role FROM "{schema}".order_history WHERE to_status = $1', "rejected"
+    )
+    assert entry == {"reason": "out of rye today", "role": "partner"}
+    reason = await shop.wait_for_selector("#my-order-2 .reason")
+    assert await reason.inner_text() == "Reason: out of rye today"
+    assert await _moves(panel, 2) == []
+
+    # The delivery order goes on as the machine allows a delivery: ready, out, completed.
+    for status, moves in (
+        ("preparing", ["ready"]),
+        ("ready", ["delivering"]),
+        ("delivering", ["completed"]),
+        ("completed", []),
+    ):
+        await panel.wait_for_selector(f"#order-1[data-status={status}]")
+        assert await _moves(panel, 1) == moves, status
+        if moves:
+            await panel.click(f"#order-1 button[data-to={moves[0]}]")
+    await shop.wait_for_selector("#my-order-1[data-status=completed]", timeout=5000)
+    history = await tenantry.sql(
+        f'SELECT to_status FROM "{schema}".order_history WHERE order_id = 1 ORDER BY id'
+    )
+    assert [h["to_status"] for h in history] == [
+        "pending",
+        "preparing",
+        "ready",
+        "delivering",
+        "completed",
+    ]
+    await screens.shot(panel, "orders-partner-moves")
+
+
+async def _moves(page, order_id):
+    buttons = page.locator(f"#order-{order_id} .actions button")
+    return await buttons.evaluate_all("(buttons) => buttons.map((button) => button.dataset.to)")
 
 
 async def test_a_restart_while_the_panel_is_open_loses_no_event(
@@ -186,6 +227,46 @@ async def test_a_partner_cannot_open_another_stores_panel(
     assert (await forged.json())["code"] == "web.header_required"
     [row] = await tenantry.sql(f'SELECT status FROM "{config["storage"]["schema"]}".orders')
     assert row["status"] == "pending"
+
+    # Nor live: the florist's tickets follow the flowers store only, and its open panel shows
+    # the next flowers order but never the bakery's.
+    ticket = await florist.request.post(
+        f"{tenantry.url}/web/market/realtime/ticket", headers={"X-Tenantry-Web": "1"}
+    )
+    assert (await ticket.json())["topics"] == ["orders:flowers"]
+    await florist.goto(f"{tenantry.url}/web/market/orders/partner/flowers")
+    await florist.wait_for_selector("#live-state[data-state=live]")
+    await florist.evaluate(RECORD_TOASTS)
+    [tulips] = await tenantry.sql(
+        f'SELECT id FROM "{config["storage"]["schema"]}".items WHERE sku = $1', "tulips"
+    )
+    bakery = await tenantry.client.post(
+        "/api/tenants/market/orders/orders",
+        json={
+            "store_id": "bakery",
+            "type": "pickup",
+            "phone": "+79990001122",
+            "items": [{"item_id": item["id"], "quantity": 2}],
+        },
+        headers={"X-Telegram-Init-Data": init},
+    )
+    assert bakery.status_code == 201, bakery.text
+    flowers = await tenantry.client.post(
+        "/api/tenants/market/orders/orders",
+        json={
+            "store_id": "flowers",
+            "type": "pickup",
+            "phone": "+79990001122",
+            "items": [{"item_id": tulips["id"], "quantity": 1}],
+        },
+        headers={"X-Telegram-Init-Data": init},
+    )
+    assert flowers.status_code == 201, flowers.text
+    await florist.wait_for_selector(f"#order-{flowers.json()['id']}[data-status=pending]")
+    shown = await florist.locator("#orders article").evaluate_all("(a) => a.map((o) => o.id)")
+    assert shown == [f"order-{flowers.json()['id']}"]
+    toasts = await florist.evaluate("window.toastLog")
+    assert [text.split(":")[0] for text in toasts] == [f"New order #{flowers.json()['id']}"]
 
     # Signed out, the panel sends you to sign in.
     await florist.goto(f"{tenantry.url}/web/market/orders/partner/flowers")

@@ -44,7 +44,7 @@ def test_the_shipped_javascript_is_small():
     assert raw < 64 * 1024
 
 
-async def test_each_page_loads_within_the_budget(tenantry, updates, bot_api, new_page):
+async def test_each_page_loads_within_the_budget(tenantry, updates, bot_api, new_page, screens):
     filin = add_restaurant(tenantry)
     market = add_market(tenantry)
     await tenantry.start()
@@ -79,4 +79,5 @@ async def test_each_page_loads_within_the_budget(tenantry, updates, bot_api, new
         print(
             f"| {name} | {timings[0]['load']:.0f} | {median:.0f} | {statistics.median(doms):.0f} |"
         )
+        await screens.shot(page, "speed-" + name.replace(" ", "-"))
         assert median < BUDGET_MS, (name, loads)

@@ -3,7 +3,7 @@
 // event id seen per topic, answers pings, and on any close reconnects with backoff and jitter,
 // so it receives exactly what it missed. Shows its state in an element with data-state.
 
-import { t } from "tenantry/ui.js";
+import { signInAgain, t } from "tenantry/ui.js";
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
 const POLL_MS = 5000;
@@ -60,6 +60,8 @@ export class Live {
         headers: { "X-Tenantry-Web": "1", Accept: "application/json" },
       });
       if (response.status === 404) return this.poll(); // the tenant does not enable realtime
+      // The session expired or was ended: retrying cannot help, signing in again does.
+      if (response.status === 401) return signInAgain();
       if (!response.ok) throw new Error(`ticket: HTTP ${response.status}`);
       ticket = await response.json();
     } catch {

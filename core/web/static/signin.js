@@ -9,7 +9,9 @@ async function main() {
   notice.hidden = false;
   try {
     const answer = await api(pageData().webapp_url, { method: "POST", body: { next: pageData().next }, initData: signed });
-    location.replace(answer.next);
+    // The fragment carries Telegram's launch parameters: the next page loads Telegram's script
+    // with them (haptics, theme), as the WebApp it still is.
+    location.replace(answer.next + location.hash);
   } catch (problem) {
     notice.textContent = problem.text;
     notice.className = "error";

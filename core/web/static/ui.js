@@ -55,12 +55,20 @@ export async function api(url, { method = "GET", body, initData, headers = {} } 
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => ({}));
   if (!response.ok) {
-    if (response.status === 401 && DATA.signin_url && !initData) {
-      location.href = `${DATA.signin_url}?next=${encodeURIComponent(location.pathname + location.search)}`;
-    }
+    if (response.status === 401 && !initData) signInAgain();
     throw new Problem(response.status, payload);
   }
   return payload;
+}
+
+/**
+ * Leave a staff page for the sign-in page (its session expired or was ended), which says so
+ * and comes back here once signed in. Pages without a sign-in URL (the WebApps) stay.
+ */
+export function signInAgain() {
+  if (!DATA.signin_url) return;
+  const next = encodeURIComponent(location.pathname + location.search);
+  location.replace(`${DATA.signin_url}?expired=1&next=${next}`);
 }
 
 /** Show a short message at the bottom of the screen. */

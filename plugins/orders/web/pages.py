@@ -78,7 +78,11 @@ def _store_in_scope(tenant: Tenant, actor: Actor, store_id: str) -> Any:
 def _texts(tenant: Tenant) -> dict[str, str]:
     keys = [
         *WEB_TEXTS["en"],
-        *(k for k in TEXTS["en"] if k.startswith(("orders.error.", "orders.type."))),
+        *(
+            k
+            for k in TEXTS["en"]
+            if k.startswith(("orders.error.", "orders.type.", "orders.reason."))
+        ),
         *(f"orders.status.{s}" for s in tenant.statuses["orders"].states),
         *(f"orders.action.{s}" for s in tenant.statuses["orders"].states),
         "web.state_connecting",

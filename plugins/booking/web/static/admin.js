@@ -1,6 +1,6 @@
 // The admins' live bookings panel: map, timeline, list with status buttons, blocks, figures.
 import { Live } from "tenantry/live.js";
-import { allowedMoves, api, clock, el, pageData, statusLabel, t, toast } from "tenantry/ui.js";
+import { allowedMoves, api, clock, el, haptic, loadTelegram, pageData, statusLabel, t, toast } from "tenantry/ui.js";
 
 const data = pageData();
 const tz = data.timezone;
@@ -160,6 +160,7 @@ function onEvent(frame) {
     ? t("booking.web.new_booking", { id: view.id, name: view.customer_name, time: view.local_start.slice(5).replace("-", ".") })
     : t("booking.web.changed", { id: view.id, status: statusLabel("booking", view.status) });
   toast(text);
+  if (frame.event === "booking.created") haptic("success");
   document.getElementById(`booking-${view.id}`)?.classList.add("fresh");
 }
 
@@ -198,6 +199,7 @@ $("today").addEventListener("click", () => {
   load();
 });
 
+loadTelegram(); // opened as a WebApp: Telegram's theme and haptics; not awaited
 load();
 if (data.live) {
   new Live({ ticketUrl: data.urls.ticket, socketUrl: data.urls.socket, topics: ["bookings"], onEvent, onReload: load, stateElement: $("live-state") }).start();

@@ -5,7 +5,7 @@ import { allowedMoves, api, el, haptic, initData, loadTelegram, money, pageData,
 const data = pageData();
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
-const state = { catalog: [], store: null, cart: new Map(), type: "pickup", mine: [], init: "" };
+const state = { catalog: [], store: null, cart: new Map(), type: "pickup", mine: [], init: "", reasons: new Map() };
 let pollTimer = null;
 
 const call = (url, options = {}) => api(url, { ...options, initData: state.init });
@@ -148,10 +148,27 @@ async function checkout() {
   }
 }
 
+/**
+ * Why an order ended (a store's rejection, the expiry job): the reason of the history entry
+ * that moved it to its final state, read once per order.
+ */
+async function readReasons() {
+  const ended = state.mine.filter((order) => data.final.includes(order.status) && !state.reasons.has(order.id));
+  await Promise.all(ended.map(async (order) => {
+    const history = await call(`${data.urls.orders}/${order.id}/history`).catch(() => []);
+    const last = history.filter((entry) => entry.to_status === order.status).pop();
+    let reason = last ? last.reason : "";
+    // The system's reasons are words of ours ("expired"): said in the tenant's language.
+    if (reason && last.role === "system" && data.texts[`orders.reason.${reason}`]) reason = t(`orders.reason.${reason}`);
+    state.reasons.set(order.id, reason);
+  }));
+}
+
 async function loadMine() {
   clearTimeout(pollTimer);
   try {
     state.mine = await call(data.urls.mine);
+    await readReasons();
     renderMine();
   } catch (problem) {
     toast(problem.text, "bad");
@@ -173,6 +190,7 @@ function renderMine() {
       el("header", {}, el("b", {}, `#${order.id}`), el("span", { class: "status" }, statusLabel("orders", order.status))),
       el("div", {}, order.items.map((line) => `${line.quantity}× ${line.name}`).join(", ")),
       el("div", { class: "muted" }, `${t(`orders.type.${order.type}`)} · ${money(order.total, order.currency)}`),
+      state.reasons.get(order.id) ? el("div", { class: "reason" }, t("orders.web.reason", { reason: state.reasons.get(order.id) })) : null,
       el("div", { class: "actions" }, cancel.map((to) => el("button", { type: "button", class: "danger", onclick: () => move(order, to) }, statusLabel("orders", to)))),
     );
   });

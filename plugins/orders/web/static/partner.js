@@ -1,6 +1,6 @@
 // A store's live order panel: newest first, toast + badge for new orders, the machine's moves.
 import { Live } from "tenantry/live.js";
-import { allowedMoves, api, clock, el, haptic, money, pageData, statusLabel, t, toast } from "tenantry/ui.js";
+import { allowedMoves, api, clock, el, haptic, loadTelegram, money, pageData, statusLabel, t, toast } from "tenantry/ui.js";
 
 const data = pageData();
 const store = data.store;
@@ -121,6 +121,9 @@ function onEvent(frame) {
   render();
 }
 
+// Opened as a WebApp (sign-in by init data keeps Telegram's fragment): its script gives the
+// haptics of new orders and the theme. Not awaited: the list and the socket do not wait for it.
+loadTelegram();
 load();
 const live = new Live({ ticketUrl: data.urls.ticket, socketUrl: data.urls.socket, topics: [`orders:${store.id}`], onEvent, onReload: load, stateElement: $("live-state") });
 if (data.live) live.start();
