@@ -295,7 +295,12 @@ class CampaignsController(Controller):
         await campaigns.change_status(tenant, campaign_id, action)
         return await _campaign_view(tenant, campaign_id)
 
-    @post("/{campaign_id:int}/pause", guards=[require_api_key], status_code=200, summary="Pause")
+    @post(
+        "/{campaign_id:int}/pause",
+        guards=[require_api_key, limit_writes],
+        status_code=200,
+        summary="Pause",
+    )
     async def pause(self, tenant: TenantDep, campaign_id: FromPath[_ID]) -> CampaignView:
         """Stop sending after the messages in flight; resume later.
 
@@ -305,7 +310,12 @@ class CampaignsController(Controller):
         """
         return await self._change(tenant, campaign_id, "pause")
 
-    @post("/{campaign_id:int}/resume", guards=[require_api_key], status_code=200, summary="Resume")
+    @post(
+        "/{campaign_id:int}/resume",
+        guards=[require_api_key, limit_writes],
+        status_code=200,
+        summary="Resume",
+    )
     async def resume(self, tenant: TenantDep, campaign_id: FromPath[_ID]) -> CampaignView:
         """Go on with a paused campaign (scheduled again if its time has not come).
 
@@ -315,7 +325,12 @@ class CampaignsController(Controller):
         """
         return await self._change(tenant, campaign_id, "resume")
 
-    @post("/{campaign_id:int}/cancel", guards=[require_api_key], status_code=200, summary="Cancel")
+    @post(
+        "/{campaign_id:int}/cancel",
+        guards=[require_api_key, limit_writes],
+        status_code=200,
+        summary="Cancel",
+    )
     async def cancel(self, tenant: TenantDep, campaign_id: FromPath[_ID]) -> CampaignView:
         """Cancel every delivery not yet sent.
 
@@ -327,7 +342,7 @@ class CampaignsController(Controller):
 
     @post(
         "/{campaign_id:int}/retry-unknown",
-        guards=[require_api_key],
+        guards=[require_api_key, limit_writes],
         status_code=200,
         summary="Send the unknown deliveries again",
     )
