@@ -184,6 +184,10 @@ async def _import(
                 await transaction.rollback()
             else:
                 await transaction.commit()
+            if importer.record is not None:
+                async with conn.transaction():
+                    await conn.execute(f'SET LOCAL search_path TO "{spec.config.schema}"')
+                    await importer.record(conn, report, list(paths), dry_run)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,9 @@ A plugin returns :class:`Importer` objects from the ``register_importers``
 hook (``core/hookspecs.py``). ``tenantry import <tenant> <importer> <file>``
 runs one inside a transaction in the tenant's schema (migrated first); with
 ``--dry-run`` the transaction is rolled back, so the report says what would
-be written and nothing is.
+be written and nothing is. An importer that keeps a log of its runs gives
+``Importer.record``, which the command calls after that transaction ended
+(committed or rolled back), so dry runs and refused runs are logged too.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class ImportReport(msgspec.Struct):
         issues: bad lines, each with its line number.
         details: more report lines printed after the summary (counts per
             kind of row, notes); empty by default.
+        counts: per kind of row, ``{"new": n, "existing": n}`` (for
+            ``Importer.record``); empty by default.
     """
 
     read: int = 0
@@ -50,6 +54,7 @@ class ImportReport(msgspec.Struct):
     skipped: int = 0
     issues: list[ImportIssue] = []
     details: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
 
 
 class Importer(msgspec.Struct, frozen=True):
@@ -64,6 +69,11 @@ class Importer(msgspec.Struct, frozen=True):
         many_files: the importer reads a set of files at once (``tenantry
             import <tenant> <importer> <file>...``): ``run`` gets the list of
             paths in place of one path. Default False (exactly one file).
+        record: ``async record(conn, report, paths, dry_run) -> None``, or None:
+            log the run (a sync log). Called once ``run``'s transaction was
+            committed, or rolled back for ``--dry-run``, in a transaction of its
+            own in the tenant's schema, with the report ``run`` returned and
+            the list of paths; not called when ``run`` raised.
     """
 
     name: str
@@ -71,3 +81,4 @@ class Importer(msgspec.Struct, frozen=True):
     description: str
     run: Callable[[Any, Path | list[Path], Any], Awaitable[ImportReport]]
     many_files: bool = False
+    record: Callable[[Any, ImportReport, list[Path], bool], Awaitable[None]] | None = None

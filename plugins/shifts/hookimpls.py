@@ -94,7 +94,7 @@ def register_jobs() -> Sequence[JobSpec]:
 def register_importers() -> list[Importer]:
     """``tenantry import <tenant> shifts <files...>``: the old spreadsheets' CSV exports."""
     from core.imports import Importer
-    from plugins.shifts.service.imports import run_import
+    from plugins.shifts.service.imports import record_import, run_import
 
     return [
         Importer(
@@ -103,6 +103,7 @@ def register_importers() -> list[Importer]:
             description="employees, shifts, bonuses and ranks from the old spreadsheets (CSV)",
             run=run_import,
             many_files=True,
+            record=record_import,
         )
     ]
 

@@ -111,10 +111,13 @@ async def test_dry_run_bad_rows_run_and_rerun(tmp_path, tenantry_database_url, c
         assert f"{broken[0]}:6: date: '2026-11-31' is not a date" in bad.stderr
         assert "nothing written" in bad.stdout
         assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".employees') == 0
-        # The refused run is in the sync log with its bad rows; the dry run left no record.
-        refused = await conn.fetch(f'SELECT dry_run, errors, files FROM "{schema}".sync_log')
-        assert [(r["dry_run"], r["errors"]) for r in refused] == [(False, 2)]
-        assert broken[0] in refused[0]["files"]
+        # The dry run and the refused run are in the sync log, with the refused one's bad rows.
+        refused = await conn.fetch(
+            f'SELECT dry_run, errors, files, counts FROM "{schema}".sync_log ORDER BY id'
+        )
+        assert [(r["dry_run"], r["errors"]) for r in refused] == [(True, 0), (False, 2)]
+        assert '"employees": {"new": 2, "existing": 0}' in refused[0]["counts"]
+        assert broken[0] in refused[1]["files"]
 
         first = await run_cli(capsys, tenants, *paths)
         assert first.returncode == 0, first.stderr
@@ -150,9 +153,14 @@ async def test_dry_run_bad_rows_run_and_rerun(tmp_path, tenantry_database_url, c
         log = await conn.fetch(
             f'SELECT dry_run, errors, counts FROM "{schema}".sync_log ORDER BY id'
         )
-        assert [(r["dry_run"], r["errors"]) for r in log] == [(False, 2), (False, 0), (False, 0)]
-        assert '"shifts": {"new": 3, "existing": 0}' in log[1]["counts"]
-        assert '"shifts": {"new": 0, "existing": 3}' in log[2]["counts"]
+        assert [(r["dry_run"], r["errors"]) for r in log] == [
+            (True, 0),
+            (False, 2),
+            (False, 0),
+            (False, 0),
+        ]
+        assert '"shifts": {"new": 3, "existing": 0}' in log[2]["counts"]
+        assert '"shifts": {"new": 0, "existing": 3}' in log[3]["counts"]
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()

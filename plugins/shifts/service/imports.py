@@ -20,9 +20,10 @@ dates ``YYYY-MM-DD`` or ``DD.MM.YYYY``, times ``HH:MM`` in the tenant's zone
 first; a bad row is reported with its file and line and then nothing at all
 is written. Rows are found again by their old ids (``employees.external_id``,
 ``shifts.external_id``), so re-running the same files writes nothing new.
-Every run is recorded in ``sync_log`` (files, counts per kind, bad rows),
-a refused one too; a dry run is rolled back by the command, its record with
-it (the importer is not told it is a dry run). An imported shift keeps its recorded
+Every run is recorded in ``sync_log`` (files, counts per kind, bad rows,
+whether it was a dry run) by :func:`record_import`, which the command calls
+after the run's transaction was committed or rolled back: refused runs and
+dry runs are in the log too. An imported shift keeps its recorded
 commission, base pay and bonuses; one without a recorded commission gets the
 current rules' commission.
 """
@@ -267,17 +268,9 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
         if shift_id not in seen_shifts and shift_id not in known_shifts:
             bad(row, f"shift_id {shift_id!r} is in no shifts file nor the database")
 
+    report.counts = counts
     if report.issues:
-        # A refused run writes nothing but its record (the command commits
-        # what a run that is not a dry run did).
-        await repo.insert_sync_log(
-            conn,
-            source="import",
-            dry_run=False,
-            files=[str(p) for p in paths],
-            counts=counts,
-            errors=len(report.issues),
-        )
+        # A refused run writes nothing; record_import logs it.
         report.details = details(counts, "nothing written: fix the rows above and run again")
         report.written, report.skipped = 0, 0
         return report
@@ -328,9 +321,6 @@ async def run_import(conn: repo.Conn, paths: Sequence[Path], config: Any) -> Imp
                 line.amount,
             )
             counts["bonuses"]["new" if status.endswith(" 1") else "existing"] += 1
-    await repo.insert_sync_log(
-        conn, source="import", dry_run=False, files=[str(p) for p in paths], counts=counts, errors=0
-    )
     report.written = sum(c["new"] for c in counts.values())
     report.skipped = sum(c["existing"] for c in counts.values())
     report.details = [*report.details, *details(counts, None)]
@@ -396,3 +386,24 @@ async def _write_shift(
     )
     await repo.add_history(conn, shift_id, None, shift["status"], None, "system", "import")
     return shift_id
+
+
+async def record_import(
+    conn: repo.Conn, report: ImportReport, paths: list[Path], dry_run: bool
+) -> None:
+    """Log one run of :func:`run_import` in ``sync_log`` (``Importer.record``).
+
+    Args:
+        conn: a connection in a transaction of the tenant's schema.
+        report: what the run returned (its ``counts`` per kind of row, its bad rows).
+        paths: the files it read.
+        dry_run: the run was a ``--dry-run`` (its writes were rolled back).
+    """
+    await repo.insert_sync_log(
+        conn,
+        source="import",
+        dry_run=dry_run,
+        files=[str(p) for p in paths],
+        counts=report.counts,
+        errors=len(report.issues),
+    )
