@@ -3,17 +3,13 @@
 Rate limits per WebApp user, API key and bot user; caps of active bookings
 and orders per customer; the per-tenant database connection cap; the webhook
 answering refusals before reading a body; WebApp init-data clock limits;
-idempotency keys that a crash cannot lock and that never cross customers; the
-HTTP server's timeouts and concurrency limit under ``tenantry run``.
+idempotency keys that a crash cannot lock and that never cross customers.
+The HTTP server's timeouts and concurrency limit: ``tests/test_security_http.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -608,104 +604,3 @@ async def test_an_api_key_and_a_customer_with_one_key_each_get_their_own_answer(
     assert [by_staff.status_code, by_anna.status_code] == [201, 201], by_anna.text
     assert by_staff.json()["id"] != by_anna.json()["id"]
     assert "Idempotent-Replayed" not in by_anna.headers
-
-
-# ---------------------------------------------------------------- the HTTP server of tenantry run
-
-
-async def _wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, "tenantry run exited"
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("tenantry run did not become healthy")
-
-
-async def test_tenantry_run_times_out_slow_bodies_idle_connections_and_limits_concurrency(
-    tenantry, bot_api
-):
-    from core.testing.plugin import free_port
-
-    tenantry.add_tenant("filin")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "TENANTRY_DATABASE_URL": tenantry.database_url,
-        "TENANTRY_REDIS_URL": tenantry.redis_url,
-        "TENANTRY_TENANTS_DIR": str(tenantry.tenants_dir),
-        "TENANTRY_DATA_DIR": str(tenantry.data_dir),
-        "TENANTRY_BOT_API_URL": bot_api.base_url,
-        "TENANTRY_SECRET_KEY": tenantry.secret_key,
-        "TENANTRY_ADMIN_TOKEN": tenantry.admin_token,
-        "TENANTRY_QUEUE": f"tenantry-test-{tenantry.run_id}",
-        "TENANTRY_WATCH": "0",
-        "TENANTRY_RUN_JOBS": "0",
-        "TENANTRY_GC_FREEZE": "0",
-        "TENANTRY_DB_POOL_MIN": "1",
-        "TENANTRY_DB_POOL_MAX": "4",
-        "TENANTRY_HTTP_BODY_TIMEOUT_SECONDS": "0.5",
-        "TENANTRY_HTTP_KEEP_ALIVE_SECONDS": "1",
-        "TENANTRY_HTTP_LIMIT_CONCURRENCY": "4",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "core.cli",
-        "run",
-        "--port",
-        str(port),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await _wait_healthy(url, process)
-        host = "127.0.0.1"
-
-        # A body that stops arriving: 408 once the body timeout passes.
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(
-            b"POST /admin/tenants HTTP/1.1\r\nHost: test\r\n"
-            + f"Authorization: Bearer {tenantry.admin_token}\r\n".encode()
-            + b"Content-Type: application/yaml\r\nContent-Length: 100\r\n\r\nid: fil"
-        )
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert head.startswith(b"HTTP/1.1 408"), head
-        writer.close()
-
-        # An idle keep-alive connection is closed by the server after its timeout.
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert head.startswith(b"HTTP/1.1 200"), head
-        rest = await asyncio.wait_for(reader.read(), 10)  # returns at EOF
-        assert rest.endswith(b"}")
-        writer.close()
-
-        # Over TENANTRY_HTTP_LIMIT_CONCURRENCY open connections, new requests get 503.
-        idle = [await asyncio.open_connection(host, port) for _ in range(4)]
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            busy = await client.get("/health")
-            assert busy.status_code == 503, busy.text
-            for _, idle_writer in idle:
-                idle_writer.close()
-            deadline = time.monotonic() + 10
-            while (await client.get("/health")).status_code != 200:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()

@@ -1,13 +1,13 @@
-"""The HTTP server of ``tenantry run``: uvicorn's limits and a deadline for request bodies.
+"""The HTTP server of ``tenantry run``: uvicorn's limits and deadlines for request heads and bodies.
 
 uvicorn bounds idle keep-alive connections (``timeout_keep_alive``), the
 connections and requests it takes on at once (``limit_concurrency``, 503
 beyond) and the size of the request head the h11 parser buffers
-(``h11_max_incomplete_event_size``), but has no deadline for a request body
-that trickles in: :class:`BodyReadTimeout` adds one. Slow *headers* are not
-seen by the application at all; a proxy in front (haproxy or nginx ``timeout
-http-request`` / ``client_header_timeout``) must cut those (``docs/ops.md``,
-"Deployment advice").
+(``h11_max_incomplete_event_size``), but has no deadline for a request head
+or body that trickles in: :func:`header_deadline_protocol` adds one for the
+head (request line and headers, which the application never sees) and
+:class:`BodyReadTimeout` one for the body. A proxy in front should still cut
+slow clients first (``docs/ops.md``, "Deployment advice").
 """
 
 from __future__ import annotations
@@ -18,13 +18,23 @@ from typing import Any
 import msgspec
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from core.errors import Problem
 from core.runtime.settings import RuntimeSettings
 
-__all__ = ["BodyReadTimeout", "uvicorn_options"]
+__all__ = [
+    "HEADER_TIMEOUT_SECONDS",
+    "BodyReadTimeout",
+    "header_deadline_protocol",
+    "uvicorn_options",
+]
 
 log = structlog.get_logger("tenantry.http")
+
+HEADER_TIMEOUT_SECONDS = 10.0
+"""Default deadline, in seconds, for a request head to arrive in full (haproxy's and
+nginx's usual ``timeout http-request`` / ``client_header_timeout``)."""
 
 EXEMPT_PREFIXES = ("/webhook/",)
 """Paths whose body is not put under the deadline: the webhook reads a body
@@ -131,15 +141,98 @@ async def _send_408(send: Send, timeout: float) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def uvicorn_options(settings: RuntimeSettings) -> dict[str, Any]:
+def header_deadline_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a deadline for request heads.
+
+    A connection must deliver a complete request head (request line and
+    headers) within ``timeout`` seconds of being opened, and each later
+    request on it within ``timeout`` seconds of its first byte (an idle
+    keep-alive connection is uvicorn's ``timeout_keep_alive``). Past the
+    deadline it is answered ``408 Request Timeout`` with ``Connection: close``
+    and closed, logged at info as ``request_header_timeout``. So a client
+    sending a header byte every few seconds no longer holds a connection,
+    and a ``limit_concurrency`` slot, for ever. A connection upgraded to a
+    WebSocket leaves the deadline behind.
+
+    Args:
+        timeout: seconds; 0 gives uvicorn's protocol unchanged.
+
+    Returns:
+        A protocol class for ``uvicorn.run(http=...)``.
+    """
+    if timeout <= 0:
+        return AutoHTTPProtocol
+
+    class HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        """uvicorn's protocol, closing connections whose request head does not arrive in time."""
+
+        _head_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm_head_deadline()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                self._disarm_head_deadline()  # closed, or handed to a WebSocket protocol
+            elif self.cycle is None or self.cycle.response_complete:
+                self._arm_head_deadline()  # bytes of a head that is not complete yet
+            else:
+                self._disarm_head_deadline()  # the head is in; the body has its own deadline
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head_deadline()
+            super().connection_lost(exc)
+
+        def _arm_head_deadline(self) -> None:
+            if self._head_deadline is None:
+                self._head_deadline = self.loop.call_later(timeout, self._head_deadline_passed)
+
+        def _disarm_head_deadline(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_deadline_passed(self) -> None:
+            self._head_deadline = None
+            waiting = self.cycle is None or self.cycle.response_complete
+            if not waiting or self.transport.is_closing():
+                return
+            if self.transport.get_protocol() is not self:
+                return
+            log.info("request_header_timeout", timeout=timeout)
+            message = f"the request head did not arrive within {timeout:g} s".encode()
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                + b"content-length: %d\r\n" % len(message)
+                + b"connection: close\r\n\r\n"
+                + message
+            )
+            self.transport.close()
+
+    return HeaderDeadline
+
+
+def uvicorn_options(
+    settings: RuntimeSettings, header_timeout: float = HEADER_TIMEOUT_SECONDS
+) -> dict[str, Any]:
     """uvicorn's connection limits from the ``TENANTRY_HTTP_*`` settings.
+
+    Args:
+        settings: the runtime's settings.
+        header_timeout: seconds a request head may take to arrive
+            (:func:`header_deadline_protocol`); 0 for none.
 
     Returns:
         Keyword arguments for ``uvicorn.run``: ``limit_concurrency`` (None for
-        no limit), ``timeout_keep_alive`` and ``h11_max_incomplete_event_size``.
+        no limit), ``timeout_keep_alive``, ``h11_max_incomplete_event_size``
+        and ``http`` (the protocol with the head deadline).
     """
     return {
         "limit_concurrency": settings.http_limit_concurrency or None,
         "timeout_keep_alive": settings.http_keep_alive_seconds,
         "h11_max_incomplete_event_size": settings.http_max_incomplete_event_bytes,
+        "http": header_deadline_protocol(header_timeout),
     }
