@@ -34,7 +34,49 @@ __all__ = [
     "truncate_shown",
 ]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _references(text: str) -> list[tuple[int, int, str, str | None]]:
+    """Every ``${NAME}`` and ``${NAME:-default}`` in ``text``, left to right.
+
+    What ``re.finditer(r"\\$\\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\\}", text)``
+    finds (a default ends at the first ``}`` and never spans a line), found
+    in time linear in ``len(text)``. That regular expression rescans the rest
+    of the line from every ``${`` whose default is never closed, so one line
+    of 32,000 ``${A:-`` (160 KB, under the file size limit) took 114 s, with
+    the GIL held: the event loop stopped although parsing runs in a thread.
+    Here the next ``}`` and the next line end are looked up once and reused
+    until a reference passes them.
+
+    Returns:
+        ``(start, end, name, default)`` per reference: ``text[start:end]`` is
+        the reference, ``default`` None when it has none.
+    """
+    found: list[tuple[int, int, str, str | None]] = []
+    close = newline = -1  # the next "}" and "\n" at or after the last lookup; len(text): none
+    position = 0
+    while (start := text.find("${", position)) >= 0:
+        name = _ENV_NAME.match(text, start + 2)
+        position = start + 1
+        if name is None:
+            continue
+        after = name.end()
+        if text.startswith("}", after):
+            found.append((start, after + 1, name.group(), None))
+            position = after + 1
+        elif text.startswith(":-", after):
+            if close < after:
+                close = text.find("}", after)
+                close = len(text) if close < 0 else close
+            if newline < after:
+                newline = text.find("\n", after)
+                newline = len(text) if newline < 0 else newline
+            if close < newline:  # closed on its own line
+                found.append((start, close + 1, name.group(), text[after + 2 : close]))
+                position = close + 1
+    return found
+
 
 RUNTIME_ENV_PREFIX = "TENANTRY_"
 """The runtime's own settings (admin token, database URL, secret key): never
@@ -158,7 +200,8 @@ class Substitution:
     def shown(self) -> str:
         """How a message names the value: ``the value of ${NAME}`` (or of the template)."""
         names = [ref.name for ref in self.references]
-        if len(names) == 1 and _ENV_REF.fullmatch(self.template):
+        spans = _references(self.template)
+        if len(names) == 1 and len(spans) == 1 and spans[0][:2] == (0, len(self.template)):
             return f"the value of ${{{names[0]}}}"
         return f"the value of {truncate_shown(msgspec.json.encode(self.template).decode())}"
 
@@ -277,14 +320,13 @@ def substitute_env(
         return value
     references: list[EnvReference] = []
 
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
+    def replacement(name: str, default: str | None, written: str) -> str:
         refusal = policy.refusal(name)
         if refusal is not None:
             # Refused even with a default: the default would hide a typo in
             # the name, and reading the variable when it is set is the leak.
             issues.append(doc.issue(path, refusal))
-            return match.group(0)
+            return written
         if name in env:
             references.append(EnvReference(name, env[name], from_env=True))
             return env[name]
@@ -292,9 +334,16 @@ def substitute_env(
             references.append(EnvReference(name, default, from_env=False))
             return default
         issues.append(doc.issue(path, f"environment variable {name} is not set"))
-        return match.group(0)
+        return written
 
-    result = _ENV_REF.sub(replace, value)
+    pieces: list[str] = []
+    written_up_to = 0
+    for start, end, name, default in _references(value):
+        pieces.append(value[written_up_to:start])
+        pieces.append(replacement(name, default, value[start:end]))
+        written_up_to = end
+    pieces.append(value[written_up_to:])
+    result = "".join(pieces)
     if references:
         substitutions[tuple(path)] = Substitution(value, tuple(references))
     return result
