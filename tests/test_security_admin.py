@@ -456,10 +456,6 @@ async def test_a_bad_tokens_file_stops_the_runtime_naming_file_line_and_field(
 
 
 async def test_a_scoped_upload_reads_only_its_own_environment_variables(tenantry, monkeypatch):
-    from core.runtime.settings import RuntimeSettings
-
-    if "tenant_env_allow" not in RuntimeSettings.__struct_fields__:
-        pytest.skip("the runtime has no shared environment allow list yet")
     monkeypatch.setenv("SHARED_GREETING", "shared hello")
     token = tenantry.add_admin_token("alpha-integrator", ["alpha"])
     await tenantry.start(watch=False, tenant_env_allow=["SHARED_GREETING"])

@@ -139,6 +139,21 @@ async def test_a_tenant_name_read_from_the_database_url_never_reaches_health(ten
     assert password not in listed.text
 
 
+async def test_a_name_read_from_the_tenants_own_token_is_redacted_in_health(tenantry, monkeypatch):
+    # The file may read its own namespace, so an integrator can point `name`
+    # at the bot token ops provisioned for it; /health must not show it.
+    filin, env = referencing(tenantry, "filin", name="${FILIN_BOT_TOKEN}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    tenantry.write_tenant("filin", yaml.safe_dump(filin, sort_keys=False))
+    await tenantry.start()
+    token = env["FILIN_BOT_TOKEN"]
+    full = await tenantry.client.get("/health", headers=tenantry.admin_headers())
+    assert token not in full.text and token.split(":")[1] not in full.text
+    [described] = full.json()["tenants"]
+    assert described["name"] == "[redacted]" and described["state"] == "running"
+
+
 def test_validation_errors_name_the_reference_never_the_value(pm):
     dsn = "postgresql://user:s3cret-pw@db/x"
     allowed = {"SHARED_LOCALE": dsn}
