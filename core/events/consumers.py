@@ -19,11 +19,11 @@ it goes to the dead-letter stream ``<namespace>:events:dead`` and is logged
 as an error.
 
 Within one batch, a tenant's events run one after another in stream order,
-and different tenants run concurrently. Redis round trips are per batch, not
-per event: one ``XACK`` per stream for the entries a group skips (a tenant
-that does not enable the plugin), and per tenant one pipeline taking the
-running locks before its first handler and one ``MULTI`` finishing every
-handled event after its last.
+and different tenants run concurrently. The entries a group skips (a tenant
+that does not enable the plugin) are acknowledged with one ``XACK`` per
+stream per batch, and a tenant's running locks are taken in one pipeline
+before its first handler; a handled event is finished right after its
+handler, so a crash re-runs only the handler that was running.
 """
 
 from __future__ import annotations
@@ -284,16 +284,27 @@ class EventConsumers:
     async def _handle_tenant(
         self, group: str, tenant: Tenant, items: list[tuple[str, str, DomainEvent]]
     ) -> None:
-        """Run ``tenant``'s events of one batch in stream order, with two Redis round trips in all.
+        """Run ``tenant``'s events of one batch in stream order.
 
         The running locks and handled markers of every item are checked in one
-        pipeline before the first handler, and the handled ones are finished
-        (marker, ``XACK``, lock dropped) in one ``MULTI`` after the last: a
-        runtime that dies in between has every item of the batch delivered
-        again, which the at-least-once contract allows.
+        pipeline before the first handler; each handled event is finished
+        (marker, ``XACK``, lock dropped) in a ``MULTI`` right after its
+        handler, and the entries already handled elsewhere are acknowledged in
+        one call at the end.
         """
         if not tenant.serving:
             return  # stays pending; claimed again once the tenant serves
+        # Copies of one event (the relay re-sent rows after a crash) run once: the
+        # first copy runs, and the others are acknowledged when it is finished.
+        copies: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        unique: list[tuple[str, str, DomainEvent]] = []
+        for stream, entry_id, event in items:
+            if event.id in copies:
+                copies[event.id].append((stream, entry_id))
+            else:
+                copies[event.id] = []
+                unique.append((stream, entry_id, event))
+        items = unique
         keys = [self._layout.done_key(group, event.id, stream) for stream, _entry, event in items]
         pipe = self._redis.pipeline(transaction=False)
         for done_key in keys:
@@ -307,26 +318,31 @@ class EventConsumers:
         ):
             if done:
                 already.append((stream, entry_id))
+                already.extend(copies[event.id])
             elif locked:
                 mine.append((stream, entry_id, event, done_key))
             # else: another consumer is running it right now; it acks, or it is claimed later
         locks = [done_key + ":lock" for *_rest, done_key in mine]
         keep_locks = asyncio.create_task(self._keep_locks(locks)) if locks else None
-        handled: list[tuple[str, str, str, str]] = []
-        released: set[str] = set()  # locks of failed handlers, dropped at once
+        released: set[str] = set()  # locks dropped already (finished or failed)
         try:
             for stream, entry_id, event, done_key in mine:
+                lock = done_key + ":lock"
                 if await self._run(group, tenant, stream, entry_id, event, done_key):
-                    handled.append((stream, entry_id, done_key, event.id))
-                else:
-                    released.add(done_key + ":lock")
+                    # Finished at once, not with the batch: a crash later in the
+                    # batch must not run this handler (and send its notices) again.
+                    handled = [(stream, entry_id, done_key, event.id)]
+                    await asyncio.shield(
+                        self._finish_batch(group, handled, copies[event.id], [lock])
+                    )
+                released.add(lock)
         finally:
             if keep_locks is not None:
                 keep_locks.cancel()
-            # Cancelled midway (a stop): the finished ones are finished, the
-            # rest drop their locks and stay pending for a later delivery.
+            # Cancelled midway (a stop): the rest drop their locks and stay
+            # pending for a later delivery.
             held = [lock for lock in locks if lock not in released]
-            await asyncio.shield(self._finish_batch(group, handled, already, held))
+            await asyncio.shield(self._finish_batch(group, [], already, held))
 
     async def _run(
         self,
