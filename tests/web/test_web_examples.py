@@ -118,8 +118,8 @@ async def test_the_readme_walkthrough_opens_the_example_tenants_pages(
         "Olga",
         "Maria",
     ]
-    # Glow does not enable realtime: its panel says it refreshes by itself instead.
-    await glow.wait_for_selector("#live-state[data-state=polling]")
+    # Glow enables realtime too: its staff panel is live.
+    await glow.wait_for_selector("#live-state[data-state=live]")
     await _check(glow, tenantry, screens, "example-glow-admin", "en")
 
     # The WebApps, opened in a plain browser with the README's signed URL.
