@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     import msgspec
     from aiogram import Router
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from core.segments import Segment
     from core.storage.jobs import JobSpec
     from core.storage.migrations import Migration
-    from core.storage.statuses import StatusEntity
+    from core.storage.statuses import StatusEntity, StatusMachine
     from core.web.pages import WebPages
 
 hookspec = pluggy.HookspecMarker("tenantry")
@@ -66,6 +66,28 @@ def register_status_machines() -> Sequence[StatusEntity] | None:
 
     Returns:
         A sequence of :class:`core.storage.statuses.StatusEntity`.
+    """
+
+
+@hookspec
+def check_settings(
+    settings: msgspec.Struct, machines: Mapping[str, StatusMachine]
+) -> Sequence[tuple[Sequence[str | int], str]] | None:
+    """Check this plugin's settings against what the Struct alone cannot see.
+
+    Called when a tenant file is validated (``tenantry check``, the admin
+    API, the tenants folder), for each enabled plugin whose settings Struct
+    converted, after the tenant's status machines were built: a setting that
+    names a state must name one of the tenant's ``statuses.<entity>``.
+
+    Args:
+        settings: this plugin's validated ``features.<name>`` Struct.
+        machines: entity name -> the tenant's StatusMachine (defaults plus overrides).
+
+    Returns:
+        ``(path, reason)`` pairs, ``path`` inside ``features.<name>``
+        (``["closed_status"]``, ``["ranks", 0, "name"]``): each becomes a
+        ConfigError issue at that field's file and line. None or empty: fine.
     """
 
 

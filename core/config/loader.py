@@ -199,6 +199,17 @@ def _check_features(
     features = tuple(enabled)
     issues.extend(_api_key_issues(config, doc, table))
     machines = _load_machines(config, features, pm, doc, issues, unknown_features)
+    if not issues:
+        # Only on settings and machines that are sound in themselves.
+        for feature in features:
+            value = settings.get(feature)
+            if value is None:
+                continue
+            for problems in table.hooks_for((feature,)).check_settings(
+                settings=value, machines=machines
+            ):
+                for path, reason in problems or ():
+                    issues.append(doc.issue(["features", feature, *path], reason))
     if issues:
         # In file order, as an editor shows them (cross-field checks come last otherwise).
         issues.sort(key=lambda issue: issue.line or 0)

@@ -125,21 +125,19 @@ def grant_roles(tenant: Tenant, user_id: int) -> Any:
 
 
 @hookimpl
-def on_tenant_started(tenant: Tenant) -> None:
-    """Refuse to start when the state settings do not fit the tenant's ``statuses.shift``.
+def check_settings(settings: Any, machines: Any) -> list[tuple[list[str], str]]:
+    """The state settings must fit the tenant's ``statuses.shift`` (a YAML error otherwise).
 
-    Raises:
-        ConfigError: one issue per state setting that is not a state of the
-            machine or names a move it lacks (the tenant is ``failed`` with
-            that message; on a reload the old config keeps serving).
+    Returns:
+        ``([field], reason)`` for each state setting that is not a state of the
+        machine or names a move it lacks (:func:`plugins.shifts.machine.state_problems`).
     """
-    from core.config.model import ConfigError, ConfigIssue
     from plugins.shifts.machine import state_problems
 
-    problems = state_problems(tenant.settings_for("shifts"), tenant.statuses["shift"])
-    if problems:
-        source = getattr(tenant.spec, "source", None) or tenant.id
-        raise ConfigError([ConfigIssue(str(source), None, path, why) for path, why in problems])
+    return [
+        ([path.removeprefix("features.shifts.")], why)
+        for path, why in state_problems(settings, machines["shift"])
+    ]
 
 
 @hookimpl

@@ -52,7 +52,8 @@ def state_problems(settings: ShiftsSettings, machine: StatusMachine) -> list[tup
     """What is wrong between ``features.shifts``' state names and the tenant's ``statuses.shift``.
 
     The settings Struct cannot see the tenant's machine, so this runs when the
-    tenant starts (:func:`plugins.shifts.hookimpls.on_tenant_started`).
+    tenant file is validated, after its machines were built
+    (:func:`plugins.shifts.hookimpls.check_settings`).
 
     Returns:
         ``(field path, reason)`` pairs; empty when the names fit: every state

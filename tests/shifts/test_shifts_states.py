@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+import yaml
 from conftest import ANNA, add_crew
+
+from core.config.loader import load_tenant_text
+from core.config.model import ConfigError
+from core.runtime.plugins import build_plugin_manager
 
 MACHINE = {
     "initial": "on_shift",
@@ -66,22 +71,38 @@ async def test_renamed_states_end_to_end(tenantry):
         await team.h.sql(f"UPDATE \"{team.schema}\".shifts SET status = 'approved'")
 
 
-async def test_state_settings_that_do_not_fit_the_machine_fail_the_start(tenantry):
-    await tenantry.start()
-    tenantry.add_tenant(
-        "misfit",
-        features={"shifts": {**FITTING, "closed_status": "submitted"}},
-        statuses={"shift": MACHINE},
-    )
-    entry = await tenantry.wait_state("misfit", "failed", timeout=20)
+def test_state_settings_that_do_not_fit_the_machine_are_yaml_errors(tenantry):
+    pm = build_plugin_manager()
+
+    def refused(settings: dict) -> list[str]:
+        config = tenantry.tenant_config(
+            "misfit", features={"shifts": settings}, statuses={"shift": MACHINE}
+        )
+        text = yaml.safe_dump(config, sort_keys=False)
+        with pytest.raises(ConfigError) as caught:
+            load_tenant_text(text, "tenants/misfit.yaml", pm, env={})
+        return [str(issue) for issue in caught.value.issues]
+
+    [problem] = refused({**FITTING, "closed_status": "submitted"})
     assert (
-        "features.shifts.closed_status: 'submitted' is not a state of statuses.shift"
-        in entry["detail"]
+        problem.startswith("tenants/misfit.yaml:")
+        and ": features.shifts.closed_status: 'submitted' is not a state of statuses.shift"
+        in problem
     )
-    tenantry.add_tenant(
-        "backwards",
-        features={"shifts": {**FITTING, "approved_status": "settled"}},
-        statuses={"shift": MACHINE},
+    line = int(problem.split(":")[1])
+    config_text = yaml.safe_dump(
+        tenantry.tenant_config(
+            "misfit",
+            features={"shifts": {**FITTING, "closed_status": "submitted"}},
+            statuses={"shift": MACHINE},
+        ),
+        sort_keys=False,
     )
-    entry = await tenantry.wait_state("backwards", "failed", timeout=20)
-    assert "statuses.shift has no transition 'handed_in' -> 'settled'" in entry["detail"]
+    assert config_text.splitlines()[line - 1].strip().startswith("closed_status:")
+    [problem] = refused({**FITTING, "approved_status": "settled"})
+    assert "statuses.shift has no transition 'handed_in' -> 'settled'" in problem
+    # A fitting set loads.
+    config = tenantry.tenant_config(
+        "fits", features={"shifts": FITTING}, statuses={"shift": MACHINE}
+    )
+    load_tenant_text(yaml.safe_dump(config, sort_keys=False), "tenants/fits.yaml", pm, env={})
