@@ -5,7 +5,10 @@ API key), open ``.../realtime/ws`` on ``--url`` and subscribe to ``--topic``
 from now on. Once all are subscribed the process creates ``--ready`` (an
 empty file). Every ``event`` frame's arrival is recorded with ``time.time()``
 (the same clock as the load generator's, one machine) against the frame's
-``data.order_id``; ``ping`` frames are answered. When every client has
+``data.order_id``; ``ping`` frames are answered. ``--impl`` picks the
+client library (``websockets``, the default, or ``aiohttp``), ``--uvloop`` the
+event loop: on this machine the clients share two cores with the runtimes,
+and the client's own cost per frame shows in the fan-out spread. When every client has
 received ``--expect`` events, or after ``--timeout`` seconds, the process
 writes ``--out`` and exits:
 
@@ -27,15 +30,66 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 CONNECT_CONCURRENCY = 25
 
 
+class _WebsocketsClient:
+    """A connection of the ``websockets`` library (the default, as a Python partner's panel would be)."""
+
+    def __init__(self, ws: Any):
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, url: str, session: aiohttp.ClientSession) -> _WebsocketsClient:
+        return cls(await connect(url, ping_interval=None, compression=None, open_timeout=60))
+
+    async def send(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def recv(self) -> str | None:
+        try:
+            return await self.ws.recv()
+        except ConnectionClosed:
+            return None
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class _AiohttpClient(_WebsocketsClient):
+    """A connection of aiohttp's client (its frame reader is compiled: less client CPU per frame)."""
+
+    @classmethod
+    async def open(cls, url: str, session: aiohttp.ClientSession) -> _AiohttpClient:
+        ws = await session.ws_connect(url, autoping=False, compress=0, max_msg_size=0,
+                                      timeout=aiohttp.ClientWSTimeout(ws_close=5))  # fmt: skip
+        return cls(ws)
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def recv(self) -> str | None:
+        while True:
+            message = await self.ws.receive()
+            if message.type == aiohttp.WSMsgType.TEXT:
+                return message.data
+            if message.type == aiohttp.WSMsgType.PING:  # uvicorn's protocol-level keep-alive
+                await self.ws.pong(message.data)
+            elif message.type != aiohttp.WSMsgType.PONG:
+                return None
+
+
+IMPLEMENTATIONS = {"websockets": _WebsocketsClient, "aiohttp": _AiohttpClient}
+
+
 async def _client(
-    session: aiohttp.ClientSession,
+    sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession],
     args: argparse.Namespace,
     arrivals: list[list[float]],
     subscribed: asyncio.Event,
@@ -43,29 +97,28 @@ async def _client(
     done: asyncio.Event,
     gate: asyncio.Semaphore,
 ) -> None:
+    http, sockets = sessions
     async with gate:
-        async with session.post(
+        async with http.post(
             f"{args.url}/api/tenants/{args.tenant}/realtime/tickets",
             headers={"X-API-Key": args.key},
         ) as answer:
             answer.raise_for_status()
             ticket = (await answer.json())["ticket"]
         ws_url = args.url.replace("http://", "ws://", 1)
-        ws = await connect(
-            f"{ws_url}/api/tenants/{args.tenant}/realtime/ws?ticket={ticket}",
-            ping_interval=None,
-            compression=None,
-            open_timeout=60,
-        )
+        url = f"{ws_url}/api/tenants/{args.tenant}/realtime/ws?ticket={ticket}"
+        ws = await IMPLEMENTATIONS[args.impl].open(url, sockets)
         await ws.send(json.dumps({"type": "subscribe", "topics": {args.topic: None}}))
-        while json.loads(await ws.recv()).get("type") != "subscribed":
-            pass
+        while True:
+            raw = await ws.recv()
+            if raw is None or json.loads(raw).get("type") == "subscribed":
+                break
     counter[0] += 1
     if counter[0] == args.count:
         subscribed.set()
     seen = 0
     try:
-        async for raw in ws:
+        while (raw := await ws.recv()) is not None:
             at = time.time()
             frame = json.loads(raw)
             kind = frame.get("type")
@@ -89,9 +142,15 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
     counter = [0, 0]  # subscribed, finished
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     connector = aiohttp.TCPConnector(limit=CONNECT_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        # An open WebSocket holds its connector slot: no limit for them.
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as sockets,
+    ):
         tasks = [
-            asyncio.create_task(_client(session, args, arrivals, subscribed, counter, done, gate))
+            asyncio.create_task(
+                _client((http, sockets), args, arrivals, subscribed, counter, done, gate)
+            )
             for _ in range(args.count)
         ]
         await asyncio.wait_for(subscribed.wait(), args.timeout)
@@ -121,8 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ready", required=True, help="file created once all are subscribed")
     parser.add_argument("--out", required=True, help="results file (JSON)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per stage")
+    parser.add_argument("--impl", choices=sorted(IMPLEMENTATIONS), default="websockets",
+                        help="WebSocket client library (default websockets)")  # fmt: skip
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (default asyncio's loop)")  # fmt: skip
     args = parser.parse_args(argv)
-    Path(args.out).write_text(json.dumps(asyncio.run(_run(args))))
+    if args.uvloop:
+        import uvloop
+
+        results = uvloop.run(_run(args))
+    else:
+        results = asyncio.run(_run(args))
+    Path(args.out).write_text(json.dumps(results))
     return 0
 
 

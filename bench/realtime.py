@@ -219,7 +219,7 @@ async def _wait_exit(children: Sequence[Child], timeout: float) -> None:
 
 async def measure(
     run: Run, runtimes: dict[str, tuple[Child, str]], clients: int, orders: int, rate: float,
-    item_id: int, label: str, profile: bool = False,
+    item_id: int, label: str, profile: bool = False, client_options: Sequence[str] = (),
 ) -> Result:  # fmt: skip
     """Connect ``clients`` (half per runtime), send ``orders`` creates to A, collect the frames.
 
@@ -237,7 +237,7 @@ async def measure(
             ready, out = stage / f"{name}-{part}.ready", stage / f"{name}-{part}.json"
             argv = [PYTHON, str(CLIENTS), "--url", url, "--tenant", run.tenant, "--key", run.api_key,
                     "--topic", TOPIC, "--count", str(count), "--expect", str(orders),
-                    "--ready", str(ready), "--out", str(out)]  # fmt: skip
+                    "--ready", str(ready), "--out", str(out), *client_options]  # fmt: skip
             child = Child(f"clients {name}/{part}", argv, child_env(), stage / f"clients-{name}-{part}.log")  # fmt: skip
             procs.append((name, child, ready, out))
     children = [p[1] for p in procs]
@@ -338,7 +338,13 @@ async def bench(args: argparse.Namespace) -> list[Result]:
             await measure(run, runtimes, 2, WARMUP_ORDERS, args.rate, item_id, "warmup")
             for size in args.clients:
                 profile = args.profile and size == max(args.clients)
-                result = await measure(run, runtimes, size, args.orders, args.rate, item_id, f"c{size}", profile)  # fmt: skip
+                client_options = [
+                    "--impl",
+                    args.client,
+                    *(["--uvloop"] if args.client_uvloop else []),
+                ]
+                result = await measure(run, runtimes, size, args.orders, args.rate, item_id, f"c{size}",
+                                       profile, client_options)  # fmt: skip
                 results.append(result)
                 print(f"{size} clients: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms",
                       file=sys.stderr, flush=True)  # fmt: skip
@@ -400,8 +406,10 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> str:
     headers = ("clients", "frames", "missing", "p50 ms", "p99 ms", "max ms", "p99 on A",
                "p99 on B", "API p50 ms", "spread p50", "CPU A+B", "CPU clients", "KiB/conn",
                "API errors")  # fmt: skip
-    head = (f"{args.orders} orders at {args.rate:g}/s to runtime A; clients half on A, half on B; "
-            f"{os.cpu_count()} CPUs")  # fmt: skip
+    loop = "uvloop" if args.client_uvloop else "asyncio"
+    head = (f"{args.orders} orders at {args.rate:g}/s to runtime A; clients half on A, half on B "
+            f"({args.client} on {loop}); {os.cpu_count()} CPUs; load average "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")  # fmt: skip
     return head + "\n\n" + format_table(headers, rows)
 
 
@@ -417,6 +425,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--profile", action="store_true",
                         help="sample runtime B with py-spy during the largest size")  # fmt: skip
+    parser.add_argument("--client", choices=["websockets", "aiohttp"], default="websockets",
+                        help="the clients' WebSocket library (default websockets)")  # fmt: skip
+    parser.add_argument("--client-uvloop", action="store_true",
+                        help="run the client processes on uvloop (default asyncio's loop)")  # fmt: skip
     return parser.parse_args(argv)
 
 

@@ -15,6 +15,9 @@ two is exact.
 
 Memory per connection is bounded: at most ``queue_size`` messages wait to be
 sent, and an event's message is the one the hub built for every connection.
+A live message is sent at once, in the hub's loop, when nothing waits before
+it (:mod:`plugins.realtime._eager`); the writer task only wakes up for what
+had to queue.
 
 Failures: a stream read that fails (Redis unreachable) is retried with
 backoff for about three seconds (0.1, 0.2, 0.4, 0.8, 1.6 s), the topic staying behind, so nothing is
@@ -38,6 +41,7 @@ import structlog
 from litestar.exceptions import WebSocketDisconnect
 from redis.exceptions import RedisError
 
+from plugins.realtime import _eager
 from plugins.realtime.feed import Feed, Gap, parse_id
 from plugins.realtime.hub import Hub, LiveMessage, behind
 
@@ -111,6 +115,10 @@ class Session:
         self._noted: dict[str, list[tuple[LiveMessage, dict[str, Any]]]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        # A send in progress (the writer's, or one that had to wait): the next messages queue.
+        self._sending: asyncio.Future[None] | None = None
+        self._writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gone = False  # the client went away: nothing more is sent
 
     async def run(self) -> None:
         """Read the client's messages, send frames, ping; return when the connection is over."""
@@ -130,6 +138,9 @@ class Session:
                     await self._close(SERVER_ERROR_CLOSE_CODE, "server error, reconnect")
                     break
         finally:
+            self._gone = True
+            if self._sending is not None:
+                self._sending.cancel()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -258,29 +269,61 @@ class Session:
             self._wake.set()
 
     def _offer(self, topic: str, entry_id: str, message: dict[str, Any], size: int) -> bool:
-        """Queue the message of the entry after ``topic``'s cursor; False (behind) when it does not fit."""
-        if len(self._outbox) >= self._room:
-            self._fall_behind(topic)
-            return False
+        """Send or queue the message of the entry after ``topic``'s cursor; False (behind) when it does not fit."""
         if size > self._settings.max_message_bytes:
             reason = "an event was larger than max_message_bytes"
             message = _text(msgspec.json.encode({"type": "reset", "topic": topic, "reason": reason}).decode())  # fmt: skip
+        if not self._outbox and self._sending is None and not self._gone:
+            self._cursors[topic] = entry_id
+            self._send_now(message)
+            return True
+        if len(self._outbox) >= self._room:
+            self._fall_behind(topic)
+            return False
         self._outbox.append(message)
         self._cursors[topic] = entry_id
         self._wake.set()
         return True
 
+    def _send_now(self, message: dict[str, Any]) -> None:
+        """Send ``message`` in the caller as far as it goes without waiting (:mod:`._eager`)."""
+        try:
+            pending = _eager.start(self._send(message))
+        except _GONE:
+            self._gone = True
+            self._wake.set()
+            return
+        if pending is not None:
+            self._sending = pending
+            pending.add_done_callback(self._sent)
+
+    def _sent(self, pending: asyncio.Future[None]) -> None:
+        self._sending = None
+        error = None if pending.cancelled() else pending.exception()
+        if pending.cancelled() or error is not None:
+            self._gone = True
+        if error is not None and not isinstance(error, _GONE):
+            log.warning("realtime_send_failed", tenant=self._tenant.id, who=self._ticket.who,
+                        error=f"{type(error).__name__}: {error}")  # fmt: skip
+        self._wake.set()
+
     async def _write(self) -> None:
-        while True:
-            while self._outbox:
+        """Send what waits in the outbox, one message at a time, and read the topics behind."""
+        while not self._gone:
+            if self._sending is not None:
+                await asyncio.wait((self._sending,))
+            elif self._outbox:
+                self._sending = self._writing
                 try:
                     await self._send(self._outbox.popleft())
                 except _GONE:
                     return
-            ready = [t for t in self._behind if self._cursors.get(t) is not None]
-            for topic in ready:
-                await self._catch_up(topic)
-            if not ready and not self._outbox:
+                finally:
+                    self._sending = None
+            elif ready := [t for t in self._behind if self._cursors.get(t) is not None]:
+                for topic in ready:
+                    await self._catch_up(topic)
+            else:
                 self._wake.clear()
                 await self._wake.wait()
 
