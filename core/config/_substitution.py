@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -121,6 +121,23 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+SECRET_FIELDS = (("bot", "token"), ("bot", "webhook_secret"))
+"""Fields holding a tenant's credentials, besides each ``api.keys`` entry (and its ``key``)."""
+
+
+def is_secret_field(path: Sequence[str | int]) -> bool:
+    """True for the path of a credential: ``bot.token``, ``bot.webhook_secret``, an API key."""
+    path = tuple(path)
+    if path in SECRET_FIELDS:
+        return True
+    return (
+        len(path) in (3, 4)
+        and path[:2] == ("api", "keys")
+        and isinstance(path[2], int)
+        and path[3:] in ((), ("key",))
+    )
+
+
 class EnvPolicy:
     """Which environment variables one tenant file may read.
 
@@ -131,11 +148,17 @@ class EnvPolicy:
     Args:
         tenant_id: the id as written in the file.
         allow: entries of ``TENANTRY_TENANT_ENV_ALLOW``.
+        secrets_only: references are read only in the fields that hold the
+            tenant's credentials (:data:`SECRET_FIELDS`), whose values are never
+            shown: a file uploaded with a scoped admin token, whose holder must
+            not get the variables ops provisioned (``texts.welcome:
+            ${ACME_BOT_TOKEN}`` would make the bot send its own token).
     """
 
-    def __init__(self, tenant_id: str, allow: Iterable[str]):
+    def __init__(self, tenant_id: str, allow: Iterable[str], *, secrets_only: bool = False):
         self.namespace = f"{tenant_id.upper()}_"
         self.allow = tuple(allow)
+        self.secrets_only = secrets_only
 
     def allowed_by_ops(self, name: str) -> bool:
         """True when an entry of the allow list names ``name`` or a prefix pattern matches it."""
@@ -144,8 +167,13 @@ class EnvPolicy:
             for entry in self.allow
         )
 
-    def refusal(self, name: str) -> str | None:
-        """Why ``${name}`` may not be read, or None when it may."""
+    def refusal(self, name: str, path: Sequence[str | int] = ()) -> str | None:
+        """Why ``${name}`` at ``path`` may not be read, or None when it may."""
+        if self.secrets_only and not is_secret_field(path):
+            return (
+                f"${{{name}}}: a file uploaded with a scoped admin token reads the "
+                "environment only in bot.token, bot.webhook_secret and api.keys"
+            )
         outside = f"${{{name}}} is outside this tenant's namespace ({self.namespace}*)"
         if name.startswith(RUNTIME_ENV_PREFIX):
             return (
@@ -321,7 +349,7 @@ def substitute_env(
     references: list[EnvReference] = []
 
     def replacement(name: str, default: str | None, written: str) -> str:
-        refusal = policy.refusal(name)
+        refusal = policy.refusal(name, path)
         if refusal is not None:
             # Refused even with a default: the default would hide a typo in
             # the name, and reading the variable when it is set is the leak.

@@ -106,6 +106,7 @@ def load_tenant_text(
     env: Mapping[str, str] | None = None,
     *,
     env_allow: Iterable[str] | None = None,
+    env_secrets_only: bool = False,
     listen_host: str = "127.0.0.1",
     databases: Iterable[str] | None = None,
 ) -> TenantSpec:
@@ -127,7 +128,13 @@ def load_tenant_text(
             together; earlier stages (YAML, core fields) stop at their first problem.
     """
     config, doc = parse_tenant_text(
-        text, filename, env, env_allow=env_allow, listen_host=listen_host, databases=databases
+        text,
+        filename,
+        env,
+        env_allow=env_allow,
+        env_secrets_only=env_secrets_only,
+        listen_host=listen_host,
+        databases=databases,
     )
     try:
         features, settings, machines, table = _check_features(config, doc, pm)

@@ -188,6 +188,7 @@ def parse_tenant_text(
     env: Mapping[str, str] | None = None,
     *,
     env_allow: Iterable[str] | None = None,
+    env_secrets_only: bool = False,
     listen_host: str = "127.0.0.1",
     databases: Iterable[str] | None = None,
 ) -> tuple[TenantConfig, TenantDocument]:
@@ -202,6 +203,9 @@ def parse_tenant_text(
             namespace; None reads them from ``TENANTRY_TENANT_ENV_ALLOW`` in
             ``env`` (what ``tenantry check`` does), the runtime passes
             :attr:`core.runtime.settings.RuntimeSettings.tenant_env_allow`.
+        env_secrets_only: read references only in ``bot.token``,
+            ``bot.webhook_secret`` and ``api.keys`` (a scoped admin token's
+            upload; :class:`core.config._substitution.EnvPolicy`).
         listen_host: the address the runtime listens on; demo secrets are
             refused unless it is a loopback address.
         databases: names of the PostgreSQL servers ``storage.database`` may
@@ -239,7 +243,7 @@ def parse_tenant_text(
         )
     if isinstance(raw_id, str) and re.match(TENANT_ID_PATTERN, raw_id):
         issues: list[ConfigIssue] = []
-        policy = EnvPolicy(raw_id, env_allow)
+        policy = EnvPolicy(raw_id, env_allow, secrets_only=env_secrets_only)
         data = substitute_env(doc, doc.data, [], environment, issues, policy, doc.substitutions)
         if issues:
             raise ConfigError(issues)

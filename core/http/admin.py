@@ -147,10 +147,12 @@ class AdminController(Controller):
             the body is not UTF-8; 403 for an id outside the token's scope; 413
             when it is over :data:`core.config.model.MAX_TENANT_FILE_BYTES`.
         """
-        # A scoped token's file may not read the runtime's shared variables.
+        # A scoped token's file may not read the runtime's shared variables,
+        # and reads its own only where the value is never shown.
         load_options = dict(runtime.registry.load_options)
         if not actor.is_ops:
             load_options["env_allow"] = ()
+            load_options["env_secrets_only"] = True
         try:
             body = await request.body()
         except RequestEntityTooLarge:
@@ -223,6 +225,7 @@ class AdminController(Controller):
                     text,
                     write_to=target,
                     env_allow=None if actor.is_ops else (),
+                    env_secrets_only=not actor.is_ops,
                     changed_by=actor.name,
                 )
             except ConfigError as exc:

@@ -159,6 +159,7 @@ class AdminStoreController(Controller):
                 tenant = await runtime.registry.apply_text(
                     stored.text,
                     env_allow=None if actor.is_ops else (),
+                    env_secrets_only=not actor.is_ops,
                     changed_by=actor.name,
                     action="rollback",
                 )

@@ -295,6 +295,7 @@ class TenantRegistry(StoreSync, TenantStarting):
         *,
         write_to: Path | None = None,
         env_allow: Iterable[str] | None = None,
+        env_secrets_only: bool = False,
         changed_by: str = "api",
         action: str = "put",
     ) -> Tenant:
@@ -310,6 +311,8 @@ class TenantRegistry(StoreSync, TenantStarting):
             env_allow: variables the file may read besides its own namespace;
                 None for the runtime's ``tenant_env_allow`` (an upload with a
                 scoped admin token passes none).
+            env_secrets_only: read the environment only in the credential
+                fields (an upload with a scoped admin token).
             changed_by: who, for the store's version (an admin token's name).
             action: the store's action: ``put``, or ``rollback``.
 
@@ -323,6 +326,8 @@ class TenantRegistry(StoreSync, TenantStarting):
         options = self.load_options
         if env_allow is not None:
             options = {**options, "env_allow": tuple(env_allow)}
+        if env_secrets_only:
+            options = {**options, "env_secrets_only": True}
         async with self._lock:
             filename = str(write_to) if write_to else "<admin upload>"
             spec = await asyncio.to_thread(
