@@ -47,10 +47,14 @@ class ConfigError(Exception):
 
     Attributes:
         issues: every problem found, each printable as ``file:line: path: reason``.
+        trace: when a plugin's check crashed (not a problem it reported), that
+            exception's traceback with every environment value replaced by its
+            reference, for the runtime's log; empty otherwise.
     """
 
-    def __init__(self, issues: list[ConfigIssue]):
+    def __init__(self, issues: list[ConfigIssue], trace: str = ""):
         self.issues = issues
+        self.trace = trace
         super().__init__("\n".join(str(issue) for issue in issues))
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 import pluggy
-import structlog
 
 from core.config._convert import convert_reporting_all
 from core.config.model import (
@@ -34,8 +33,6 @@ __all__ = [
     "load_tenant_file",
     "load_tenant_text",
 ]
-
-log = structlog.get_logger("tenantry")
 
 TENANT_FILE_SUFFIXES = (".yaml", ".yml")
 """Suffixes of tenant files in the tenants folder (``tenantry run`` and ``tenantry check``)."""
@@ -146,8 +143,9 @@ def load_tenant_text(
         issue = ConfigIssue(filename, None, "", f"could not be loaded: {type(exc).__name__}: {exc}")
         trace = ConfigIssue(filename, None, "", "".join(traceback.format_exception(exc)))
         issue, trace = conceal_issues(doc, [issue, trace])
-        log.error("tenant_settings_check_failed", file=filename, traceback=trace.reason)
-        raise ConfigError([issue]) from None
+        # Not logged here: `tenantry check` prints the issue alone; the runtime
+        # logs the trace (core.runtime._loading.load_guarded, the admin API).
+        raise ConfigError([issue], trace=trace.reason) from None
     texts: dict[str, dict[str, str]] = {}
     for feature in features:
         for locale, entries in table.texts.get(feature, {}).items():

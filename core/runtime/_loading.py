@@ -30,7 +30,15 @@ def load_guarded(filename: str, load: Callable[..., TenantSpec], *args: Any) -> 
     try:
         return load(*args)
     except ConfigError as exc:
-        log.warning("tenant_file_rejected", file=filename, errors=[str(i) for i in exc.issues])
+        if exc.trace:  # a plugin's check crashed: its (concealed) traceback is for its author
+            log.error(
+                "tenant_file_rejected",
+                file=filename,
+                errors=[str(i) for i in exc.issues],
+                traceback=exc.trace,
+            )
+        else:
+            log.warning("tenant_file_rejected", file=filename, errors=[str(i) for i in exc.issues])
         raise
     except Exception as exc:
         issue = ConfigIssue(filename, None, "", f"could not be loaded: {type(exc).__name__}: {exc}")
