@@ -158,6 +158,9 @@ class AdminStoreController(Controller):
             try:
                 tenant = await runtime.registry.apply_text(
                     stored.text,
+                    # The folder's file follows, as for an upload: it is the
+                    # tenant's source here, and its removal is named after it.
+                    write_to=runtime.registry.tenants_dir / f"{tenant_id}.yaml",
                     env_allow=None if actor.is_ops else (),
                     env_secrets_only=not actor.is_ops,
                     changed_by=actor.name,
