@@ -143,7 +143,7 @@ async def test_a_websocket_outlives_the_head_deadline(server):
         assert await asyncio.wait_for(socket.recv(), 5) == "still here"
 
 
-def test_the_server_options_carry_the_deadline_and_0_turns_it_off():
+def test_the_server_options_carry_the_deadline_and_0_turns_it_off(monkeypatch):
     options = uvicorn_options(RuntimeSettings.from_env())
     config = uvicorn.Config(echo_app, **options)
     config.load()
@@ -152,6 +152,15 @@ def test_the_server_options_carry_the_deadline_and_0_turns_it_off():
     assert HEADER_TIMEOUT_SECONDS == 10.0
     unchanged = uvicorn_options(RuntimeSettings.from_env(), header_timeout=0)["http"]
     assert unchanged.__name__ in ("HttpToolsProtocol", "H11Protocol")
+    # TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS is the setting; 0 turns it off.
+    monkeypatch.setenv("TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS", "0")
+    off = RuntimeSettings.from_env()
+    assert off.http_header_timeout_seconds == 0
+    assert uvicorn_options(off)["http"].__name__ in ("HttpToolsProtocol", "H11Protocol")
+    monkeypatch.setenv("TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS", "2.5")
+    short = RuntimeSettings.from_env()
+    assert short.http_header_timeout_seconds == 2.5
+    assert uvicorn_options(short)["http"].__name__ == "HeaderDeadline"
 
 
 # ------------------------------------------------------------ tenantry run

@@ -216,14 +216,15 @@ def header_deadline_protocol(timeout: float) -> type[asyncio.Protocol]:
 
 
 def uvicorn_options(
-    settings: RuntimeSettings, header_timeout: float = HEADER_TIMEOUT_SECONDS
+    settings: RuntimeSettings, header_timeout: float | None = None
 ) -> dict[str, Any]:
     """uvicorn's connection limits from the ``TENANTRY_HTTP_*`` settings.
 
     Args:
         settings: the runtime's settings.
         header_timeout: seconds a request head may take to arrive
-            (:func:`header_deadline_protocol`); 0 for none.
+            (:func:`header_deadline_protocol`); 0 for none; None for
+            ``settings.http_header_timeout_seconds``.
 
     Returns:
         Keyword arguments for ``uvicorn.run``: ``limit_concurrency`` (None for
@@ -234,5 +235,7 @@ def uvicorn_options(
         "limit_concurrency": settings.http_limit_concurrency or None,
         "timeout_keep_alive": settings.http_keep_alive_seconds,
         "h11_max_incomplete_event_size": settings.http_max_incomplete_event_bytes,
-        "http": header_deadline_protocol(header_timeout),
+        "http": header_deadline_protocol(
+            settings.http_header_timeout_seconds if header_timeout is None else header_timeout
+        ),
     }

@@ -129,6 +129,11 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             this many seconds of the first read, else 408
             (:class:`core.http.serving.BodyReadTimeout`;
             ``TENANTRY_HTTP_BODY_TIMEOUT_SECONDS``, default 10; 0 for none).
+        http_header_timeout_seconds: a request's line and headers must arrive
+            within this many seconds of the connection's first byte, else 408
+            and the connection is closed (a slow-headers client cannot hold a
+            connection; :func:`core.http.serving.header_deadline_protocol`;
+            ``TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS``, default 10; 0 for none).
         runtime_name: this runtime's consumer name in the event groups, unique
             among cooperating runtimes (``TENANTRY_RUNTIME_NAME``, default
             ``<host>:<pid>:<random>``; give each runtime a stable name so a restarted
@@ -185,6 +190,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     http_keep_alive_seconds: int = 5
     http_max_incomplete_event_bytes: int = 16 * 1024
     http_body_timeout_seconds: float = 10.0
+    http_header_timeout_seconds: float = 10.0
     runtime_name: str = msgspec.field(default_factory=_default_runtime_name)
     run_events: bool = True
     events_shards: int = 8
@@ -244,6 +250,9 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             ),
             "http_body_timeout_seconds": float(
                 env.get("TENANTRY_HTTP_BODY_TIMEOUT_SECONDS") or 10.0
+            ),
+            "http_header_timeout_seconds": float(
+                env.get("TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS") or 10.0
             ),
             "runtime_name": env.get("TENANTRY_RUNTIME_NAME") or _default_runtime_name(),
             "run_events": flag("TENANTRY_RUN_EVENTS", True),
