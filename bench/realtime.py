@@ -74,6 +74,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 CLIENTS = BENCH_DIR / "_realtime_clients.py"
 LOAD = BENCH_DIR / "_realtime_load.py"
+RUNTIME = BENCH_DIR / "_realtime_runtime.py"
 CLIENTS_PER_PROCESS = 250
 WARMUP_ORDERS = 20
 TOPIC = "orders:bakery"
@@ -326,7 +327,8 @@ async def bench(args: argparse.Namespace) -> list[Result]:
             runtimes: dict[str, tuple[Child, str]] = {}
             for name in ("A", "B"):
                 port = free_port()
-                argv = [PYTHON, "-m", "core.cli", "run", "--tenants", str(tenants_dir),
+                command = ["-m", "core.cli", "run"] if args.ws is None else [str(RUNTIME), "--ws", args.ws]  # fmt: skip
+                argv = [PYTHON, *command, "--tenants", str(tenants_dir),
                         "--port", str(port), "--log-level", "WARNING"]  # fmt: skip
                 child = Child(f"runtime {name}", argv, run.runtime_env(name, bot_api_url),
                               work_dir / f"runtime-{name}.log", cwd=REPO)  # fmt: skip
@@ -407,7 +409,8 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> str:
                "p99 on B", "API p50 ms", "spread p50", "CPU A+B", "CPU clients", "KiB/conn",
                "API errors")  # fmt: skip
     loop = "uvloop" if args.client_uvloop else "asyncio"
-    head = (f"{args.orders} orders at {args.rate:g}/s to runtime A; clients half on A, half on B "
+    server = f"; runtimes with ws={args.ws}" if args.ws else ""
+    head = (f"{args.orders} orders at {args.rate:g}/s to runtime A{server}; clients half on A, half on B "
             f"({args.client} on {loop}); {os.cpu_count()} CPUs; load average "
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")  # fmt: skip
     return head + "\n\n" + format_table(headers, rows)
@@ -425,6 +428,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--profile", action="store_true",
                         help="sample runtime B with py-spy during the largest size")  # fmt: skip
+    parser.add_argument("--ws", choices=["websockets-sansio", "websockets", "wsproto"],
+                        help="uvicorn's WebSocket implementation for the runtimes (default: tenantry run's)")  # fmt: skip
     parser.add_argument("--client", choices=["websockets", "aiohttp"], default="websockets",
                         help="the clients' WebSocket library (default websockets)")  # fmt: skip
     parser.add_argument("--client-uvloop", action="store_true",
