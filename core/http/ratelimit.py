@@ -188,7 +188,12 @@ def caller_identity(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         raise ImproperlyConfiguredException("limit_writes needs an auth guard before it")
     if caller.via == "webapp":
         return f"webapp:{caller.user_id}"
-    presented = _presented_key(connection) or ""
+    presented = _presented_key(connection)
+    if presented is None:
+        # A staff page signed in with an API key (core.web.sessions): the key's
+        # own bucket, which the session record names by the key's SHA-256.
+        presented = getattr(connection.state, "web_key_sha256", None) or ""
+        return "api_key:" + presented[:16] if presented else "api_key:unknown"
     return "api_key:" + hashlib.sha256(presented.encode()).hexdigest()[:16]
 
 

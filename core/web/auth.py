@@ -50,6 +50,9 @@ async def web_actor(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor | N
     record = await load_session(tenant, connection.cookies.get(SESSION_COOKIE))
     actor = None if record is None else await actor_of(tenant, record)
     connection.state.web_actor = actor
+    if record is not None and record.key_sha256:
+        # The key's write bucket (core.http.ratelimit.caller_identity).
+        connection.state.web_key_sha256 = record.key_sha256
     return actor
 
 

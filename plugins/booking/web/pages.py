@@ -23,6 +23,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from core.actors import Actor
 from core.errors import BadRequest, Forbidden
 from core.http.auth import ActorDep, TenantDep
+from core.http.ratelimit import limit_writes
 from core.runtime.tenant import Tenant
 from core.web.auth import page_actor, require_staff, web_base
 from core.web.pages import js_texts, machine_for, web_text
@@ -194,7 +195,9 @@ class BookingPages(Controller):
         opens, closes = _hours(tenant, day)
         return Board(day, opens, closes, bookings, stats, blocks)
 
-    @post("/bookings/{booking_id:int}/status", guards=[require_staff], status_code=200)
+    @post(
+        "/bookings/{booking_id:int}/status", guards=[require_staff, limit_writes], status_code=200
+    )
     async def set_status(
         self,
         tenant: TenantDep,
@@ -214,7 +217,7 @@ class BookingPages(Controller):
         )
         return view
 
-    @post("/blocks", guards=[require_staff], status_code=201)
+    @post("/blocks", guards=[require_staff, limit_writes], status_code=201)
     async def block(
         self, tenant: TenantDep, actor: ActorDep, data: JSONBody[NewWebBlock]
     ) -> BlockView:
@@ -228,7 +231,7 @@ class BookingPages(Controller):
             tenant, start, end, data.resource or None, data.reason, created_by=_who(actor)
         )
 
-    @delete("/blocks/{block_id:int}", guards=[require_staff], status_code=204)
+    @delete("/blocks/{block_id:int}", guards=[require_staff, limit_writes], status_code=204)
     async def unblock(self, tenant: TenantDep, actor: ActorDep, block_id: FromPath[int]) -> None:
         """Remove a block; 404 ``booking.not_found`` when there is none."""
         _admin(actor)

@@ -25,6 +25,7 @@ from litestar.response import Redirect
 from core.actors import Actor
 from core.errors import Forbidden
 from core.http.auth import ActorDep, TenantDep
+from core.http.ratelimit import limit_writes
 from core.runtime.tenant import Tenant
 from core.web.auth import forbidden_page, page_actor, require_staff, web_base
 from core.web.pages import js_texts, machine_for, web_text
@@ -165,7 +166,7 @@ class OrderPages(Controller):
             views = await order_views(conn, rows)
         return msgspec.convert(views, list[OrderView], strict=False)
 
-    @post("/orders/{order_id:int}/status", guards=[require_staff], status_code=200)
+    @post("/orders/{order_id:int}/status", guards=[require_staff, limit_writes], status_code=200)
     async def panel_status(
         self,
         tenant: TenantDep,
