@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from redis.exceptions import ResponseError
 
+from core.events.metrics import EVENTS_DEAD_LETTERED, EVENTS_FAILED, EVENTS_HANDLED
 from core.events.streams import StreamLayout, decode_entry
 from core.runtime.contributions import contributions_of
 from core.runtime.plugins import resolve
@@ -363,6 +364,7 @@ class EventConsumers:
             await self._failed(group, tenant, stream, entry_id, event)
             return False
         self.handled += 1
+        EVENTS_HANDLED.labels(group).inc()
         return True
 
     async def _finish_batch(
@@ -405,10 +407,12 @@ class EventConsumers:
     ) -> None:
         attempts = await self._redis.hincrby(self._layout.attempts_key(group, stream), event.id, 1)
         fields = {"plugin": group, "event_name": event.name, "event_id": event.id}
+        EVENTS_FAILED.labels(group).inc()
         if attempts < self._max_attempts:
             tenant.log.exception("event_subscriber_failed", attempts=attempts, **fields)
             return  # stays pending: claimed again after claim_idle_seconds
         tenant.log.exception("event_dead_lettered", attempts=attempts, **fields)
+        EVENTS_DEAD_LETTERED.labels(group).inc()
         await self._redis.xadd(
             self._layout.dead_letters,
             {"group": group, "stream": stream, "entry": entry_id, "id": event.id,

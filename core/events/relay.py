@@ -36,6 +36,7 @@ import structlog
 from core.config.model import DEFAULT_DATABASE
 from core.errors import STORAGE_UNAVAILABLE
 from core.events.consumers import stop_tasks
+from core.events.metrics import EVENTS_MOVED
 from core.events.outbox import OUTBOX_CHANNEL
 from core.events.streams import StreamLayout
 
@@ -316,4 +317,5 @@ class OutboxRelay:
                 )
             await pipe.execute()
         self.moved += len(rows)
+        EVENTS_MOVED.inc(len(rows))
         return len(rows)

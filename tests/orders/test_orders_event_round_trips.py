@@ -39,6 +39,8 @@ async def test_the_relay_moves_in_three_statements_and_skipping_groups_ack_per_b
         assert response.status_code == 201, response.text
 
     await create(0)  # statements prepared once
+    await tenantry.events_delivered("shop")
+    before = await _event_metrics(tenantry)
     trips = RoundTrips(monkeypatch)
     await asyncio.gather(*(create(n) for n in range(1, 9)))
     await tenantry.events_delivered("shop")
@@ -66,3 +68,21 @@ async def test_the_relay_moves_in_three_statements_and_skipping_groups_ack_per_b
         reads = sum(text.startswith("XREADGROUP") for text in calls)
         assert reads >= 1, (group, calls)
         assert calls.count("pipeline") <= max(reads - 1, 1), (group, calls)
+
+    # /metrics counts what the relay moved and what the orders group handled.
+    after = await _event_metrics(tenantry)
+    assert after["moved"] - before["moved"] == 8
+    assert after["orders"] - before["orders"] == 8
+    assert after["booking"] == before["booking"]  # skipped entries are not handled
+
+
+async def _event_metrics(tenantry) -> dict[str, float]:
+    text = (await tenantry.client.get("/metrics")).text
+    found = {"moved": 0.0, "orders": 0.0, "booking": 0.0}
+    for line in text.splitlines():
+        if line.startswith("tenantry_events_moved_total "):
+            found["moved"] = float(line.split()[-1])
+        for group in ("orders", "booking"):
+            if line.startswith(f'tenantry_events_handled_total{{group="{group}"}} '):
+                found[group] = float(line.split()[-1])
+    return found
