@@ -249,7 +249,9 @@ def register_roles() -> Sequence[Role] | None:
 
 
 @hookspec
-def grant_roles(tenant: Tenant, user_id: int) -> Sequence[Grant] | Awaitable[Sequence[Grant]] | None:
+def grant_roles(
+    tenant: Tenant, user_id: int
+) -> Sequence[Grant] | Awaitable[Sequence[Grant]] | None:
     """Say which roles Telegram user ``user_id`` holds in ``tenant``.
 
     Called for every enabled plugin (and the core) once per bot update and

@@ -283,4 +283,6 @@ def test_an_overlong_rate_is_refused_at_once(pm):
     started = time.monotonic()
     [problem] = errors(text, pm)
     assert time.monotonic() - started < 0.5
-    assert problem.startswith("tenants/filin.yaml:4: limits.api_writes: expected str of length <= 100")
+    assert problem.startswith(
+        "tenants/filin.yaml:4: limits.api_writes: expected str of length <= 100"
+    )

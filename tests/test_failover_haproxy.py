@@ -43,6 +43,7 @@ pytestmark = pytest.mark.skipif(
     not HAPROXY.exists(), reason=f"haproxy is not installed ({HAPROXY}; apt-get install haproxy)"
 )
 
+
 async def _claims_of_killed_runtime(
     redis: Redis,
     sender: TelegramSender,

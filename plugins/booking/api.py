@@ -236,7 +236,11 @@ class BlockedSlotsController(Controller):
     """Admin-made blocks of a resource or the whole place."""
 
     path = "/blocked-slots"
-    guards = [require_api_key, _admin_only, limit_writes]  # limit_writes counts POST and DELETE only
+    guards = [
+        require_api_key,
+        _admin_only,
+        limit_writes,
+    ]  # limit_writes counts POST and DELETE only
 
     @get("/", summary="Blocks overlapping a date")
     async def list_blocks(

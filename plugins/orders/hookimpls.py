@@ -107,7 +107,9 @@ def register_routers(tenant: Tenant) -> Router:
 @hookimpl
 def register_commands(tenant: Tenant) -> list[tuple[Any, ...]]:
     """``/menu``, ``/cart``, ``/myorders``; ``/storepanel`` for partners and admins."""
-    public = [(name, tenant.text(f"orders.command.{name}")) for name in ("menu", "cart", "myorders")]
+    public = [
+        (name, tenant.text(f"orders.command.{name}")) for name in ("menu", "cart", "myorders")
+    ]
     return [*public, ("storepanel", tenant.text("orders.command.storepanel"), ("partner", "admin"))]
 
 

@@ -75,7 +75,9 @@ async def test_book_a_service_through_the_bot_in_russian(tenantry, updates, bot_
     times = await client.tap(calendar, str(day.day))
     services = await client.tap(times, "19:00")
     labels = [b["text"] for b in buttons(services)]
-    assert labels == ["Haircut · 60 мин · 1\u00a0500,00\u00a0₽"]  # coloring (120 min) would end after 20:00
+    assert labels == [
+        "Haircut · 60 мин · 1\u00a0500,00\u00a0₽"
+    ]  # coloring (120 min) would end after 20:00
     staff = await client.tap(services, labels[0])
     assert [b["text"] for b in buttons(staff)] == ["Любой мастер", "Anna", "Boris"]
     await client.tap(staff, "Boris")

@@ -68,7 +68,9 @@ class TicketController(Controller):
                 data.kind,
                 machine.initial,
             )
-            await tenant.publish("sample.created", {"id": row["id"], "title": data.title}, conn=conn)
+            await tenant.publish(
+                "sample.created", {"id": row["id"], "title": data.title}, conn=conn
+            )
         return TicketState(id=row["id"], status=row["status"])
 
     @get("/", guards=[require_api_key_or_webapp])
