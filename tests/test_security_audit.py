@@ -7,7 +7,6 @@ releases through the admin API, a file added to the folder, and restarts.
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from core.testing.plugin import TenantryHarness

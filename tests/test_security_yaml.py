@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import msgspec
-import pytest
 import yaml
 
 from core import hookimpl
