@@ -69,6 +69,7 @@ SUBSCRIBE_WAIT_SECONDS = 5.0
 """How long a first follower of a channel waits for Redis to confirm the subscription."""
 
 _MAX_BACKOFF_SECONDS = 5.0
+_FILL_LIMIT = 100
 
 _HUBS: dict[int, Hub] = {}
 
@@ -98,45 +99,82 @@ class _Topic:
     Two runtimes' consumers append a topic's entries one after the other, and
     each publishes its own: the second entry's message may come first. A
     message that does not follow the last one delivered (``head``) waits, at
-    most :data:`REORDER_SECONDS`, for the one before it; then whatever waits
-    is delivered in order, and a follower that sees a gap reads the stream.
+    most :data:`REORDER_SECONDS`, for the one before it; then the entries in
+    between are read from the stream once for every follower of the runtime
+    (not once per follower), and delivered in order with what waited.
     """
 
-    __slots__ = ("feed", "followers", "head", "name", "pending", "ready", "timer")
+    __slots__ = ("feed", "filling", "followers", "head", "name", "pending", "reads", "ready",
+                 "timer")  # fmt: skip
 
-    def __init__(self, name: str, feed: Feed):
+    def __init__(self, name: str, feed: Feed, reads: asyncio.Semaphore):
         self.name = name
         self.feed = feed
+        self.reads = reads
         self.followers: dict[Follower, None] = {}  # insertion-ordered set
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.head: str | None = None
         self.pending: dict[str, tuple[LiveMessage, dict[str, Any]]] = {}  # by predecessor
         self.timer: asyncio.TimerHandle | None = None
+        self.filling: asyncio.Task[None] | None = None
 
     def receive(self, live: LiveMessage) -> None:
         """Deliver ``live`` in its place in the topic's chain."""
-        if self.head is not None and live.prev != self.head:
+        if self.head is not None and (live.prev != self.head or self.filling is not None):
             if not id_after(live.id, self.head):
                 return  # delivered before (an event redelivered to the consumers)
             self.pending[live.prev] = (live, _text(live.frame))
-            if self.timer is None:
+            if self.timer is None and self.filling is None:
                 loop = asyncio.get_running_loop()
-                self.timer = loop.call_later(REORDER_SECONDS, self.flush)
+                self.timer = loop.call_later(REORDER_SECONDS, self.fill)
             return
         self._deliver(live, _text(live.frame))
-        while self.head in self.pending:
-            self._deliver(*self.pending.pop(self.head))
+        self._deliver_pending()
         if not self.pending and self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def flush(self) -> None:
-        """Deliver what waits, in id order: the entries before it did not come in time."""
+    def fill(self) -> None:
+        """The entry before what waits did not come in time: read the gap from the stream."""
         self.timer = None
-        waiting = sorted(self.pending.values(), key=lambda item: parse_id(item[0].id))
-        self.pending.clear()
-        for live, message in waiting:
-            self._deliver(live, message)
+        if self.pending and self.filling is None:
+            self.filling = asyncio.create_task(self._fill(), name=f"realtime-fill:{self.name}")
+
+    def cancel(self) -> None:
+        """Stop the timer and the read (the last follower left)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.filling is not None:
+            self.filling.cancel()
+
+    async def _fill(self) -> None:
+        head = self.head
+        entries: list[Entry] = []
+        try:
+            if head is not None:
+                async with self.reads:
+                    entries = await self.feed.after(self.name, head, _FILL_LIMIT)
+        except Exception as exc:  # Gap or Redis: the followers find the gap and read themselves
+            log.info("realtime_fill_failed", topic=self.name, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.filling = None
+        for entry in entries:
+            if self.head is None or id_after(entry.id, self.head):
+                self._deliver(LiveMessage(entry.id, entry.prev, entry.frame), _text(entry.frame))
+        self._deliver_pending()
+        if self.pending:  # still a gap: deliver in order; each follower reads what it lacks
+            waiting = sorted(self.pending.values(), key=lambda item: parse_id(item[0].id))
+            self.pending.clear()
+            for live, message in waiting:
+                self._deliver(live, message)
+
+    def _deliver_pending(self) -> None:
+        while self.head in self.pending:
+            self._deliver(*self.pending.pop(self.head))
+        for prev in [
+            p for p, (live, _) in self.pending.items() if not id_after(live.id, self.head or "0-0")
+        ]:
+            del self.pending[prev]  # read from the stream meanwhile
 
     def _deliver(self, live: LiveMessage, message: dict[str, Any]) -> None:
         self.head = live.id
@@ -241,7 +279,7 @@ class Hub:
         channel = feed.channel(topic_name)
         topic = self._topics.get(channel)
         if topic is None:
-            topic = self._topics[channel] = _Topic(topic_name, feed)
+            topic = self._topics[channel] = _Topic(topic_name, feed, self.reads)
             topic.followers[follower] = None
             self._wanted.set()
             async with self._subscribing:
@@ -262,8 +300,7 @@ class Hub:
         topic.followers.pop(follower, None)
         if not topic.followers:
             del self._topics[channel]
-            if topic.timer is not None:
-                topic.timer.cancel()
+            topic.cancel()
             async with self._subscribing:
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
