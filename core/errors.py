@@ -78,6 +78,10 @@ STORAGE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.InternalClientError,
+    # 25006: writes refused by a read-only server (a standby after a failover)
+    # or by the copy a tenant moved away from (core.runtime.placement): the
+    # write belongs elsewhere, and a retry reaches it once this runtime follows.
+    asyncpg.ReadOnlySQLTransactionError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     ConnectionError,

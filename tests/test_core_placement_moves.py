@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 from _core_placement_support import SECOND, _fetch, _schemas, _wait_for, second_postgres
 
@@ -81,6 +82,13 @@ async def test_a_tenant_moves_to_another_server_and_back_dropping_the_old_copy(
         assert response.status_code == 200, response.text
         assert len(await _fetch(second_server, moved)) == 4
         assert len(await tenantry.sql(moved)) == 3
+        # The old copy is kept read-only: a runtime that missed the move gets
+        # 25006 (answered 503, so Telegram re-sends) instead of writing there.
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError, match="moved to another server"):
+            await tenantry.sql(f'INSERT INTO "{schema}".users (telegram_id) VALUES (799)')
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await tenantry.sql(f'DELETE FROM "{schema}".users')
+        assert len(await tenantry.sql(moved)) == 3
         event = await tenant.publish("sample.created", {"title": "after the move"})
         await _wait_for(lambda: event.id in sample.EVENT_IDS, 5)
 
@@ -96,6 +104,10 @@ async def test_a_tenant_moves_to_another_server_and_back_dropping_the_old_copy(
         users = next(t for t in body["tables"] if t["table"] == "users")
         assert users == {"table": "users", "source": 4, "target": 4}
         assert len(await tenantry.sql(moved)) == 4
+        # Back on the kept copy, it is writable again.
+        response = await tenantry.post_update("filin", updates.command("start", user_id=705))
+        assert response.status_code == 200, response.text
+        assert len(await tenantry.sql(moved)) == 5
         assert await _schemas(second_server, schema) == set()
         claims = await tenantry.sql(
             f'SELECT value FROM "{tenantry.control_schema}".storage_claims '

@@ -102,40 +102,85 @@ async def copy_schema(
         MoveError: the target lacks a table of the source, or a count differs.
         asyncpg.PostgresError, OSError: a server refused or is unavailable.
     """
+    async with target.acquire() as dst:
+        await unfence(dst, schema)  # a copy left there by an earlier move away
     await prepare(target)
     async with source.acquire() as src, target.acquire() as dst:
-        async with (
-            src.transaction(isolation="repeatable_read"),
-            dst.transaction(),
-        ):
-            tables = await _tables_in_order(src, schema)
-            missing = set(tables) - set(await _tables_in_order(dst, schema))
-            if missing:
-                raise MoveError(
-                    f"the target schema lacks {', '.join(sorted(missing))} "
-                    "(the tenant's migrations differ between the servers)"
-                )
-            quoted = ", ".join(f'"{schema}"."{t}"' for t in tables)
-            if tables:
-                # Writers that still reach the old copy wait until the copy is
-                # done; readers go on.
-                await src.execute(f"LOCK TABLE {quoted} IN EXCLUSIVE MODE")
-                await dst.execute(f"TRUNCATE {quoted}")
-            counts: list[TableCount] = []
-            for table in tables:
-                columns = await _copied_columns(src, schema, table)
-                await _stream(src, dst, schema, table, columns)
-                source_rows = await src.fetchval(f'SELECT count(*) FROM "{schema}"."{table}"')
-                target_rows = await dst.fetchval(f'SELECT count(*) FROM "{schema}"."{table}"')
-                counts.append(TableCount(table, source_rows, target_rows))
-            await _copy_sequences(src, dst, schema)
-            wrong = [c for c in counts if c.source != c.target]
-            if wrong:
-                raise MoveError(
-                    "row counts differ: "
-                    + ", ".join(f"{c.table} {c.source} != {c.target}" for c in wrong)
-                )
+        src_transaction = src.transaction(isolation="repeatable_read")
+        await src_transaction.start()
+        try:
+            counts = await _copy_locked(src, dst, schema)
+            # The old copy refuses writes from the moment the new one holds the
+            # data: a runtime that missed the move gets 25006 (a 503, retried)
+            # instead of writing where nobody reads.
+            await fence(src, schema)
+        except BaseException:
+            await src_transaction.rollback()
+            raise
+        await src_transaction.commit()
     return counts
+
+
+async def _copy_locked(
+    src: asyncpg.Connection, dst: asyncpg.Connection, schema: str
+) -> list[TableCount]:
+    """:func:`copy_schema`'s copy, in ``src``'s open transaction; ``dst``'s commits on success."""
+    async with dst.transaction():
+        tables = await _tables_in_order(src, schema)
+        missing = set(tables) - set(await _tables_in_order(dst, schema))
+        if missing:
+            raise MoveError(
+                f"the target schema lacks {', '.join(sorted(missing))} "
+                "(the tenant's migrations differ between the servers)"
+            )
+        quoted = ", ".join(f'"{schema}"."{t}"' for t in tables)
+        if tables:
+            # Writers that still reach the old copy wait until the copy is
+            # done; readers go on.
+            await src.execute(f"LOCK TABLE {quoted} IN EXCLUSIVE MODE")
+            await dst.execute(f"TRUNCATE {quoted}")
+        counts: list[TableCount] = []
+        for table in tables:
+            columns = await _copied_columns(src, schema, table)
+            await _stream(src, dst, schema, table, columns)
+            source_rows = await src.fetchval(f'SELECT count(*) FROM "{schema}"."{table}"')
+            target_rows = await dst.fetchval(f'SELECT count(*) FROM "{schema}"."{table}"')
+            counts.append(TableCount(table, source_rows, target_rows))
+        await _copy_sequences(src, dst, schema)
+        wrong = [c for c in counts if c.source != c.target]
+        if wrong:
+            raise MoveError(
+                "row counts differ: "
+                + ", ".join(f"{c.table} {c.source} != {c.target}" for c in wrong)
+            )
+    return counts
+
+
+_FENCE = "tenantry_moved"
+
+
+async def fence(conn: asyncpg.Connection, schema: str) -> None:
+    """Make every table of ``schema`` refuse writes (the copy a tenant moved away from).
+
+    A statement trigger on each table raises SQLSTATE 25006
+    (``read_only_sql_transaction``) for INSERT, UPDATE, DELETE and TRUNCATE;
+    reads go on. Runs in the caller's transaction; :func:`unfence` undoes it.
+    """
+    await conn.execute(
+        f'CREATE OR REPLACE FUNCTION "{schema}".{_FENCE}() RETURNS trigger LANGUAGE plpgsql AS $f$'
+        " BEGIN RAISE EXCEPTION 'tenant schema % moved to another server: this copy is kept"
+        " read-only', TG_TABLE_SCHEMA USING ERRCODE = '25006'; END $f$"
+    )
+    for table in await _tables_in_order(conn, schema):
+        await conn.execute(
+            f"CREATE OR REPLACE TRIGGER {_FENCE} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+            f' ON "{schema}"."{table}" FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".{_FENCE}()'
+        )
+
+
+async def unfence(conn: asyncpg.Connection, schema: str) -> None:
+    """Let ``schema``'s tables be written again (a tenant moves back onto this copy)."""
+    await conn.execute(f'DROP FUNCTION IF EXISTS "{schema}".{_FENCE}() CASCADE')
 
 
 async def _tables_in_order(conn: asyncpg.Connection, schema: str) -> list[str]:
