@@ -270,3 +270,29 @@ async def test_tenantry_run_times_out_slow_heads_and_bodies_idle_connections_and
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_websocket_compression_is_off_unless_the_setting_turns_it_on(monkeypatch, enabled):
+    if enabled:
+        monkeypatch.setenv("TENANTRY_HTTP_WS_COMPRESSION", "1")
+    port = free_port()
+    options = uvicorn_options(RuntimeSettings.from_env())
+    config = uvicorn.Config(
+        echo_app, host="127.0.0.1", port=port, log_config=None, lifespan="off", **options
+    )
+    serving = uvicorn.Server(config)
+    task = asyncio.create_task(serving.serve())
+    while not serving.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    try:
+        # The client offers permessage-deflate, as browsers do.
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", compression="deflate") as ws:
+            offered = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), 5) == "hello"
+        assert ("permessage-deflate" in offered) is enabled, offered
+    finally:
+        serving.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -189,8 +189,9 @@ def create_app(
         prefix="tenantry_http",
         group_path=True,
         labels={"tenant": lambda request: request.path_params.get("tenant_id", "")},
-        # The webhook has its own per-tenant metrics (core.updates.metrics), cheaper on the hot path.
-        exclude=["/metrics", "/health", "^/webhook/"],
+        # The webhook has its own per-tenant metrics (core.updates.metrics), cheaper on the hot path;
+        # a WebSocket is one long "request" whose every frame the middleware would wrap.
+        exclude=["/metrics", "/health", "^/webhook/", "/realtime/ws$"],
     )
     app = Litestar(
         route_handlers=[

@@ -228,13 +228,15 @@ def uvicorn_options(
 
     Returns:
         Keyword arguments for ``uvicorn.run``: ``limit_concurrency`` (None for
-        no limit), ``timeout_keep_alive``, ``h11_max_incomplete_event_size``
-        and ``http`` (the protocol with the head deadline).
+        no limit), ``timeout_keep_alive``, ``h11_max_incomplete_event_size``,
+        ``ws_per_message_deflate`` (``settings.http_ws_compression``) and
+        ``http`` (the protocol with the head deadline).
     """
     return {
         "limit_concurrency": settings.http_limit_concurrency or None,
         "timeout_keep_alive": settings.http_keep_alive_seconds,
         "h11_max_incomplete_event_size": settings.http_max_incomplete_event_bytes,
+        "ws_per_message_deflate": settings.http_ws_compression,
         "http": header_deadline_protocol(
             settings.http_header_timeout_seconds if header_timeout is None else header_timeout
         ),

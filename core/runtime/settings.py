@@ -134,6 +134,10 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             and the connection is closed (a slow-headers client cannot hold a
             connection; :func:`core.http.serving.header_deadline_protocol`;
             ``TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS``, default 10; 0 for none).
+        http_ws_compression: offer permessage-deflate on WebSockets (uvicorn
+            ``ws_per_message_deflate``; ``TENANTRY_HTTP_WS_COMPRESSION=1``,
+            default off: realtime frames are small JSON, and compressing each
+            frame for each connection costs CPU and a zlib context per socket).
         runtime_name: this runtime's consumer name in the event groups, unique
             among cooperating runtimes (``TENANTRY_RUNTIME_NAME``, default
             ``<host>:<pid>:<random>``; give each runtime a stable name so a restarted
@@ -191,6 +195,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
     http_max_incomplete_event_bytes: int = 16 * 1024
     http_body_timeout_seconds: float = 10.0
     http_header_timeout_seconds: float = 10.0
+    http_ws_compression: bool = False
     runtime_name: str = msgspec.field(default_factory=_default_runtime_name)
     run_events: bool = True
     events_shards: int = 8
@@ -254,6 +259,7 @@ class RuntimeSettings(msgspec.Struct, kw_only=True):
             "http_header_timeout_seconds": float(
                 env.get("TENANTRY_HTTP_HEADER_TIMEOUT_SECONDS") or 10.0
             ),
+            "http_ws_compression": flag("TENANTRY_HTTP_WS_COMPRESSION", False),
             "runtime_name": env.get("TENANTRY_RUNTIME_NAME") or _default_runtime_name(),
             "run_events": flag("TENANTRY_RUN_EVENTS", True),
             "events_shards": int(env.get("TENANTRY_EVENTS_SHARDS") or 8),
