@@ -103,6 +103,17 @@ async def load_session(tenant: Tenant, token: str | None) -> SessionRecord | Non
         return None
 
 
+def session_key(tenant: Tenant, token: str | None) -> str | None:
+    """The Redis key holding the session of cookie value ``token`` (None for no or a malformed token).
+
+    For what lives as long as a session, such as a realtime connection that
+    checks the key still exists (:mod:`plugins.realtime.session`).
+    """
+    if not token or len(token) > 64:
+        return None
+    return tenant.key("web", "session", _digest(token))
+
+
 async def end_session(tenant: Tenant, token: str | None) -> None:
     """Forget the session of cookie value ``token`` (signing out)."""
     if token and len(token) <= 64:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from plugins.realtime.config import RealtimeSettings
     from plugins.realtime.tickets import Ticket
 
-__all__ = ["IDLE_CLOSE_CODE", "SERVER_ERROR_CLOSE_CODE", "Session"]
+__all__ = ["IDLE_CLOSE_CODE", "SERVER_ERROR_CLOSE_CODE", "SESSION_ENDED_CLOSE_CODE", "Session"]
 
 log = structlog.get_logger("tenantry.realtime")
 
@@ -63,6 +63,9 @@ IDLE_CLOSE_CODE = 4408
 
 SERVER_ERROR_CLOSE_CODE = 1011
 """Close code when the server cannot go on (Redis unreachable): reconnect with the cursors."""
+
+SESSION_ENDED_CLOSE_CODE = 4401
+"""Close code when the staff page's web session that got the ticket expired or signed out."""
 
 _CATCH_UP_BATCH = 500
 _NOTED = 8
@@ -393,5 +396,12 @@ class Session:
         # Connections opened together (a runtime restart) are not all pinged at one instant.
         await asyncio.sleep(self._settings.ping_seconds * random.uniform(0.5, 1.0))
         while True:
+            if self._ticket.session_key and not await self._tenant.redis.exists(
+                self._ticket.session_key
+            ):
+                # The staff page's session expired or signed out: so does its
+                # feed (the page's next ticket request sends it to sign-in).
+                await self._close(SESSION_ENDED_CLOSE_CODE, "session ended, sign in again")
+                return
             self._control({"type": "ping", "at": int(time.time())})
             await asyncio.sleep(self._settings.ping_seconds)

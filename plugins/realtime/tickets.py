@@ -27,10 +27,14 @@ class Ticket(msgspec.Struct, frozen=True):
     Attributes:
         topics: the topics its holder may subscribe to.
         who: who asked for it (``api_key:<name>``, ``webapp:<user id>``), for logs.
+        session_key: for a staff page's ticket, the Redis key of its web
+            session: the connection ends when the session does (checked at
+            every ping). Empty for API keys and WebApp init data.
     """
 
     topics: list[str]
     who: str
+    session_key: str = ""
 
 
 def _key(tenant: Tenant, token: str) -> str:

@@ -12,6 +12,7 @@ import time
 
 from _realtime_support import (
     add_market,
+    follow,
     key_headers,
     open_socket,
     partner_key,
@@ -75,3 +76,43 @@ async def test_another_tenants_ticket_is_refused_and_used_up(tenantry):
         "/api/tenants/bazaar/realtime/tickets", headers=key_headers(tenantry.api_key("market"))
     )
     assert other.status_code == 401, other.text
+
+
+async def test_a_staff_pages_socket_ends_with_its_web_session(tenantry):
+    from core.web.sessions import SESSION_COOKIE
+
+    config = add_market(tenantry, realtime={"ping_seconds": 0.3})
+    await tenantry.start()
+    client = tenantry.client
+    signed_in = await client.post(
+        "/web/market/signin",
+        data={"key": partner_key(tenantry, "market", "bakery"), "next": "/web/market/"},
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    cookie = {"Cookie": f"{SESSION_COOKIE}={signed_in.cookies[SESSION_COOKIE]}"}
+    answer = await client.post(
+        "/web/market/realtime/ticket", headers={**cookie, "X-Tenantry-Web": "1"}
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["topics"] == ["orders:bakery"]
+    socket = await open_socket(tenantry.url, "market", answer.json()["ticket"])
+    try:
+        await socket.subscribe({"orders:bakery": None})
+        await asyncio.sleep(1.0)  # three pings: the session is alive, the socket stays
+        assert socket.closed_at is None
+        prefix = config["storage"]["redis_prefix"]
+        [key] = [k async for k in tenantry.runtime.redis.scan_iter(f"{prefix}web:session:*")]
+        await tenantry.runtime.redis.delete(key)  # signed out, or expired
+        assert await socket.wait_closed(timeout=5) == 4401
+        # An API key's socket has no session to end with.
+        partner = await follow(
+            tenantry.url,
+            "market",
+            key_headers(partner_key(tenantry, "market", "bakery")),
+            {"orders:bakery": None},
+        )
+        await asyncio.sleep(1.0)
+        assert partner.closed_at is None
+        await partner.close()
+    finally:
+        await socket.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, post
+from litestar import Controller, Request, post
 
 from core.errors import Forbidden
 from core.http.auth import ActorDep, TenantDep
 from core.web.auth import require_staff
+from core.web.sessions import SESSION_COOKIE, session_key
 from plugins.realtime import tickets, topics
 from plugins.realtime.api import FEATURE, TicketOut
 
@@ -19,7 +20,7 @@ class RealtimePages(Controller):
     path = "/"
 
     @post("/ticket", guards=[require_staff], status_code=201)
-    async def ticket(self, tenant: TenantDep, actor: ActorDep) -> TicketOut:
+    async def ticket(self, request: Request, tenant: TenantDep, actor: ActorDep) -> TicketOut:
         """A single-use ticket for ``/api/tenants/{id}/realtime/ws`` (as ``POST /tickets``).
 
         Raises:
@@ -30,7 +31,11 @@ class RealtimePages(Controller):
             raise Forbidden("realtime.forbidden", "live events are for admins and partners")
         settings = tenant.settings_for(FEATURE)
         who = f"web:{actor.key_name or actor.user_id or actor.via}"
+        # The socket lives as long as the session that asked for it.
+        session = session_key(tenant, request.cookies.get(SESSION_COOKIE)) or ""
         token = await tickets.issue(
-            tenant, tickets.Ticket(topics=allowed, who=who), settings.ticket_seconds
+            tenant,
+            tickets.Ticket(topics=allowed, who=who, session_key=session),
+            settings.ticket_seconds,
         )
         return TicketOut(ticket=token, expires_in=settings.ticket_seconds, topics=allowed)
