@@ -171,7 +171,13 @@ async def fence(conn: asyncpg.Connection, schema: str) -> None:
         " BEGIN RAISE EXCEPTION 'tenant schema % moved to another server: this copy is kept"
         " read-only', TG_TABLE_SCHEMA USING ERRCODE = '25006'; END $f$"
     )
-    for table in await _tables_in_order(conn, schema):
+    # Partitioned parents too ('p'): a statement on the parent fires the parent's triggers.
+    tables = await conn.fetch(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')""",
+        schema,
+    )
+    for (table,) in tables:
         await conn.execute(
             f"CREATE OR REPLACE TRIGGER {_FENCE} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
             f' ON "{schema}"."{table}" FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".{_FENCE}()'
