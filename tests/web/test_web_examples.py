@@ -79,7 +79,7 @@ async def test_the_readme_walkthrough_opens_the_example_tenants_pages(
     await admin.wait_for_selector("#live-state[data-state=live]")
     assert await admin.inner_text("h1") == "Брони"
     assert await admin.inner_text("#live-state") == "онлайн"
-    assert await admin.locator("#map .zone h3").all_inner_texts() == ["hall", "veranda", "vip"]
+    assert await admin.locator("#map .zone h3").all_inner_texts() == ["Зал", "Веранда", "VIP"]
     await _check(admin, tenantry, screens, "example-filin-admin", "ru")
     await admin.goto(f"{tenantry.url}/web/filin/")
     assert await admin.locator(".links a").all_inner_texts() == ["Брони"]
