@@ -33,10 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import _events_plugin
-    import uvicorn
 
     from core.http.app import create_app
-    from core.http.serving import BodyReadTimeout, uvicorn_options
+    from core.http.serving import serve
     from core.runtime.logging import configure_logging
     from core.runtime.plugins import build_plugin_manager
     from core.runtime.settings import RuntimeSettings
@@ -44,16 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, json=True)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants)
     pm = build_plugin_manager(extra=[("eventsbench", _events_plugin)])
-    app = create_app(settings, pm)
-    uvicorn.run(
-        BodyReadTimeout(app, settings.http_body_timeout_seconds),
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        **uvicorn_options(settings),
-    )
+    serve(create_app(settings, pm), settings, host="127.0.0.1", port=args.port)
     return 0
 
 

@@ -29,26 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
 
-    import uvicorn
-
     from core.http.app import create_app
-    from core.http.serving import BodyReadTimeout, uvicorn_options
+    from core.http.serving import serve
     from core.runtime.logging import configure_logging
     from core.runtime.settings import RuntimeSettings
 
     configure_logging(args.log_level, json=True)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants, listen_host="127.0.0.1")
-    app = create_app(settings)
-    uvicorn.run(
-        BodyReadTimeout(app, settings.http_body_timeout_seconds),
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws=args.ws,
-        **uvicorn_options(settings),
-    )
+    serve(create_app(settings), settings, host="127.0.0.1", port=args.port, ws=args.ws)
     return 0
 
 

@@ -12,25 +12,14 @@ __all__ = ["main"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from core.http.app import create_app
-    from core.http.serving import BodyReadTimeout, uvicorn_options
+    from core.http.serving import serve
     from core.runtime.logging import configure_logging
     from core.runtime.settings import RuntimeSettings
 
     configure_logging(args.log_level, json=not args.console_logs)
     settings = RuntimeSettings.from_env(tenants_dir=args.tenants, listen_host=args.host)
-    app = create_app(settings)
-    uvicorn.run(
-        BodyReadTimeout(app, settings.http_body_timeout_seconds),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        **uvicorn_options(settings),
-    )
+    serve(create_app(settings), settings, host=args.host, port=args.port)
     return 0
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "HEADER_TIMEOUT_SECONDS",
     "BodyReadTimeout",
     "header_deadline_protocol",
+    "serve",
     "uvicorn_options",
 ]
 
@@ -241,3 +242,31 @@ def uvicorn_options(
             settings.http_header_timeout_seconds if header_timeout is None else header_timeout
         ),
     }
+
+
+def serve(app: Any, settings: RuntimeSettings, *, host: str, port: int, **overrides: Any) -> None:
+    """Serve ``app`` the way ``tenantry run`` does, until uvicorn is stopped (SIGINT, SIGTERM).
+
+    The app behind :class:`BodyReadTimeout`, uvicorn with :func:`uvicorn_options`,
+    the runtime's own logging (no uvicorn log config, no access log) and the
+    lifespan on. Benchmarks that run a runtime of their own use it too, so they
+    measure what is deployed.
+
+    Args:
+        app: the Litestar app (:func:`core.http.app.create_app`).
+        settings: the runtime's settings.
+        host: address to listen on.
+        port: TCP port.
+        **overrides: more ``uvicorn.run`` keyword arguments (``ws="wsproto"``).
+    """
+    import uvicorn
+
+    uvicorn.run(
+        BodyReadTimeout(app, settings.http_body_timeout_seconds),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        **{**uvicorn_options(settings), **overrides},
+    )
