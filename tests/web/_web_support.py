@@ -246,3 +246,34 @@ class Guest:
             message_text=call.params.get("text", ""),
         )
         return await self._post(update)
+
+
+async def place_order(
+    tenantry: Any,
+    config: dict[str, Any],
+    store_id: str,
+    item_id: int,
+    quantity: int,
+    user_id: int = CUSTOMER,
+) -> dict[str, Any]:
+    """A pickup order of ``quantity`` x item ``item_id`` through the orders API, as WebApp user ``user_id``.
+
+    Returns:
+        The created order (the API's answer body).
+
+    Raises:
+        AssertionError: the API did not answer 201.
+    """
+    init = webapp_init_data(config["bot"]["token"], {"id": user_id, "first_name": "Anna"})
+    response = await tenantry.client.post(
+        f"/api/tenants/{config['id']}/orders/orders",
+        json={
+            "store_id": store_id,
+            "type": "pickup",
+            "phone": "+79990001122",
+            "items": [{"item_id": item_id, "quantity": quantity}],
+        },
+        headers={"X-Telegram-Init-Data": init},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()

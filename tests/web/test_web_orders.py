@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from _web_support import CUSTOMER, FLORIST, PARTNER, add_market, panel_link, webapp_url
+from _web_support import CUSTOMER, FLORIST, PARTNER, add_market, panel_link, place_order, webapp_url
 
 import core.testing.plugin as harness_module
-from core.testing.updates import webapp_init_data
 
 RECORD_TOASTS = """() => {
   window.toastLog = [];
@@ -157,19 +156,8 @@ async def test_a_restart_while_the_panel_is_open_loses_no_event(
     # The same address again: the page reconnects to where it was.
     monkeypatch.setattr(harness_module, "free_port", lambda: port)
     await tenantry.start()
-    init = webapp_init_data(config["bot"]["token"], {"id": CUSTOMER, "first_name": "Anna"})
     for _ in range(2):
-        response = await tenantry.client.post(
-            "/api/tenants/market/orders/orders",
-            json={
-                "store_id": "bakery",
-                "type": "pickup",
-                "phone": "+79990001122",
-                "items": [{"item_id": items["baguette"], "quantity": 2}],
-            },
-            headers={"X-Telegram-Init-Data": init},
-        )
-        assert response.status_code == 201, response.text
+        await place_order(tenantry, config, "bakery", items["baguette"], 2)
     assert await panel.get_attribute("#live-state", "data-state") != "live"
     await panel.context.set_offline(False)
     await panel.wait_for_selector("#live-state[data-state=live]", timeout=15000)
@@ -199,21 +187,10 @@ async def test_a_partner_cannot_open_another_stores_panel(
     assert listing.status == 403
     assert (await listing.json())["code"] == "orders.store_out_of_scope"
 
-    init = webapp_init_data(config["bot"]["token"], {"id": CUSTOMER, "first_name": "Anna"})
     [item] = await tenantry.sql(
         f'SELECT id FROM "{config["storage"]["schema"]}".items WHERE sku = $1', "baguette"
     )
-    created = await tenantry.client.post(
-        "/api/tenants/market/orders/orders",
-        json={
-            "store_id": "bakery",
-            "type": "pickup",
-            "phone": "+79990001122",
-            "items": [{"item_id": item["id"], "quantity": 2}],
-        },
-        headers={"X-Telegram-Init-Data": init},
-    )
-    order_id = created.json()["id"]
+    order_id = (await place_order(tenantry, config, "bakery", item["id"], 2))["id"]
     moved = await florist.request.post(
         f"{tenantry.url}/web/market/orders/orders/{order_id}/status",
         data={"status": "preparing"},
@@ -240,33 +217,13 @@ async def test_a_partner_cannot_open_another_stores_panel(
     [tulips] = await tenantry.sql(
         f'SELECT id FROM "{config["storage"]["schema"]}".items WHERE sku = $1', "tulips"
     )
-    bakery = await tenantry.client.post(
-        "/api/tenants/market/orders/orders",
-        json={
-            "store_id": "bakery",
-            "type": "pickup",
-            "phone": "+79990001122",
-            "items": [{"item_id": item["id"], "quantity": 2}],
-        },
-        headers={"X-Telegram-Init-Data": init},
-    )
-    assert bakery.status_code == 201, bakery.text
-    flowers = await tenantry.client.post(
-        "/api/tenants/market/orders/orders",
-        json={
-            "store_id": "flowers",
-            "type": "pickup",
-            "phone": "+79990001122",
-            "items": [{"item_id": tulips["id"], "quantity": 1}],
-        },
-        headers={"X-Telegram-Init-Data": init},
-    )
-    assert flowers.status_code == 201, flowers.text
-    await florist.wait_for_selector(f"#order-{flowers.json()['id']}[data-status=pending]")
+    await place_order(tenantry, config, "bakery", item["id"], 2)
+    flowers = await place_order(tenantry, config, "flowers", tulips["id"], 1)
+    await florist.wait_for_selector(f"#order-{flowers['id']}[data-status=pending]")
     shown = await florist.locator("#orders article").evaluate_all("(a) => a.map((o) => o.id)")
-    assert shown == [f"order-{flowers.json()['id']}"]
+    assert shown == [f"order-{flowers['id']}"]
     toasts = await florist.evaluate("window.toastLog")
-    assert [text.split(":")[0] for text in toasts] == [f"New order #{flowers.json()['id']}"]
+    assert [text.split(":")[0] for text in toasts] == [f"New order #{flowers['id']}"]
 
     # Signed out, the panel sends you to sign in.
     await florist.goto(f"{tenantry.url}/web/market/orders/partner/flowers")

@@ -17,6 +17,7 @@ from _web_support import (
     add_market,
     add_restaurant,
     future_day,
+    place_order,
     webapp_url,
 )
 
@@ -115,18 +116,7 @@ async def test_a_partner_signed_in_by_the_webapp_gets_haptics_for_new_orders(
     [item] = await tenantry.sql(
         f'SELECT id FROM "{config["storage"]["schema"]}".items WHERE sku = $1', "rye"
     )
-    customer = webapp_init_data(config["bot"]["token"], {"id": CUSTOMER, "first_name": "Anna"})
-    created = await tenantry.client.post(
-        "/api/tenants/market/orders/orders",
-        json={
-            "store_id": "bakery",
-            "type": "pickup",
-            "phone": "+79990001122",
-            "items": [{"item_id": item["id"], "quantity": 3}],
-        },
-        headers={"X-Telegram-Init-Data": customer},
-    )
-    assert created.status_code == 201, created.text
+    await place_order(tenantry, config, "bakery", item["id"], 3)
     await page.wait_for_selector("#order-1.fresh")
     await page.wait_for_function("window.tgCalls.some((c) => c[0] === 'haptic')")
     assert await _calls(page, "haptic") == [["haptic", "success"]]
