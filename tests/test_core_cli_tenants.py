@@ -12,8 +12,10 @@ import yaml
 from core.testing.plugin import free_port
 
 
-async def tenants_cli(tenantry, *args, token=None):
+async def tenants_cli(tenantry, *args, token=None, timeout=60):
     """Run ``tenantry tenants <args>`` against the harness's runtime; (status, stdout, stderr).
+
+    ``timeout``: seconds the command may take (a move copies a schema).
 
     Run without blocking the event loop: the runtime under test serves from it.
     """
@@ -31,7 +33,7 @@ async def tenants_cli(tenantry, *args, token=None):
             "TENANTRY_ADMIN_TOKEN": tenantry.admin_token if token is None else token,
         },
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
     return process.returncode, stdout.decode(), stderr.decode()
 
 

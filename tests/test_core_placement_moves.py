@@ -9,14 +9,12 @@ tests/test_core_placement.py.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 from _core_placement_support import SECOND, _fetch, _schemas, _wait_for, second_postgres
+from test_core_cli_tenants import tenants_cli
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +25,7 @@ def second_server() -> Iterator[str]:
 
 
 async def _tenants_cli(tenantry, *args):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "core.cli",
-        "tenants",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={
-            **os.environ,
-            "TENANTRY_ADMIN_URL": tenantry.url,
-            "TENANTRY_ADMIN_TOKEN": tenantry.admin_token,
-        },
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await tenants_cli(tenantry, *args, timeout=120)
 
 
 async def test_a_tenant_moves_to_another_server_and_back_dropping_the_old_copy(
