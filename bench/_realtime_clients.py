@@ -33,10 +33,25 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 CONNECT_CONCURRENCY = 25
+
+
+class _Data(msgspec.Struct):
+    order_id: int | None = None
+
+
+class _Frame(msgspec.Struct):
+    """What the clients read of a frame (the rest is skipped, not decoded)."""
+
+    type: str
+    data: _Data | None = None
+
+
+_decode_frame = msgspec.json.Decoder(_Frame).decode
 
 
 class _WebsocketsClient:
@@ -120,10 +135,10 @@ async def _client(
     try:
         while (raw := await ws.recv()) is not None:
             at = time.time()
-            frame = json.loads(raw)
-            kind = frame.get("type")
-            if kind == "event":
-                arrivals.append([frame["data"]["order_id"], at])
+            frame = _decode_frame(raw)
+            kind = frame.type
+            if kind == "event" and frame.data is not None:
+                arrivals.append([frame.data.order_id, at])
                 seen += 1
                 if seen == args.expect:
                     break

@@ -25,6 +25,7 @@ from core.runtime.settings import RuntimeSettings
 
 __all__ = [
     "HEADER_TIMEOUT_SECONDS",
+    "SERVER_SEND",
     "BodyReadTimeout",
     "header_deadline_protocol",
     "serve",
@@ -43,6 +44,12 @@ only after the tenant's secret token matched, so only Telegram gets that far,
 and a timer per update would cost on the runtime's hottest path."""
 
 
+SERVER_SEND = "tenantry.server_send"
+"""Scope key of a WebSocket connection's ``send`` as the server gave it, before the app's
+wrappers (set by :class:`BodyReadTimeout`): the realtime plugin writes its shared frames
+through the server's connection (``plugins/realtime/_wire.py``)."""
+
+
 class _BodyTimedOut(BaseException):
     """Raised out of ``receive`` when the body deadline passes.
 
@@ -59,7 +66,8 @@ class BodyReadTimeout:
     with its last chunk; past it the request is abandoned and answered 408
     (``http.request_timeout``, a problem body, ``Connection: close``), logged
     at info. Requests under :data:`EXEMPT_PREFIXES`, non-HTTP scopes and a
-    ``timeout`` of 0 pass untouched.
+    ``timeout`` of 0 pass untouched; a WebSocket scope gets the server's
+    ``send`` under :data:`SERVER_SEND`.
 
     Args:
         app: the ASGI application (the Litestar app of :func:`core.http.app.create_app`).
@@ -72,6 +80,10 @@ class BodyReadTimeout:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one connection scope, with the body deadline for HTTP requests."""
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send  # type: ignore[literal-required]
+            await self.app(scope, receive, send)
+            return
         if (
             scope["type"] != "http"
             or self.timeout <= 0

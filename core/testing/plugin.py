@@ -240,6 +240,7 @@ class TenantryHarness:
 
         from core.http.app import create_app
         from core.http.plugin import runtime_of
+        from core.http.serving import BodyReadTimeout, uvicorn_options
         from core.runtime.logging import configure_logging
         from core.runtime.plugins import build_plugin_manager
         from core.runtime.settings import RuntimeSettings
@@ -267,8 +268,17 @@ class TenantryHarness:
         configure_logging("INFO")
         app = create_app(runtime_settings, build_plugin_manager(extra=plugins))
         self.runtime = runtime_of(app)
+        # Served as tenantry run serves it (core.http.serving.serve): the same outer
+        # layer and uvicorn options (limits, deadlines, WebSocket compression).
+        served = BodyReadTimeout(app, runtime_settings.http_body_timeout_seconds)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, lifespan="on", access_log=False
+            served,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            **uvicorn_options(runtime_settings),
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

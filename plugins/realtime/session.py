@@ -42,6 +42,7 @@ from litestar.exceptions import WebSocketDisconnect
 from redis.exceptions import RedisError
 
 from plugins.realtime import _eager
+from plugins.realtime._wire import Wire
 from plugins.realtime.feed import Feed, Gap, parse_id
 from plugins.realtime.hub import Hub, LiveMessage, behind
 
@@ -103,6 +104,8 @@ class Session:
         self._socket = socket
         # Litestar's send (it refuses a closed socket), given the ASGI messages the hub built.
         self._send = socket.send
+        # The server's connection, when event frames can be written to it as they are (._wire).
+        self._wire = Wire.of(socket.scope)
         self._tenant = tenant
         self._settings = settings
         self._ticket = ticket
@@ -278,7 +281,8 @@ class Session:
             message = _text(msgspec.json.encode({"type": "reset", "topic": topic, "reason": reason}).decode())  # fmt: skip
         if not self._outbox and self._sending is None and not self._gone:
             self._cursors[topic] = entry_id
-            self._send_now(message)
+            if self._wire is None or not self._wire.write(message):
+                self._send_now(message)
             return True
         if len(self._outbox) >= self._room:
             self._fall_behind(topic)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import sys
 
 import _flood_plugin
-import uvicorn
 
 from core.http.app import create_app
+from core.http.serving import serve
 from core.runtime.plugins import build_plugin_manager
 from core.runtime.settings import RuntimeSettings
 
 if __name__ == "__main__":
     pm = build_plugin_manager(extra=[("flood", _flood_plugin)])
-    app = create_app(RuntimeSettings.from_env(), pm)
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False)
+    settings = RuntimeSettings.from_env()
+    # Served as tenantry run serves it (the realtime plugin's frames go the same way).
+    serve(create_app(settings, pm), settings, host="127.0.0.1", port=int(sys.argv[1]))
