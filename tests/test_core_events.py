@@ -259,3 +259,27 @@ async def test_two_copies_of_an_event_in_one_read_are_handled_once_and_both_ackn
     # Well within the 30 s claim delay: the copy is acknowledged without waiting for a claim.
     assert await tenant.events_delivered(timeout=5)
     assert sample.EVENT_IDS == [copied.id]
+
+
+async def test_a_group_no_tenant_enables_still_acknowledges_every_event(tenantry, sample):
+    """Its reader pauses ``idle_read_seconds`` (0.1 s) after each short read, and still catches
+    up: the group's last delivered id reaches the stream's newest entry, with nothing pending."""
+    _, tenant = await _start(tenantry, sample)
+    consumers = tenantry.runtime.events.consumers
+    idle = next(group for group in consumers.groups if group not in tenant.features)
+    redis = tenantry.runtime.redis
+    stream = tenantry.runtime.events.layout.key_for("filin")
+    for title in ("a", "b", "c", "d"):
+        async with tenant.db.transaction() as conn:
+            await tenant.publish("sample.created", {"title": title}, conn=conn)
+    assert await tenant.events_delivered()
+    [(last_id, _fields)] = await redis.xrevrange(stream, count=1)
+
+    async def idle_group() -> dict:
+        return next(g for g in await redis.xinfo_groups(stream) if g["name"] == idle)
+
+    deadline = time.monotonic() + 5
+    while (group := await idle_group())["last-delivered-id"] != last_id or group["pending"]:
+        assert time.monotonic() < deadline, group
+        await asyncio.sleep(0.02)
+    assert _titles(sample) == ["a", "b", "c", "d"]
