@@ -62,6 +62,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "orders.customer_status": "Order #{id} ({store}): {status}",
         "orders.customer_reason": "Reason: {reason}",
         "orders.done": "Done: order #{id} is now {status}.",
+        "orders.ask_reason": (
+            "Order #{id} will be {status}. Why? Send the reason in one message (the customer "
+            "sees it), /skip to go on without one, or /cancel to leave the order as it is."
+        ),
+        "orders.reason_dropped": "Nothing changed: order #{id} is still {status}.",
         "orders.stale": "Order #{id} is already {status}.",
         "orders.refused": "Not possible: {reason}",
         "orders.not_yours": "This order is not yours to change.",
@@ -150,6 +155,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "orders.customer_status": "Заказ №{id} ({store}): {status}",
         "orders.customer_reason": "Причина: {reason}",
         "orders.done": "Готово: заказ №{id} теперь «{status}».",
+        "orders.ask_reason": (
+            "Заказ №{id} будет «{status}». Почему? Напишите причину одним сообщением "
+            "(её увидит покупатель), /skip — без причины, /cancel — оставить заказ как есть."
+        ),
+        "orders.reason_dropped": "Ничего не изменилось: заказ №{id} по-прежнему «{status}».",
         "orders.stale": "Заказ №{id} уже «{status}».",
         "orders.refused": "Нельзя: {reason}",
         "orders.not_yours": "Этот заказ нельзя изменить от вашего имени.",

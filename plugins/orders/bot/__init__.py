@@ -2,7 +2,8 @@
 
 * :mod:`.catalog`: ``/menu``, catalog navigation and "add to cart";
 * :mod:`.checkout`: ``/cart``, its buttons and the checkout states;
-* :mod:`.status`: ``/myorders`` and the status buttons of customers, partners and admins;
+* :mod:`.status`: ``/myorders``, the status buttons of customers, partners and admins,
+  and the reason a partner or admin gives for a rejection or cancellation;
 * :mod:`.staff`: ``/storepanel`` for partners and admins;
 * :mod:`.keyboards`: inline keyboards and the callback data they carry.
 """
@@ -26,15 +27,32 @@ from plugins.orders.bot.checkout import (
     show_cart,
 )
 from plugins.orders.bot.staff import store_panel
-from plugins.orders.bot.status import my_orders, status_button
+from plugins.orders.bot.status import (
+    StaffReason,
+    my_orders,
+    reason_cancel,
+    reason_skip,
+    reason_text,
+    status_button,
+)
 
 __all__ = ["Checkout", "build_router"]
 
 
 def _staff_router(tenant: Tenant) -> Router:
-    """Partners' and admins' status buttons (role code ``p`` or ``a``) and ``/storepanel``."""
+    """Partners' and admins' status buttons (role code ``p`` or ``a``), their reasons, ``/storepanel``."""
     staff = Router(name=f"orders.staff:{tenant.id}")
-    staff.message.register(store_panel, Command("storepanel"), HasRole("partner", "admin"))
+    staff_only = HasRole("partner", "admin")
+    staff.message.register(store_panel, Command("storepanel"), staff_only)
+    # The reason asked for after a reject or cancel button (plugins.orders.bot.status).
+    staff.message.register(reason_cancel, StaffReason.reason, Command("cancel"), staff_only)
+    staff.message.register(
+        reason_skip, StaffReason.reason, Command("skip"), staff_only, flags=BOT_WRITE
+    )
+    staff.message.register(
+        reason_text, StaffReason.reason, F.text & ~F.text.startswith("/"), staff_only,
+        flags=BOT_WRITE,
+    )  # fmt: skip
     staff.callback_query.filter(HasRole("partner", "admin"))
     staff.callback_query.register(
         status_button, F.data.startswith("os:"), F.data.regexp(r":[pa]$"), flags=BOT_WRITE
