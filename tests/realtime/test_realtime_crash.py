@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import _flood_plugin
 import httpx
+from _realtime_process import RuntimeProcess
 from _realtime_support import (
-    RuntimeProcess,
     add_market,
     assert_increasing,
     create_order,
