@@ -283,3 +283,36 @@ async def test_a_group_no_tenant_enables_still_acknowledges_every_event(tenantry
         assert time.monotonic() < deadline, group
         await asyncio.sleep(0.02)
     assert _titles(sample) == ["a", "b", "c", "d"]
+
+
+async def test_the_outbox_row_goes_with_commit_and_is_there_for_every_later_statement(
+    tenantry, sample
+):
+    """The row waits for the COMMIT's query, but any statement after the publish sees it
+    (it is sent first), a savepoint rolled back takes its row with it, and a payload that
+    holds dollar signs and quotes arrives as it was published."""
+    _, tenant = await _start(tenantry, sample)
+    tricky = {"title": "it's $o$ a $$ test $o", "note": "\\' -- ;COMMIT; $tag$"}
+    async with tenant.db.transaction() as conn:
+        await tenant.publish("sample.created", tricky, conn=conn)
+        assert await conn.fetchval("SELECT count(*) FROM tenantry_outbox") == 1
+        async with conn.transaction():  # a savepoint released: its row stays
+            await tenant.publish("sample.created", {"title": "inner"}, conn=conn)
+        with pytest.raises(RuntimeError, match="undo"):
+            async with conn.transaction():
+                await tenant.publish("sample.created", {"title": "undone"}, conn=conn)
+                raise RuntimeError("undo")
+        await tenant.publish("sample.created", {"title": "last"}, conn=conn)
+    assert await tenant.events_delivered()
+    assert [payload for _, _, payload in sample.EVENTS] == [
+        tricky,
+        {"title": "inner"},
+        {"title": "last"},
+    ]
+    outbox = await tenantry.sql(
+        f'SELECT count(*) AS n FROM "{tenant.config.schema}".tenantry_outbox'
+    )
+    assert outbox == [{"n": 0}]
+    # The connection went back to the pool with nothing kept: the next block sends only its own.
+    async with tenant.db.transaction() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tenantry_outbox") == 0

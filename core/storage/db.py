@@ -29,6 +29,7 @@ __all__ = [
     "TenantBusy",
     "TenantConnection",
     "TenantDB",
+    "as_tenant_connection",
     "create_pool",
 ]
 
@@ -58,15 +59,78 @@ class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
     override point) sends nothing. Savepoints of nested ``transaction()``
     blocks are untouched. Set as the pool's ``connection_class`` by
     :func:`create_pool`.
+
+    Inside a :meth:`TenantDB.transaction` block, :meth:`defer_to_commit`
+    keeps a statement (the outbox row of :func:`core.events.outbox.write_event`)
+    to send in the same simple query as ``COMMIT``. Whatever the connection
+    sends before that (a statement, a savepoint, its release or rollback)
+    sends the kept statement first, or drops it on ``ROLLBACK``, so it runs
+    where it would have run at once: only its round trip is saved. (Not
+    covered: a ``PreparedStatement`` prepared before the kept statement and
+    run after it, which asyncpg sends straight to its protocol; neither the
+    core nor the built-in plugins use prepared statement objects.)
     """
 
-    __slots__ = ("_begin_tail", "_commit_tail", "_session_reset")
+    __slots__ = ("_begin_tail", "_commit_tail", "_deferrable", "_deferred", "_session_reset")
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._begin_tail: str | None = None
         self._commit_tail: str | None = None
+        self._deferred: str | None = None
+        self._deferrable = False
         self._session_reset = False
+
+    def allow_deferred(self, allowed: bool) -> None:
+        """Let :meth:`defer_to_commit` keep statements (True, in a transaction block) or not.
+
+        Called by :meth:`TenantDB.transaction` only: its block ends in asyncpg's
+        ``COMMIT`` or ``ROLLBACK``, which sends or drops what was kept. False
+        stops keeping more; what is kept stays for that ``COMMIT``.
+        """
+        self._deferrable = allowed
+
+    def defer_to_commit(self, statement: str) -> bool:
+        """Send ``statement`` (simple-query SQL, literals only) with this transaction's ``COMMIT``.
+
+        Returns:
+            True when it was kept; False outside a :meth:`TenantDB.transaction`
+            block, where the caller sends it itself.
+        """
+        if not self._deferrable:
+            return False
+        self._deferred = statement if self._deferred is None else f"{self._deferred};{statement}"
+        return True
+
+    def discard_deferred(self) -> None:
+        """Forget a kept statement (the transaction is over) and keep no more."""
+        self._deferred = None
+        self._deferrable = False
+
+    async def _send_deferred(self) -> None:
+        """Send the kept statements now, before anything else is sent."""
+        statement, self._deferred = self._deferred, None
+        if statement is not None:
+            await super().execute(statement)
+
+    async def _get_statement(self, *args: Any, **kwargs: Any) -> Any:
+        # asyncpg prepares (or finds in its cache) every extended-protocol
+        # statement here: fetch*, execute with arguments, executemany,
+        # prepare, cursors (tests/test_core_events.py checks that a statement
+        # after a publish sees its row).
+        if self._deferred is not None:
+            await self._send_deferred()
+        return await super()._get_statement(*args, **kwargs)
+
+    async def _copy_in(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred is not None:
+            await self._send_deferred()
+        return await super()._copy_in(*args, **kwargs)
+
+    async def _copy_out(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred is not None:
+            await self._send_deferred()
+        return await super()._copy_out(*args, **kwargs)
 
     def with_begin(self, statement: str) -> None:
         """Send ``statement`` with the next transaction's ``BEGIN`` (see :meth:`began_with`)."""
@@ -98,19 +162,34 @@ class TenantConnection(asyncpg.Connection):  # type: ignore[misc]
         return super().get_reset_query()
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
-        """:meth:`asyncpg.Connection.execute`, adding the armed statements to ``BEGIN``/``COMMIT``."""
+        """:meth:`asyncpg.Connection.execute`, adding the armed statements to ``BEGIN``/``COMMIT``.
+
+        A statement kept by :meth:`defer_to_commit` goes first in the
+        ``COMMIT``'s query, is dropped by a ``ROLLBACK`` (not ``ROLLBACK
+        TO``), and is sent on its own before any other query.
+        """
         if not args:
-            if self._begin_tail is not None and query.startswith("BEGIN"):
-                query, self._begin_tail = query + self._begin_tail, None
-            elif self._commit_tail is not None and query == "COMMIT;":
+            if query.startswith("BEGIN"):
+                self._deferred = None  # kept in no open transaction: never sent
+                if self._begin_tail is not None:
+                    query, self._begin_tail = query + self._begin_tail, None
+            elif query == "COMMIT;":
+                if self._deferred is not None:
+                    query, self._deferred = f"{self._deferred};{query}", None
+                if self._commit_tail is None:
+                    return await super().execute(query, timeout=timeout)
                 query, self._commit_tail = query + self._commit_tail, None
                 status = await super().execute(query, timeout=timeout)
                 self._session_reset = True
                 return status
+            elif query.startswith("ROLLBACK") and not query.startswith("ROLLBACK TO"):
+                self._deferred = None
+        if self._deferred is not None:
+            await self._send_deferred()
         return await super().execute(query, *args, timeout=timeout)
 
 
-def _carrier(conn: Any) -> TenantConnection | None:
+def as_tenant_connection(conn: Any) -> TenantConnection | None:
     """The pooled connection as a :class:`TenantConnection`, or None for another connection class.
 
     By its methods: a pool's connection is a proxy, and asyncpg's
@@ -286,17 +365,25 @@ class TenantDB:
         await self._take_slot()
         try:
             async with self.pool.acquire() as conn:
-                carrier = _carrier(conn)
+                carrier = as_tenant_connection(conn)
                 if carrier is not None:
                     carrier.with_begin(first)
-                async with conn.transaction(isolation=isolation):
-                    if carrier is None or not carrier.began_with():
-                        await conn.execute(self._set_local_path)
-                        if lock is not None:
-                            await conn.execute(_LOCK, lock)
-                    yield conn
-                    if carrier is not None and not self.transaction_pooling:
-                        carrier.reset_with_commit()
+                try:
+                    async with conn.transaction(isolation=isolation):
+                        if carrier is None or not carrier.began_with():
+                            await conn.execute(self._set_local_path)
+                            if lock is not None:
+                                await conn.execute(_LOCK, lock)
+                        if carrier is not None:
+                            carrier.allow_deferred(True)
+                        yield conn
+                        if carrier is not None:
+                            carrier.allow_deferred(False)
+                            if not self.transaction_pooling:
+                                carrier.reset_with_commit()
+                finally:
+                    if carrier is not None:
+                        carrier.discard_deferred()
         finally:
             self._slots.release()
 

@@ -8,7 +8,7 @@ from _round_trips import RoundTrips
 from core.testing.updates import webapp_init_data
 
 
-async def test_an_api_create_makes_five_postgres_and_three_redis_round_trips(tenantry, monkeypatch):
+async def test_an_api_create_makes_four_postgres_and_three_redis_round_trips(tenantry, monkeypatch):
     config = add_restaurant(tenantry)
     await tenantry.start()
     day = future_day()
@@ -30,11 +30,12 @@ async def test_an_api_create_makes_five_postgres_and_three_redis_round_trips(ten
     assert response.status_code == 201, response.text
     calls = trips.of_request("INSERT INTO bookings")
     # BEGIN with SET LOCAL search_path, resources + holds, the booking with its
-    # holds and history, the outbox row + NOTIFY, COMMIT with the session reset
-    # (so the pool's release sends nothing).
-    assert len(calls["postgres"]) == 5, "\n".join(calls["postgres"])
+    # holds and history, and the outbox row + NOTIFY with COMMIT and the
+    # session reset (so the pool's release sends nothing).
+    assert len(calls["postgres"]) == 4, "\n".join(calls["postgres"])
     assert calls["postgres"][0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED;SET LOCAL")
-    assert calls["postgres"][-1].startswith("COMMIT;SELECT pg_advisory_unlock_all();")
+    assert calls["postgres"][-1].startswith("INSERT INTO tenantry_outbox ")
+    assert ";COMMIT;SELECT pg_advisory_unlock_all();" in calls["postgres"][-1]
     # The rate-limit script, the Idempotency-Key claim and the stored answer.
     assert len(calls["redis"]) == 3, "\n".join(calls["redis"])
     booking = response.json()
@@ -78,8 +79,9 @@ async def test_a_customer_create_under_the_cap_adds_only_the_count(tenantry, mon
     calls = trips.of_request("INSERT INTO bookings")
     # BEGIN with SET LOCAL search_path and the user's lock, resources + holds,
     # the user's active bookings that day (a later statement than the lock),
-    # the booking, the outbox row + NOTIFY, COMMIT with the session reset.
-    assert len(calls["postgres"]) == 6, "\n".join(calls["postgres"])
+    # the booking, and the outbox row + NOTIFY with COMMIT and the session reset.
+    assert len(calls["postgres"]) == 5, "\n".join(calls["postgres"])
     assert "hashtextextended('tenantry:booking-cap:" in calls["postgres"][0]
     assert calls["postgres"][2].startswith("SELECT count(*) FROM bookings WHERE user_id = $1")
-    assert calls["postgres"][-1].startswith("COMMIT;SELECT pg_advisory_unlock_all();")
+    assert calls["postgres"][-1].startswith("INSERT INTO tenantry_outbox ")
+    assert ";COMMIT;SELECT pg_advisory_unlock_all();" in calls["postgres"][-1]

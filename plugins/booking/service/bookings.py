@@ -198,9 +198,9 @@ async def _book(
     with SET LOCAL search_path (``tenant.db.transaction()``), one read of
     the resources and the holds around ``start``, one statement writing the
     booking, its holds and its history rows and answering the booking
-    (``create_booking.sql``), the outbox row with its NOTIFY
-    (``tenant.publish``), and COMMIT with the session reset (so the pool's
-    release sends nothing): 5. A user with a cap adds one: the count, after
+    (``create_booking.sql``), and the outbox row with its NOTIFY
+    (``tenant.publish``), COMMIT and the session reset in one query (so the
+    pool's release sends nothing): 4. A user with a cap adds one: the count, after
     the user's lock (sent with BEGIN, ``transaction(lock=...)``), since only a
     later statement than the lock sees the bookings committed while it waited.
     The free allocations are read once, in the first attempt's transaction;

@@ -302,8 +302,8 @@ async def create_order(
     # the share-locked items (a later statement than the lock, so it counts
     # what committed while this one waited); one statement writing the order,
     # its lines and its history row (create_order.sql); the outbox row with
-    # its NOTIFY (tenant.publish); COMMIT with the session reset (the pool's
-    # release sends nothing): 5.
+    # its NOTIFY (tenant.publish), COMMIT and the session reset in one query
+    # (the pool's release sends nothing): 4.
     cap, lock = None, None
     if settings.max_active_orders_per_customer:
         cap = _customer_cap(tenant, settings, customer_id)
