@@ -316,3 +316,29 @@ async def test_the_outbox_row_goes_with_commit_and_is_there_for_every_later_stat
     # The connection went back to the pool with nothing kept: the next block sends only its own.
     async with tenant.db.transaction() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tenantry_outbox") == 0
+
+
+async def test_an_outbox_row_postgresql_refuses_fails_the_commit_and_leaves_nothing(
+    tenantry, sample
+):
+    """jsonb refuses ``\\u0000``: sent with the COMMIT, the row fails it, the whole block
+    rolls back (the change it described too), and the pooled connection serves again."""
+    import asyncpg
+
+    _, tenant = await _start(tenantry, sample)
+    schema = tenant.config.schema
+    with pytest.raises(asyncpg.PostgresError):
+        async with tenant.db.transaction() as conn:
+            await conn.execute("CREATE TABLE probe_commit (n int)")
+            await tenant.publish("sample.created", {"title": "nul \x00 inside"}, conn=conn)
+    tables = await tenantry.sql(
+        f"SELECT count(*) AS n FROM pg_tables WHERE schemaname = '{schema}' "
+        "AND tablename = 'probe_commit'"
+    )
+    assert tables == [{"n": 0}]
+    for _ in range(3):  # every connection of the small pool is usable again
+        async with tenant.db.transaction() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM tenantry_outbox") == 0
+    await tenant.publish("sample.created", {"title": "after"})
+    assert await tenant.events_delivered()
+    assert [payload for _, _, payload in sample.EVENTS] == [{"title": "after"}]
