@@ -23,6 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
 from core.http.serving import SERVER_SEND
 
 __all__ = ["FRAME_BYTES", "Wire"]
@@ -30,8 +33,6 @@ __all__ = ["FRAME_BYTES", "Wire"]
 FRAME_BYTES = "tenantry.frame_bytes"
 """Key of a shared ``websocket.send`` message that holds its serialized text frame (servers
 ignore keys they do not know, ASGI 3.0)."""
-
-_OPEN: Any = None
 
 
 class Wire:
@@ -49,7 +50,6 @@ class Wire:
     @classmethod
     def of(cls, scope: dict[str, Any]) -> Wire | None:
         """The wire of the connection of ``scope``, or None when only the ASGI path serves it."""
-        global _OPEN
         server_send = scope.get(SERVER_SEND)
         protocol = getattr(server_send, "__self__", None)
         if protocol is None or type(protocol).__name__ != "WebSocketsSansIOProtocol":
@@ -57,10 +57,6 @@ class Wire:
         conn = getattr(protocol, "conn", None)
         if conn is None or getattr(conn, "extensions", None) != [] or not _has_state(protocol):
             return None
-        if _OPEN is None:
-            from websockets.protocol import State
-
-            _OPEN = State.OPEN
         return cls(protocol)
 
     def write(self, message: dict[str, Any]) -> bool:
@@ -76,7 +72,7 @@ class Wire:
             protocol.close_sent
             or protocol.disconnected
             or not protocol.writable.is_set()
-            or protocol.conn.state is not _OPEN
+            or protocol.conn.state is not State.OPEN
         ):
             return False
         transport = protocol.transport
@@ -102,6 +98,4 @@ def _has_state(protocol: Any) -> bool:
 
 
 def _serialize(text: str) -> bytes:
-    from websockets.frames import Frame, Opcode
-
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
