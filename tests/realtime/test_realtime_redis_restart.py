@@ -83,6 +83,8 @@ async def test_sockets_get_every_order_live_after_redis_restarts(tmp_path, tenan
             await later.close()
         await across.close()
     finally:
-        await harness.stop()
-        await harness.cleanup()
-        redis.kill()
+        try:
+            await harness.stop()
+            await harness.cleanup()
+        finally:
+            redis.kill()  # also when the harness fails to stop: no redis-server outlives the test
