@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
@@ -52,7 +53,7 @@ class Wire:
         """The wire of the connection of ``scope``, or None when only the ASGI path serves it."""
         server_send = scope.get(SERVER_SEND)
         protocol = getattr(server_send, "__self__", None)
-        if protocol is None or type(protocol).__name__ != "WebSocketsSansIOProtocol":
+        if not isinstance(protocol, WebSocketsSansIOProtocol):
             return None
         conn = getattr(protocol, "conn", None)
         if conn is None or getattr(conn, "extensions", None) != [] or not _has_state(protocol):

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from core.testing.plugin import free_port
 
 __all__ = ["RuntimeProcess"]
 
@@ -26,9 +32,6 @@ class RuntimeProcess:
     """
 
     def __init__(self, tenantry: Any, env: dict[str, str], name: str):
-        import os
-        from pathlib import Path
-
         tests = Path(__file__).resolve().parent.parent
         self.runner = Path(__file__).resolve().parent / "realtime_runtime.py"
         self.cwd = tests.parent
@@ -57,12 +60,6 @@ class RuntimeProcess:
         Raises:
             AssertionError: it exited, or did not serve within ``timeout`` seconds.
         """
-        import os
-        import sys
-        from pathlib import Path
-
-        from core.testing.plugin import free_port
-
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         # REALTIME_LOG=path keeps the runtime processes' logs for debugging.
@@ -92,7 +89,6 @@ class RuntimeProcess:
 
     def rss_bytes(self) -> int:
         """Its resident set size (``VmRSS`` of ``/proc/<pid>/status``), bytes."""
-        from pathlib import Path
 
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -107,7 +103,6 @@ class RuntimeProcess:
 
     async def stop(self) -> None:
         """SIGINT it (a graceful shutdown); SIGKILL after 20 s."""
-        import signal
 
         if self.process is None or self.process.returncode is not None:
             return

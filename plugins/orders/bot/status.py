@@ -46,8 +46,16 @@ class StaffReason(StatesGroup):
     reason = State()
 
 
-def _move_refused(tenant: Tenant, order_id: int, exc: TransitionError) -> str:
-    """``orders.refused`` for a move the machine refused, with the states' labels."""
+def _stale(seen: str | None, exc: TransitionError) -> bool:
+    """True when the move was refused because the order left the state the button showed."""
+    return seen is not None and exc.current != seen
+
+
+def _refusal(tenant: Tenant, order_id: int, seen: str | None, exc: TransitionError) -> str:
+    """What the actor is told of a refused move: ``orders.stale`` when the order moved
+    since ``seen``, else ``orders.refused`` with the states' labels."""
+    if _stale(seen, exc):
+        return tenant.text("orders.stale", id=order_id, status=status_label(tenant, exc.current))
     reason = tenant.text(
         "orders.move_refused",
         id=order_id,
@@ -124,14 +132,9 @@ async def status_button(
             tenant, order_id, target, actor=actor, as_role=role, expected=seen
         )
     except TransitionError as exc:
-        if seen is not None and exc.current != seen:
-            await callback.answer(
-                tenant.text("orders.stale", id=order_id, status=status_label(tenant, exc.current)),
-                show_alert=True,
-            )
+        await callback.answer(_refusal(tenant, order_id, seen, exc), show_alert=True)
+        if _stale(seen, exc):
             await _refresh(callback, tenant, order_id, role)
-        else:
-            await callback.answer(_move_refused(tenant, order_id, exc), show_alert=True)
         return
     except ApiError:
         await callback.answer(tenant.text("orders.not_yours"), show_alert=True)
@@ -225,11 +228,7 @@ async def _move_with_reason(
             expected=pending["seen"],
         )
     except TransitionError as exc:
-        if pending["seen"] is not None and exc.current != pending["seen"]:
-            current = status_label(tenant, exc.current)
-            await message.answer(tenant.text("orders.stale", id=order_id, status=current))
-        else:
-            await message.answer(_move_refused(tenant, order_id, exc))
+        await message.answer(_refusal(tenant, order_id, pending["seen"], exc))
         return
     except ApiError:
         await message.answer(tenant.text("orders.not_yours"))
