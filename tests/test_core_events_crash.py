@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from runtime_procs import kill_all, runtime_env, spawn_runtime
 
 
@@ -92,6 +93,20 @@ class RedisLine:
             writer.close()
 
 
+async def _wait_acknowledged(redis, queue: str, group: str, timeout: float = 10.0) -> None:
+    """Until ``group`` has no pending entry on any of ``queue``'s event streams."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        pending = 0
+        async for stream in redis.scan_iter(f"{queue}:events:*"):
+            with contextlib.suppress(ResponseError):  # a stream without that group
+                pending += (await redis.xpending(stream, group))["pending"]
+        if pending == 0:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{group}: {pending} pending"
+        await asyncio.sleep(0.02)
+
+
 async def test_kill_9_between_commit_and_delivery_then_restart_delivers_once_per_group(
     tenantry, tenantry_database_url, tenantry_redis_url, bot_api
 ):
@@ -118,6 +133,9 @@ async def test_kill_9_between_commit_and_delivery_then_restart_delivers_once_per
         # beta handled both; alpha holds "hang" (and so never read "quiet") when the process dies.
         await _wait_for_list(redis, handled_list, {f"beta:{hang_id}", f"beta:{quiet_id}"})
         assert await redis.lrange(handled_list, 0, -1) == [f"beta:{hang_id}", f"beta:{quiet_id}"]
+        # Handled is not yet finished (its marker and XACK follow the handler): kill only
+        # once beta acknowledged both, so a second beta delivery would be the bug tested for.
+        await _wait_acknowledged(redis, queue, "beta")
         first.send_signal(signal.SIGKILL)
         await first.wait()
 
